@@ -1,0 +1,66 @@
+# Taskyard developer commands. `make help` lists them.
+# Everything runs from .venv, created on first use from requirements*.txt.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Development and tests default to DEBUG on; production sets DEBUG/SECRET_KEY itself.
+export DEBUG ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format worker beat flower redis migrate bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskyard needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@touch $@
+
+# A stamp per requirements file: reinstall only when the file changes.
+$(VENV)/.installed-run: requirements.txt $(VENV)/.python-ok
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.python-ok
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run ## Start web, worker, beat and Flower (embedded SQLite/Redis by default)
+	$(PY) -m devstack run
+
+test: $(VENV)/.installed-dev ## Run the test suite (PYTEST_ARGS="-k name" to select)
+	$(PY) -m devstack test $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev ## ruff check + ruff format --check + missing migrations
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: $(VENV)/.installed-dev ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: $(VENV)/.installed-run ## Apply database migrations
+	$(PY) manage.py migrate
+
+redis: $(VENV)/.installed-run ## Only the embedded Redis, in the foreground (for make worker/beat/flower)
+	$(PY) -m devstack redis
+
+worker: $(VENV)/.installed-run ## One Celery worker on all queues (needs REDIS_URL or `make redis`)
+	$(VENV)/bin/celery -A config worker --loglevel=INFO
+
+beat: $(VENV)/.installed-run ## The Celery beat scheduler (DatabaseScheduler)
+	$(VENV)/bin/celery -A config beat --loglevel=INFO
+
+flower: $(VENV)/.installed-run ## Flower on http://127.0.0.1:5555 behind basic auth
+	$(PY) manage.py flower
+
+bench: $(VENV)/.installed-dev ## Benchmarks under bench/ (print ratios against bare Celery)
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
+	rm -rf var

@@ -1,0 +1,1 @@
+"""Customers, contracts, service events, invoices, tax, PDFs and payments."""

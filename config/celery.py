@@ -1,0 +1,33 @@
+"""The Celery application of Taskyard.
+
+Configuration comes from Django settings (the ``CELERY_`` names in config/settings.py);
+tasks are discovered in each installed app's ``tasks.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from celery import Celery
+from django.core.exceptions import ImproperlyConfigured
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("taskyard", task_cls="queueing.base:TaskyardTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def _check_settings() -> None:
+    """Load settings now, so `celery worker` with a bad variable stops with one clear
+    line instead of a traceback from deep inside worker start-up."""
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - forces the settings module to load
+    except ImproperlyConfigured as exc:
+        sys.exit(f"taskyard: configuration error: {exc}")
+
+
+_check_settings()

@@ -1,0 +1,277 @@
+"""Taskyard settings: one module, read from the environment.
+
+Every variable is documented in ``.env.example``; a malformed value stops the process at
+start with a message naming the variable (see ``config/env.py``). Development defaults are
+safe and local (SQLite under ``var/``, an embedded Redis on a unix socket); production
+secrets have no defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+from config.env import (
+    broker_url_from_redis_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    parse_redis_url,
+    sqlite_database,
+)
+from devstack import embedded_redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime state of a development install: SQLite file, embedded Redis data, logs.
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+# --- Core -----------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", default=False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off; set SECRET_KEY, or DEBUG=1 for "
+            "local development (make run and make test set DEBUG=1 for you)"
+        )
+    SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 - DEBUG only
+
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_celery_results",
+    "queueing",
+    "billing",
+    "notifications",
+    "routing",
+    "datasync",
+    "maintenance",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "queueing.context_processors.links",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+
+_database_url = env_str("DATABASE_URL")
+DATABASES = {
+    "default": (
+        parse_database_url(_database_url, base_dir=BASE_DIR)
+        if _database_url
+        else sqlite_database(VAR_DIR / "taskyard.sqlite3")
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Redis (broker, cache, locks) -----------------------------------------------------
+
+# Unset: the embedded Redis that `make run` / `make test` start (devstack/embedded_redis.py).
+EMBEDDED_REDIS_DIR = embedded_redis.data_dir_for(VAR_DIR)
+_redis_url = env_str("REDIS_URL")
+REDIS_URL = (
+    parse_redis_url(_redis_url) if _redis_url else embedded_redis.url_for(EMBEDDED_REDIS_DIR)
+)
+REDIS_IS_EMBEDDED = not _redis_url
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "taskyard",
+        "TIMEOUT": 300,
+    }
+}
+
+# --- Celery ---------------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+
+CELERY_BROKER_URL = broker_url_from_redis_url(REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# JSON only: pickle lets anyone who can write to the broker run code on the workers.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+
+# Results live in the database (django-celery-results), with task name, args, worker
+# and queue (result_extended), so admin and AsyncResult can show them.
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_RESULT_EXPIRES = None  # retention is ours (maintenance), not celery.backend_cleanup
+
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+
+# Events for Flower: workers report task-started/succeeded/failed, clients task-sent.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+
+# --- Reliable delivery ------------------------------------------------------------
+# Measured on these machines with Celery 5.7 on Redis: without acks_late plus
+# reject/retry-on-worker-lost, a SIGKILLed pool process loses the task it was running.
+
+# Acknowledge after the task returns, not when it is received: a worker that dies
+# mid-task leaves the message unacknowledged, and the broker redelivers it.
+CELERY_TASK_ACKS_LATE = True
+# acks_late alone still acks when the pool process is killed (WorkerLostError). Retry
+# it the way Task.retry() would (new in 5.7), so max_retries bounds a task that kills
+# its process every time instead of looping forever ...
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
+# ... and if sending that retry fails (broker blip), requeue the original message.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Prefetch one message per process: with acks_late a prefetched message is invisible to
+# other workers until this one frees up, and lost with it if the worker dies.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# Hard and soft time limits for every task (a task may lower them). The hard limit kills
+# the pool process; the soft one raises SoftTimeLimitExceeded so the task can clean up.
+CELERY_TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 30 * 60, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 60)
+
+# Redis redelivers an unacknowledged message after the visibility timeout. It must be
+# longer than any task's hard time limit, or a long task still running is delivered to a
+# second worker and runs twice (kombu#337). Also bounds countdown/ETA lengths, which is
+# why later issues keep delayed jobs in the database instead of in ETAs.
+BROKER_VISIBILITY_TIMEOUT = env_int(
+    "BROKER_VISIBILITY_TIMEOUT", 2 * CELERY_TASK_TIME_LIMIT, minimum=1
+)
+if BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"BROKER_VISIBILITY_TIMEOUT={BROKER_VISIBILITY_TIMEOUT} must be longer than "
+        f"TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT}, or long tasks are delivered twice"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
+    # Fail a hung connection instead of blocking a publisher or consumer forever.
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    # Ping idle pooled connections so a Redis restart is noticed before a publish.
+    "health_check_interval": 25,
+}
+
+# If the broker connection drops, cancel the tasks this worker is running: with
+# acks_late their messages return to the queue and another worker takes them, while
+# continuing here would let them run twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+
+# Soft shutdown: on a warm shutdown (deploy, Ctrl-C) running tasks get this many seconds
+# to finish before the cold shutdown requeues them, and an idle worker also waits, so a
+# message fetched just before the signal is requeued rather than dropped.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(env_int("WORKER_SOFT_SHUTDOWN_TIMEOUT", 10))
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
+
+# A pool process that leaks memory is replaced after this many KiB resident.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
+
+# --- Queues ---------------------------------------------------------------------------
+# The queues every development worker consumes, with their production concurrency.
+# Seed design values; the full declaration (priorities, rate limits, retention) is
+# the queue-control issue's job.
+TASKYARD_QUEUES: dict[str, dict] = {
+    "default": {"concurrency": 4},
+    "routing": {"concurrency": 2},
+    "billing": {"concurrency": 1},
+    "notifications": {"concurrency": 10},
+    "datasync": {"concurrency": 3},
+    "maintenance": {"concurrency": 1},
+    "external-api": {"concurrency": 8},
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Declared queues only: a typo in a route must fail, not create a queue nobody consumes.
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]
+CELERY_TASK_ROUTES = {
+    f"{app}.tasks.*": {"queue": app}
+    for app in ("routing", "billing", "notifications", "datasync", "maintenance")
+}
+
+# --- Flower ---------------------------------------------------------------------------
+# Flower always runs behind basic auth. In DEBUG a password is generated once into
+# var/flower-password; otherwise FLOWER_PASSWORD is required to start Flower.
+FLOWER_USER = env_str("FLOWER_USER", "admin")
+FLOWER_PASSWORD = env_str("FLOWER_PASSWORD")
+FLOWER_ADDRESS = env_str("FLOWER_ADDRESS", "127.0.0.1")
+FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1)
+FLOWER_URL = env_str("FLOWER_URL", f"http://{FLOWER_ADDRESS}:{FLOWER_PORT}/")
+
+# --- Security -------------------------------------------------------------------------
+
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging --------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""Sync sources (Airtable, REST, CSV), runs, record maps, conflicts, inbound webhooks."""

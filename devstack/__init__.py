@@ -1,0 +1,1 @@
+"""Development tooling: the embedded Redis and the launcher behind `make run` / `make test`."""

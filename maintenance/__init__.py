@@ -1,0 +1,1 @@
+"""Pruning, backups, database optimisation, analytics roll-ups, reaper and alerts."""

@@ -1,0 +1,1 @@
+"""Email, SMS, push and webhook delivery, templates, preferences and reminders."""

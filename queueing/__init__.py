@@ -1,0 +1,1 @@
+"""The platform core: job tracking, enqueue, retry policy, dead letters, queue control."""

@@ -1,0 +1,15 @@
+"""Celery tasks of the platform core."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+# A demo message longer than this is refused by the demo view (not by the task).
+PING_MESSAGE_MAX_LENGTH = 200
+
+
+@shared_task(bind=True, name="queueing.ping")
+def ping(self, message: str = "pong") -> dict:
+    """Echo ``message`` with the name of the worker that ran it: the smallest proof that
+    a web process, the broker, a worker and the result store are wired together."""
+    return {"message": message, "worker": self.request.hostname}

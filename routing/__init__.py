@@ -1,0 +1,1 @@
+"""Depots, vehicles, stops and route plans; vehicle-routing optimisation."""

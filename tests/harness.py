@@ -1,0 +1,180 @@
+"""Real-process test harness: Celery worker processes and waiting with deadlines.
+
+A worker started here is a separate ``celery worker`` OS process (prefork pool), on the
+same Redis as the test and on the test database, so a test sees exactly what production
+does: messages through the broker, results written by another process. Tests that use
+it must use ``@pytest.mark.django_db(transaction=True)`` so their rows are committed and
+visible to the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app as celery_app
+from config.env import database_url_for
+
+T = TypeVar("T")
+
+BASE_DIR = Path(settings.BASE_DIR)
+LOG_DIR = Path(settings.VAR_DIR) / "test-logs"
+# A worker imports Django and connects to Redis and the database before it answers a
+# ping; 60 s covers a cold start on a loaded 2-core CI machine.
+WORKER_START_TIMEOUT = 60.0
+# Warm shutdown lets running tasks finish; past this the process group is killed.
+WORKER_STOP_TIMEOUT = 20.0
+
+
+class ConditionTimeout(AssertionError):
+    pass
+
+
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition",
+) -> T:
+    """Return the first truthy value of ``condition()``, polling until ``timeout``.
+
+    Raises ConditionTimeout naming ``message`` (a string, or a callable that describes
+    the state at the deadline, e.g. a worker's log tail) when the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = message() if callable(message) else message
+            raise ConditionTimeout(f"not true within {timeout:.1f}s: {detail}")
+        time.sleep(interval)
+
+
+def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker process needs to share this test's Redis and database."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for(connection.settings_dict)
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["DEBUG"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """A running ``celery worker`` process group (main process plus pool children)."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    _log_file: object = field(repr=False, default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self, last: int = 60) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-last:])
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def answers_ping(self) -> bool:
+        replies = celery_app.control.ping(destination=[self.name], timeout=0.5)
+        return any(self.name in reply for reply in replies)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once: a host lost, nothing cleaned up."""
+        self._signal_group(signal.SIGKILL)
+        self.process.wait()
+        self._close_log()
+
+    def stop(self) -> None:
+        """Warm shutdown by PID; kill the group if it does not exit in time."""
+        if self.is_alive():
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(WORKER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.process.wait()
+        # Pool children outlive a killed main process unless their group is killed too.
+        self._signal_group(signal.SIGKILL)
+        self._close_log()
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def start_worker(
+    *,
+    concurrency: int = 2,
+    queues: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    name: str | None = None,
+) -> WorkerProcess:
+    """Start a ``celery worker`` process and return once it answers a control ping."""
+    name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{name.split('@')[0]}.log"
+    argv = [
+        sys.executable, "-m", "celery", "-A", "config", "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency}",
+        f"--hostname={name}",
+        # Test-only tasks (tests/worker_tasks.py) are registered in the worker too.
+        "--include=tests.worker_tasks",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    if queues:
+        argv.append(f"--queues={','.join(queues)}")
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        argv,
+        cwd=BASE_DIR,
+        env=worker_environment(env),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stop() reaches the pool
+    )
+    worker = WorkerProcess(name, process, log_path, log_file)
+
+    def ready() -> bool:
+        if not worker.is_alive():
+            raise AssertionError(f"worker {name} exited at start:\n{worker.log()}")
+        return worker.answers_ping()
+
+    try:
+        wait_until(
+            ready,
+            timeout=WORKER_START_TIMEOUT,
+            interval=0.2,
+            message=lambda: f"worker {name} ready; its log:\n{worker.log()}",
+        )
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
