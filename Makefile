@@ -32,7 +32,7 @@ run: $(VENV)/.installed-run ## Start web, worker, beat and Flower (embedded SQLi
 	$(PY) -m devstack run
 
 test: $(VENV)/.installed-dev ## Run the test suite (PYTEST_ARGS="-k name" to select)
-	$(PY) -m devstack test $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## ruff check + ruff format --check + missing migrations
 	$(VENV)/bin/ruff check .

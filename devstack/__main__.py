@@ -1,13 +1,13 @@
-"""The development stack behind `make run` and `make test`.
+"""The development stack behind `make run`.
 
     python -m devstack run            migrate, ensure an admin, start everything
-    python -m devstack test [ARGS]    run pytest (ARGS passed on)
     python -m devstack redis          only the embedded Redis, in the foreground
 
-Both `run` and `test` start the embedded Redis (devstack/embedded_redis.py) when REDIS_URL is
-unset, and stop it when they end, however they end. `run` hands the web server, worker,
-beat and Flower to honcho (see Procfile); Ctrl-C stops honcho's processes first and Redis
-last, so a worker finishing its current task can still acknowledge it.
+`run` starts the embedded Redis (devstack/embedded_redis.py) when REDIS_URL is unset, and
+stops it when it ends, however it ends (the tests start their own: tests/broker.py).
+`run` hands the web server, worker, beat and Flower to honcho (see Procfile); Ctrl-C stops
+honcho's processes first and Redis last, so a worker finishing its current task can still
+acknowledge it.
 """
 
 from __future__ import annotations
@@ -108,21 +108,6 @@ def run() -> int:
             redis.stop()
 
 
-def test(pytest_args: list[str]) -> int:
-    os.environ.setdefault("DEBUG", "1")
-    settings = _settings()
-    redis = None
-    if settings.REDIS_IS_EMBEDDED:
-        # A Redis of the tests' own, apart from the development one (tests flush it).
-        redis = _start_redis(Path(settings.VAR_DIR) / "test-redis", appendonly=False)
-    try:
-        pytest = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=BASE_DIR)
-        return _wait_ignoring_sigint(pytest)
-    finally:
-        if redis is not None:
-            redis.stop()
-
-
 def redis_only() -> int:
     os.environ.setdefault("DEBUG", "1")
     settings = _settings()
@@ -142,14 +127,12 @@ def redis_only() -> int:
 
 
 def main(argv: list[str]) -> int:
-    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    command = argv[0] if argv else ""
     if command == "run":
         return run()
-    if command == "test":
-        return test(rest)
     if command == "redis":
         return redis_only()
-    sys.exit("usage: python -m devstack run | test [PYTEST ARGS] | redis")
+    sys.exit("usage: python -m devstack run | redis")
 
 
 if __name__ == "__main__":
