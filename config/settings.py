@@ -17,6 +17,7 @@ from config.env import (
     broker_url_from_redis_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -157,7 +158,9 @@ CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 # and queue (result_extended), so admin and AsyncResult can show them.
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
-CELERY_TASK_TRACK_STARTED = True
+# No STARTED rows: the ledger tracks running jobs, and a duplicate delivery that the
+# claim drops must not overwrite a finished job's SUCCESS with STARTED.
+CELERY_TASK_TRACK_STARTED = False
 CELERY_RESULT_EXPIRES = None  # retention is ours (maintenance), not celery.backend_cleanup
 
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -219,25 +222,28 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Soft shutdown: on a warm shutdown (deploy, Ctrl-C) running tasks get this many seconds
 # to finish before the cold shutdown requeues them, and an idle worker also waits, so a
 # message fetched just before the signal is requeued rather than dropped.
-CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = float(env_int("WORKER_SOFT_SHUTDOWN_TIMEOUT", 10))
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float("WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0, minimum=0)
 CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 
 # A pool process that leaks memory is replaced after this many KiB resident.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
 # --- Queues ---------------------------------------------------------------------------
-# The queues every development worker consumes, with their production concurrency.
-# Seed design values; the full declaration (priorities, rate limits, retention) is
-# the queue-control issue's job.
+# The queues every development worker consumes, with their production concurrency and
+# retry defaults (queueing.retry.RetryPolicy fields; a task may override them with the
+# attributes max_attempts / retry_base_delay / retry_max_delay). Seed design values; the
+# full declaration (priorities, rate limits, retention) is the queue-control issue's job.
 TASKYARD_QUEUES: dict[str, dict] = {
     "default": {"concurrency": 4},
     "routing": {"concurrency": 2},
-    "billing": {"concurrency": 1},
-    "notifications": {"concurrency": 10},
+    # Invoices: a double charge is worse than a late one, so fewer, slower retries.
+    "billing": {"concurrency": 1, "retry": {"max_attempts": 3, "base_delay": 30}},
+    "notifications": {"concurrency": 10, "retry": {"max_attempts": 8}},
     "datasync": {"concurrency": 3},
-    "maintenance": {"concurrency": 1},
-    "external-api": {"concurrency": 8},
+    "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
+    "external-api": {"concurrency": 8, "retry": {"max_attempts": 8}},
 }
+TASKYARD_DEFAULT_RETRY = {"max_attempts": 5, "base_delay": 2.0, "max_delay": 3600.0}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared queues only: a typo in a route must fail, not create a queue nobody consumes.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
@@ -246,6 +252,31 @@ CELERY_TASK_ROUTES = {
     f"{app}.tasks.*": {"queue": app}
     for app in ("routing", "billing", "notifications", "datasync", "maintenance")
 }
+
+# --- Job ledger (queueing/, docs/job-ledger.md) ----------------------------------------
+
+# A claimed job is leased for this long; the worker renews the lease every third of it
+# while the body runs. A killed worker's jobs are requeued once their lease expires, so
+# this is also how long a lost job waits before it runs again.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30, minimum=2)
+# Arguments are stored in the ledger and in the message; a quarter of a MiB is far more
+# than ids and small values need, and keeps a flood of jobs from filling Redis.
+JOB_ARGS_MAX_BYTES = env_int("JOB_ARGS_MAX_BYTES", 256 * 1024, minimum=1024)
+# The relay's tick: how late a due job or a failed publish can be picked up.
+RELAY_INTERVAL_SECONDS = env_float("RELAY_INTERVAL_SECONDS", 1.0, minimum=0.05)
+# Rows the relay handles per query; a backlog drains in several quick batches rather
+# than in one long transaction.
+RELAY_BATCH_SIZE = env_int("RELAY_BATCH_SIZE", 500, minimum=1)
+# A queued job published this long ago, whose broker queue is empty, was lost by the
+# broker (or its message is stuck in a dead consumer): publish it again. A duplicate is
+# harmless, since the claim absorbs it.
+RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 60, minimum=1)
+# Grace before the relay publishes a queued job that was never published: the caller's
+# own after-commit publish is normally already on its way.
+RELAY_PUBLISH_GRACE_SECONDS = 2.0
+# Results bigger than this are summarised in Job.result (the full value is still in the
+# results table).
+JOB_RESULT_SUMMARY_MAX_BYTES = 16 * 1024
 
 # --- Flower ---------------------------------------------------------------------------
 # Flower always runs behind basic auth. In DEBUG a password is generated once into

@@ -1,18 +1,240 @@
 """The base class of every Taskyard task (``Celery(task_cls=...)`` in config/celery.py).
 
-Settings hold the project-wide delivery guarantees; this class holds what Celery only
-lets a task class decide.
+It makes every task of the project tracked by the job ledger:
+
+- ``delay()`` / ``apply_async()`` go through ``queueing.ledger.enqueue``: a Job row in the
+  caller's transaction, the message published after commit.
+- On the worker, ``__call__`` claims the job (or adopts a message published without the
+  ledger), keeps its lease while the body runs, and records the outcome under the fencing
+  token; a failure goes through the retry policy to ``retrying`` or ``dead``.
+
+Celery's own tasks (``celery.*``: chord_unlock, backend_cleanup...) and tasks declared with
+``tracked = False`` keep plain Celery behaviour. See docs/job-ledger.md.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 from celery import Task
+from celery.exceptions import Ignore, Retry
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 # Celery re-sends a task whose pool process died (task_retry_on_worker_lost) after
-# ``default_retry_delay`` seconds; its default of 3 minutes leaves a killed job idle for no
-# reason, since a crash is not a failure of the remote side that needs time to heal.
+# ``default_retry_delay`` seconds. For tracked tasks the ledger's lease decides instead
+# (the re-sent message is dropped by the claim), so this only matters for untracked ones,
+# where Celery's 3-minute default leaves a killed task idle for no reason.
 WORKER_LOST_RETRY_DELAY_SECONDS = 5
+
+# apply_async options that the ledger models itself.
+_LEDGER_OPTIONS = ("queue", "priority", "countdown", "eta", "unique_key", "max_attempts")
+
+
+class RetryRequested(Exception):
+    """Raised by TaskyardTask.retry(): the ledger schedules the next attempt."""
+
+    def __init__(self, exc: BaseException | None, countdown: float | None):
+        super().__init__(repr(exc) if exc else "retry requested")
+        self.exc = exc
+        self.countdown = countdown
 
 
 class TaskyardTask(Task):
     default_retry_delay = WORKER_LOST_RETRY_DELAY_SECONDS
+    #: Set False on a task to opt out of the ledger (plain Celery semantics).
+    tracked = True
+    #: Run the body and the recording of its success in one database transaction, so
+    #: the body's own writes commit exactly once, only under a valid lease.
+    atomic = False
+    #: Override the queue's retry defaults (queueing.retry.RetryPolicy).
+    max_attempts: int | None = None
+    retry_base_delay: float | None = None
+    retry_max_delay: float | None = None
+
+    @property
+    def is_tracked(self) -> bool:
+        return bool(self.tracked) and not self.name.startswith("celery.")
+
+    # --- client side ---------------------------------------------------------------
+
+    def apply_async(
+        self,
+        args=None,
+        kwargs=None,
+        task_id=None,
+        producer=None,
+        link=None,
+        link_error=None,
+        shadow=None,
+        **options,
+    ):
+        if not self.is_tracked or self.app.conf.task_always_eager:
+            return super().apply_async(
+                args, kwargs, task_id, producer, link, link_error, shadow, **options
+            )
+        from queueing.execution import job_exists
+        from queueing.ledger import enqueue
+
+        if task_id and job_exists(task_id):
+            # Celery re-sending a job the ledger already has (its worker-lost retry):
+            # publish only; the claim drops it unless the job is really queued.
+            return super().apply_async(
+                args, kwargs, task_id, producer, link, link_error, shadow, **options
+            )
+        ledger = {key: options.pop(key, None) for key in _LEDGER_OPTIONS}
+        for key, value in (("link", link), ("link_error", link_error), ("shadow", shadow)):
+            if value is not None:
+                options[key] = value
+        job = enqueue(
+            self,
+            args or (),
+            kwargs or {},
+            queue=ledger["queue"],
+            priority=ledger["priority"],
+            run_at=ledger["eta"],
+            countdown=ledger["countdown"],
+            unique_key=ledger["unique_key"],
+            max_attempts=ledger["max_attempts"],
+            job_id=task_id,
+            options=options,
+        )
+        return self.AsyncResult(str(job.id))
+
+    # --- worker side ---------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str | None:
+        claim = getattr(self.request, "taskyard_claim", None)
+        return claim.job_id if claim else None
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The token of the running attempt; guard your own writes with it (or use
+        :meth:`assert_lease` inside a transaction)."""
+        claim = getattr(self.request, "taskyard_claim", None)
+        return claim.token if claim else None
+
+    @property
+    def attempt(self) -> int | None:
+        claim = getattr(self.request, "taskyard_claim", None)
+        return claim.attempt if claim else None
+
+    def assert_lease(self) -> None:
+        """Inside ``transaction.atomic()``: raise LeaseLost unless this attempt still holds
+        the job. Locks the job row until the transaction ends."""
+        from queueing.execution import assert_lease
+
+        claim = getattr(self.request, "taskyard_claim", None)
+        if claim is not None:
+            assert_lease(claim)
+
+    def lease_lost(self) -> bool:
+        """True once the lease was taken over: a long task should stop early."""
+        from queueing.execution import LeaseKeeper
+
+        claim = getattr(self.request, "taskyard_claim", None)
+        return claim is not None and LeaseKeeper.get().is_lost(claim)
+
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
+              max_retries=None, **options):  # fmt: skip
+        """Ask for another attempt; the ledger schedules it (no ETA message in RAM)."""
+        if not self.is_tracked or getattr(self.request, "taskyard_claim", None) is None:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        if eta is not None and countdown is None:
+            from django.utils import timezone
+
+            countdown = max(0.0, (eta - timezone.now()).total_seconds())
+        raise RetryRequested(exc, countdown)
+
+    def __call__(self, *args, **kwargs):
+        if self.request.called_directly:  # a plain function call, not a delivery
+            return super().__call__(*args, **kwargs)
+        if not self.is_tracked or self.request.is_eager:
+            # The worker already pushed this delivery's request; Task.__call__ would
+            # push an empty one over it.
+            return self.run(*args, **kwargs)
+        from queueing import execution
+
+        request = self.request
+        owner = f"{request.hostname}/{os.getpid()}"
+        claim = execution.claim(request.id, owner)
+        if claim is None and not execution.job_exists(request.id):
+            queue = (request.delivery_info or {}).get("routing_key") or ""
+            claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
+        if claim is None:
+            logger.info("job %s: delivery dropped, the job is not queued", request.id)
+            raise Ignore()
+        request.taskyard_claim = claim
+        keeper = execution.LeaseKeeper.get()
+        keeper.watch(claim)
+        try:
+            value = self._run_attempt(claim, args, kwargs)
+        except Ignore:
+            raise
+        except execution.LeaseLost as exc:
+            execution.record_superseded(claim, exc)
+            raise Ignore() from None
+        except BaseException as exc:
+            keeper.unwatch(claim)
+            self._after_failure(claim, exc)  # always raises
+            raise
+        finally:
+            keeper.unwatch(claim)
+        return value
+
+    def _run_attempt(self, claim, args, kwargs):
+        from queueing import execution
+
+        if self.atomic:
+            with transaction.atomic():
+                value = self.run(*args, **kwargs)
+                if not execution.record_success(claim, value):
+                    raise execution.LeaseLost(f"job {claim.job_id}: lease taken over")
+            return value
+        value = self.run(*args, **kwargs)
+        if not execution.record_success(claim, value):
+            execution.record_superseded(claim)
+            raise Ignore()
+        return value
+
+    def _after_failure(self, claim, exc: BaseException):
+        from queueing import execution, retry
+        from queueing.ledger import retry_policy_for
+
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc  # the worker is stopping: the lease brings the job back
+        policy = retry_policy_for(self, self._queue_of(claim))
+        policy = retry.RetryPolicy(
+            max_attempts=claim.max_attempts,
+            base_delay=policy.base_delay,
+            max_delay=policy.max_delay,
+            auth_retries=policy.auth_retries,
+            max_rate_limit_wait=policy.max_rate_limit_wait,
+        )
+        if isinstance(exc, RetryRequested):
+            cause = exc.exc or exc
+            decision = retry.decide(retry.Classification(retry.FailureKind.TRANSIENT),
+                                    claim.attempt, policy)  # fmt: skip
+            if decision.retry and exc.countdown is not None:
+                decision = retry.Decision(True, exc.countdown, decision.kind, "retry requested")
+        else:
+            cause = exc
+            decision = retry.decide(retry.classify(exc), claim.attempt, policy)
+        status = execution.record_failure(claim, cause, decision)
+        if status is None:
+            execution.record_superseded(claim, cause)
+            raise Ignore() from None
+        if decision.retry:
+            # Celery records RETRY (Flower, results table) and acks; no message is sent:
+            # the relay publishes the job when its run_at comes.
+            raise Retry(exc=cause, when=decision.delay) from None
+        if cause is not exc:
+            raise cause from None
+        raise exc
+
+    def _queue_of(self, claim) -> str:
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        return queue or self.queue or "default"

@@ -7,20 +7,37 @@ import redis
 from django.conf import settings
 
 from config.celery import app as celery_app
-from tests.harness import WorkerProcess, start_worker
+from tests.broker import broker as session_broker
+from tests.harness import ManagedProcess, WorkerProcess, start_relay, start_worker
 
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
-    """One real `celery worker` process for the session, on the test database.
-
-    Messages left on the test Redis by an earlier, interrupted run are purged first.
+    """One real `celery worker` process for the session, on the test database, consuming
+    every queue but ``isolated``. Messages left by an interrupted run are purged first.
     Tests using it need ``@pytest.mark.django_db(transaction=True)``.
     """
     celery_app.control.purge()
     worker = start_worker()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(django_db_setup) -> ManagedProcess:
+    """The relay/reaper loop (`manage.py relay`) for the session, on the test database."""
+    process = start_relay()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def broker():
+    """Control over the session's Redis: stop it, restart it empty."""
+    session_broker.require_control()
+    yield session_broker
+    if not session_broker.is_up():
+        session_broker.restart_empty()
 
 
 @pytest.fixture

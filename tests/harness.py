@@ -71,14 +71,15 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["DATABASE_URL"] = database_url_for(connection.settings_dict)
     env["REDIS_URL"] = settings.REDIS_URL
     env["DEBUG"] = "1"
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
 
 
 @dataclass
-class WorkerProcess:
-    """A running ``celery worker`` process group (main process plus pool children)."""
+class ManagedProcess:
+    """A process group started by a test (a worker with its pool, or the relay)."""
 
     name: str
     process: subprocess.Popen
@@ -96,10 +97,6 @@ class WorkerProcess:
     def is_alive(self) -> bool:
         return self.process.poll() is None
 
-    def answers_ping(self) -> bool:
-        replies = celery_app.control.ping(destination=[self.name], timeout=0.5)
-        return any(self.name in reply for reply in replies)
-
     def kill(self) -> None:
         """SIGKILL the whole process group at once: a host lost, nothing cleaned up."""
         self._signal_group(signal.SIGKILL)
@@ -107,7 +104,7 @@ class WorkerProcess:
         self._close_log()
 
     def stop(self) -> None:
-        """Warm shutdown by PID; kill the group if it does not exit in time."""
+        """SIGTERM by PID (a worker's warm shutdown); kill the group if it lingers."""
         if self.is_alive():
             self._signal_group(signal.SIGTERM)
             try:
@@ -129,6 +126,53 @@ class WorkerProcess:
             self._log_file = None
 
 
+class WorkerProcess(ManagedProcess):
+    """A running ``celery worker`` process group (main process plus pool children)."""
+
+    def answers_ping(self) -> bool:
+        replies = celery_app.control.ping(destination=[self.name], timeout=0.5)
+        return any(self.name in reply for reply in replies)
+
+
+def session_queues() -> list[str]:
+    """Every declared queue but ``isolated``, which only a test's own workers consume."""
+    return [name for name in settings.TASKYARD_QUEUES if name != "isolated"]
+
+
+def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None):
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        argv,
+        cwd=BASE_DIR,
+        env=worker_environment(env),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stop() reaches the pool
+    )
+    return process, log_file
+
+
+def start_relay(env: dict[str, str] | None = None) -> ManagedProcess:
+    """Start ``manage.py relay`` on the test database; return once its loop runs."""
+    name = f"relay-{uuid.uuid4().hex[:8]}"
+    log_path = LOG_DIR / f"{name}.log"
+    process, log_file = _spawn([sys.executable, "manage.py", "relay"], log_path, env)
+    relay = ManagedProcess(name, process, log_path, log_file)
+
+    def ready() -> bool:
+        if not relay.is_alive():
+            raise AssertionError(f"relay exited at start:\n{relay.log()}")
+        return "relay relay-" in relay.log_path.read_text(errors="replace")
+
+    try:
+        wait_until(ready, timeout=WORKER_START_TIMEOUT, interval=0.1, message=relay.log)
+    except BaseException:
+        relay.stop()
+        raise
+    return relay
+
+
 def start_worker(
     *,
     concurrency: int = 2,
@@ -138,7 +182,6 @@ def start_worker(
 ) -> WorkerProcess:
     """Start a ``celery worker`` process and return once it answers a control ping."""
     name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{name.split('@')[0]}.log"
     argv = [
         sys.executable, "-m", "celery", "-A", "config", "worker",
@@ -149,17 +192,8 @@ def start_worker(
         "--include=tests.worker_tasks",
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    if queues:
-        argv.append(f"--queues={','.join(queues)}")
-    log_file = log_path.open("w")
-    process = subprocess.Popen(
-        argv,
-        cwd=BASE_DIR,
-        env=worker_environment(env),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so stop() reaches the pool
-    )
+    argv.append(f"--queues={','.join(queues or session_queues())}")
+    process, log_file = _spawn(argv, log_path, env)
     worker = WorkerProcess(name, process, log_path, log_file)
 
     def ready() -> bool:

@@ -1,7 +1,7 @@
 """Tasks that exist only for tests; real worker processes load them with --include.
 
-Their side effects go to Redis (a counter per run), so a test can count how many times a
-body really ran, in which process, independently of Celery's own bookkeeping.
+Side effects go to the test-only ``SideEffect`` table (in the job's own transaction for
+``record``) or to Redis, so a test counts how many times a body really ran.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import time
 import redis
 from celery import shared_task
 from django.conf import settings
+
+from queueing.retry import PermanentError, RateLimited
+from tests.sideeffects.models import SideEffect
 
 KEY_PREFIX = "taskyard-test"
 
@@ -28,3 +31,43 @@ def slow_run(key: str, seconds: float) -> dict:
     time.sleep(seconds)  # the "work": long enough for a test to kill this process
     client.incr(f"{KEY_PREFIX}:{key}:finished")
     return {"pid": os.getpid()}
+
+
+# time_limit above any test worker's TASK_TIME_LIMIT, so a test can run it past the
+# broker's visibility timeout.
+@shared_task(bind=True, name="tests.record", atomic=True, time_limit=120, soft_time_limit=110)
+def record(self, key: str, seconds: float = 0.0) -> str:
+    """Work ``seconds``, then write one SideEffect row in the job's own transaction: the
+    row commits only together with the job's success, under a valid lease."""
+    if seconds:
+        time.sleep(seconds)
+    SideEffect.objects.create(job_id=self.job_id, key=key, attempt=self.attempt)
+    return key
+
+
+class HttpError(Exception):
+    """Shaped like requests.HTTPError: the status is on ``response``."""
+
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.response = type("Response", (), {"status_code": status, "headers": {}})()
+
+
+FAILURES = {
+    "permanent": lambda: PermanentError("customer 42 has no billing address"),
+    "transient": lambda: ConnectionError("connection refused by 10.0.0.7"),
+    "rate_limited": lambda: RateLimited(retry_after=0.3),
+    "auth": lambda: HttpError(401),
+    "server_error": lambda: HttpError(503),
+    "bad_request": lambda: HttpError(422),
+}
+
+
+@shared_task(bind=True, name="tests.fail", max_attempts=3, retry_base_delay=0.1)
+def fail(self, kind: str, key: str, succeed_on_attempt: int = 0) -> str:
+    """Count the attempt in Redis, then fail with ``kind`` (or succeed on the given
+    attempt number)."""
+    redis_client().rpush(f"{KEY_PREFIX}:{key}:attempts", self.attempt)
+    if self.attempt == succeed_on_attempt:
+        return "ok"
+    raise FAILURES[kind]()

@@ -1,0 +1,372 @@
+"""Running a job on a worker: claim under a lease, keep the lease, record the outcome.
+
+The claim is one conditional UPDATE (``queued → running``) that also takes the lease and
+the next fencing token; zero rows means the delivery is a duplicate or the job was
+cancelled, and the message is dropped. Every later write of the attempt is guarded by the
+token, so a worker whose lease was taken over (it stalled, the reaper requeued the job,
+another worker claimed it) cannot record anything. See docs/job-ledger.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import threading
+import traceback
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from queueing.models import (
+    AttemptOutcome,
+    DeadLetter,
+    DeadLetterReason,
+    Job,
+    JobAttempt,
+    JobOrigin,
+    JobStatus,
+)
+from queueing.retry import Decision
+
+logger = logging.getLogger(__name__)
+
+# Error texts are kept whole in the traceback; the message column holds this much.
+ERROR_MESSAGE_MAX_CHARS = 2000
+TRACEBACK_MAX_CHARS = 20000
+
+
+class LeaseLost(Exception):
+    """The job's lease was taken over: this attempt must not record anything."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    token: int
+    attempt: int
+    max_attempts: int
+    owner: str
+    started_at: dt.datetime
+
+
+def lease_seconds() -> float:
+    return float(settings.JOB_LEASE_SECONDS)
+
+
+def _db_uuid(job_id: str):
+    return Job._meta.pk.get_db_prep_value(job_id, connection)
+
+
+def _db_time(value: dt.datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def claim(job_id: str, owner: str) -> Claim | None:
+    """Move a queued job to running under a lease owned by ``owner``; None if it is not
+    queued (a duplicate delivery, a cancelled job, or no such job)."""
+    now = timezone.now()
+    table = connection.ops.quote_name(Job._meta.db_table)
+    # One statement, RETURNING the new token (SQLite >= 3.35 and PostgreSQL both have
+    # it), instead of an UPDATE and a SELECT on the hottest path of every job.
+    sql = (
+        f"UPDATE {table} SET status = %s, attempts = attempts + 1, "  # noqa: S608 - no user input
+        "fencing_token = fencing_token + 1, lease_owner = %s, lease_expires_at = %s, "
+        "started_at = %s, finished_at = NULL "
+        "WHERE id = %s AND status = %s "
+        "RETURNING attempts, max_attempts, fencing_token"
+    )
+    params = [
+        JobStatus.RUNNING.value,
+        owner,
+        _db_time(now + dt.timedelta(seconds=lease_seconds())),
+        _db_time(now),
+        _db_uuid(job_id),
+        JobStatus.QUEUED.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    attempt, max_attempts, token = row
+    return Claim(str(job_id), int(token), int(attempt), int(max_attempts), owner, now)
+
+
+def adopt(job_id: str, task, args: list, kwargs: dict, queue: str, owner: str) -> Claim | None:
+    """Create the ledger row of a message published without the ledger (``celery call``,
+    Flower's API, ``send_task`` from another service), already running under our lease.
+    None if a row appeared meanwhile (a concurrent duplicate delivery)."""
+    from queueing.ledger import retry_policy_for
+
+    now = timezone.now()
+    if queue not in settings.TASKYARD_QUEUES:
+        queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    max_attempts = retry_policy_for(task, queue).max_attempts
+    try:
+        with transaction.atomic():
+            Job.objects.create(
+                id=job_id,
+                task_name=task.name,
+                queue=queue,
+                args=list(args),
+                kwargs=dict(kwargs),
+                status=JobStatus.RUNNING,
+                origin=JobOrigin.ADOPTED,
+                attempts=1,
+                max_attempts=max_attempts,
+                enqueued_at=now,
+                published_at=now,
+                started_at=now,
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds()),
+                fencing_token=1,
+            )
+    except IntegrityError:
+        return None
+    logger.info("job %s: adopted a %s message published outside the ledger", job_id, task.name)
+    return Claim(str(job_id), 1, 1, max_attempts, owner, now)
+
+
+def job_exists(job_id: str) -> bool:
+    return Job.objects.filter(id=job_id).exists()
+
+
+def _guarded(claim: Claim):
+    return Job.objects.filter(id=claim.job_id, fencing_token=claim.token, status=JobStatus.RUNNING)
+
+
+def renew_lease(claim: Claim) -> bool:
+    """Extend the lease; False when it was taken over."""
+    expires = timezone.now() + dt.timedelta(seconds=lease_seconds())
+    return _guarded(claim).update(lease_expires_at=expires) == 1
+
+
+def assert_lease(claim: Claim) -> None:
+    """Inside ``transaction.atomic()``: lock the job row and check this attempt still holds
+    it, so the task's own writes in that transaction commit only under a valid lease."""
+    if not _guarded(claim).select_for_update().exists():
+        raise LeaseLost(f"job {claim.job_id}: lease of token {claim.token} was taken over")
+
+
+def summarise_result(value) -> object:
+    try:
+        encoded = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return {"repr": repr(value)[:200]}
+    if len(encoded) > settings.JOB_RESULT_SUMMARY_MAX_BYTES:
+        return {"truncated": True, "bytes": len(encoded)}
+    return json.loads(encoded)
+
+
+def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAttempt:
+    return JobAttempt(
+        job_id=claim.job_id,
+        number=claim.attempt,
+        fencing_token=claim.token,
+        worker=claim.owner,
+        started_at=claim.started_at,
+        finished_at=now,
+        duration_ms=max(0, int((now - claim.started_at).total_seconds() * 1000)),
+        outcome=outcome,
+        **error,
+    )
+
+
+def record_success(claim: Claim, value) -> bool:
+    """Mark the job succeeded under this claim's token; False if the lease was lost.
+    Call inside the task's transaction to make its writes and the outcome one commit."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _guarded(claim).update(
+            status=JobStatus.SUCCEEDED,
+            finished_at=now,
+            result=summarise_result(value),
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        if updated:
+            _attempt_row(claim, AttemptOutcome.SUCCEEDED, now).save(force_insert=True)
+    return bool(updated)
+
+
+def record_superseded(claim: Claim, exc: BaseException | None = None) -> None:
+    """Log an attempt that finished after losing its lease (its outcome was not kept)."""
+    logger.warning(
+        "job %s: attempt %s (token %s) on %s finished after its lease was taken over; "
+        "its outcome is discarded%s",
+        claim.job_id,
+        claim.attempt,
+        claim.token,
+        claim.owner,
+        f" ({exc!r})" if exc else "",
+    )
+    now = timezone.now()
+    try:
+        _attempt_row(claim, AttemptOutcome.SUPERSEDED, now).save(force_insert=True)
+    except Exception:
+        logger.exception("job %s: could not record the superseded attempt", claim.job_id)
+
+
+def _error_fields(exc: BaseException) -> dict:
+    return {
+        "last_error_class": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "last_error_message": str(exc)[:ERROR_MESSAGE_MAX_CHARS],
+        "last_error_traceback": "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)
+        )[-TRACEBACK_MAX_CHARS:],
+    }
+
+
+_VOLATILE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|0x[0-9a-f]+|\d+", re.I
+)
+
+
+def fingerprint(error_class: str, message: str) -> str:
+    """Same cause, same fingerprint: ids, addresses and numbers are blanked out."""
+    normalised = _VOLATILE.sub("#", message)[:500]
+    return hashlib.sha256(f"{error_class}\n{normalised}".encode()).hexdigest()[:32]
+
+
+def record_failure(claim: Claim, exc: BaseException, decision: Decision) -> str | None:
+    """Record a failed attempt: ``retrying`` with run_at, or ``dead`` with a DeadLetter.
+    Returns the new status, or None if the lease was lost meanwhile."""
+    now = timezone.now()
+    errors = _error_fields(exc)
+    attempt_error = {
+        "error_class": errors["last_error_class"],
+        "error_message": errors["last_error_message"],
+        "error_kind": decision.kind.value,
+    }
+    with transaction.atomic():
+        if decision.retry:
+            updated = _guarded(claim).update(
+                status=JobStatus.RETRYING,
+                run_at=now + dt.timedelta(seconds=decision.delay),
+                published_at=None,
+                lease_owner="",
+                lease_expires_at=None,
+                **errors,
+            )
+            outcome, status = AttemptOutcome.RETRYING, JobStatus.RETRYING
+        else:
+            updated = _guarded(claim).update(
+                status=JobStatus.DEAD,
+                finished_at=now,
+                lease_owner="",
+                lease_expires_at=None,
+                **errors,
+            )
+            outcome, status = AttemptOutcome.DEAD, JobStatus.DEAD
+            if updated:
+                reason = (
+                    DeadLetterReason.PERMANENT
+                    if decision.kind == "permanent"
+                    else DeadLetterReason.EXHAUSTED
+                )
+                DeadLetter.objects.create(
+                    job_id=claim.job_id,
+                    reason=reason,
+                    error_class=errors["last_error_class"],
+                    error_message=errors["last_error_message"],
+                    fingerprint=fingerprint(
+                        errors["last_error_class"], errors["last_error_message"]
+                    ),
+                )
+        if not updated:
+            return None
+        _attempt_row(claim, outcome, now, **attempt_error).save(force_insert=True)
+    if status == JobStatus.DEAD:
+        logger.error(
+            "job %s: dead after attempt %s/%s: %s (%s)",
+            claim.job_id,
+            claim.attempt,
+            claim.max_attempts,
+            errors["last_error_class"],
+            decision.reason,
+        )
+    else:
+        logger.warning(
+            "job %s: attempt %s/%s failed (%s, %s); next try in %.1fs",
+            claim.job_id,
+            claim.attempt,
+            claim.max_attempts,
+            errors["last_error_class"],
+            decision.reason,
+            decision.delay,
+        )
+    return status
+
+
+class LeaseKeeper:
+    """A thread per worker process that renews the leases of the jobs running in it.
+
+    One thread serves every job of the process (prefork runs one at a time, the threads
+    pool several); it renews each lease a third of the way through, so a job survives two
+    missed renewals (a slow database) before the reaper could take it.
+    """
+
+    _instance: LeaseKeeper | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._claims: dict[str, Claim] = {}
+        self._lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="taskyard-lease", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def get(cls) -> LeaseKeeper:
+        # A forked pool process inherits the parent's object but not its thread.
+        with cls._instance_lock:
+            if cls._instance is None or not cls._instance._thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def watch(self, claim: Claim) -> None:
+        with self._lock:
+            self._claims[claim.job_id] = claim
+            self._lost.discard(claim.job_id)
+
+    def unwatch(self, claim: Claim) -> bool:
+        """Stop renewing; True if the lease was seen lost while the job ran."""
+        with self._lock:
+            self._claims.pop(claim.job_id, None)
+            return claim.job_id in self._lost
+
+    def is_lost(self, claim: Claim) -> bool:
+        with self._lock:
+            return claim.job_id in self._lost
+
+    def _run(self) -> None:
+        interval = lease_seconds() / 3
+        while True:
+            self._wake.wait(interval)
+            with self._lock:
+                claims = list(self._claims.values())
+            if not claims:
+                continue
+            try:
+                close_old_connections()
+                for claim in claims:
+                    if not renew_lease(claim):
+                        logger.warning(
+                            "job %s: lease of attempt %s was taken over while running",
+                            claim.job_id,
+                            claim.attempt,
+                        )
+                        with self._lock:
+                            self._lost.add(claim.job_id)
+                            self._claims.pop(claim.job_id, None)
+            except Exception:
+                # A database blip: the lease still has two renewals' worth of time.
+                logger.exception("lease renewal failed; retrying in %.1fs", interval)
+            finally:
+                connection.close()

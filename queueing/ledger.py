@@ -1,0 +1,340 @@
+"""Enqueue and publish: the write side of the job ledger.
+
+A job is a ``Job`` row inserted in the caller's transaction; its message is published
+only after that transaction commits (``transaction.on_commit``). So a rollback leaves no
+job and no execution, and a broker that is down at commit costs the caller nothing: the
+publish fails quietly, the row stays unpublished, and the relay (queueing/relay.py)
+publishes it when the broker answers again. See docs/job-ledger.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task
+from celery.exceptions import QueueNotFound
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
+from queueing.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+PRIORITY_MIN, PRIORITY_MAX = 0, 9
+
+# Celery publish options stored on the job and passed on at every publish.
+PASSTHROUGH_OPTIONS = frozenset(
+    {
+        "link",
+        "link_error",
+        "headers",
+        "shadow",
+        "time_limit",
+        "soft_time_limit",
+        "expires",
+        "chain",
+        "group_id",
+        "group_index",
+        "chord",
+        "root_id",
+        "parent_id",
+    }
+)
+# Options that only make sense for an immediate publish from this process; the ledger
+# publishes later, from wherever, so they are accepted and dropped.
+IGNORED_OPTIONS = frozenset(
+    {"retry", "retry_policy", "producer", "connection", "add_to_parent", "routing_key",
+     "exchange", "exchange_type", "mandatory", "immediate", "ignore_result"}
+)  # fmt: skip
+
+
+class EnqueueError(ValueError):
+    """A job that cannot be enqueued; nothing was written."""
+
+
+class UnknownTask(EnqueueError):
+    pass
+
+
+class UnknownQueue(EnqueueError):
+    pass
+
+
+class InvalidArguments(EnqueueError):
+    pass
+
+
+class ArgumentsTooLarge(InvalidArguments):
+    pass
+
+
+def _app():
+    from config.celery import app
+
+    return app
+
+
+def resolve_task(task: str | Task) -> Task:
+    """The registered Celery task for a name or task object, or UnknownTask."""
+    app = _app()
+    name = task if isinstance(task, str) else getattr(task, "name", None)
+    if not isinstance(name, str) or not name:
+        raise UnknownTask(f"not a task: {task!r}")
+    if name not in app.tasks:
+        # Task modules of installed apps may not be imported yet in a web process.
+        app.loader.import_default_modules()
+        app.autodiscover_tasks(force=True)
+    try:
+        return app.tasks[name]
+    except KeyError:
+        raise UnknownTask(f"unknown task {name!r}: no registered task has that name") from None
+
+
+def resolve_queue(task: Task, queue: str | None, args: list, kwargs: dict) -> str:
+    """The queue a job goes to: explicit, then the task's own, then Celery's routes."""
+    name = queue or getattr(task, "queue", None)
+    if not name:
+        try:
+            route = _app().amqp.router.route({}, task.name, args, kwargs)
+        except QueueNotFound as exc:
+            raise UnknownQueue(f"task {task.name!r} routes to an undeclared queue: {exc}") from None
+        name = route["queue"].name
+    if name not in settings.TASKYARD_QUEUES:
+        raise UnknownQueue(
+            f"unknown queue {name!r}; declared queues: {', '.join(settings.TASKYARD_QUEUES)}"
+        )
+    return name
+
+
+def retry_policy_for(task: Task, queue: str) -> RetryPolicy:
+    """Queue defaults, overridden by the task's max_attempts / retry_* attributes."""
+    fields = dict(settings.TASKYARD_DEFAULT_RETRY)
+    fields.update(settings.TASKYARD_QUEUES.get(queue, {}).get("retry", {}))
+    for attribute, field in (
+        ("max_attempts", "max_attempts"),
+        ("retry_base_delay", "base_delay"),
+        ("retry_max_delay", "max_delay"),
+    ):
+        value = getattr(task, attribute, None)
+        if value is not None:
+            fields[field] = value
+    return RetryPolicy(**fields)
+
+
+def _check_json(args: list, kwargs: dict, options: dict) -> None:
+    try:
+        encoded = json.dumps([args, kwargs, options], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArguments(f"arguments must be JSON values: {exc}") from None
+    size = len(encoded.encode())
+    if size > settings.JOB_ARGS_MAX_BYTES:
+        raise ArgumentsTooLarge(
+            f"arguments are {size} bytes; the limit is {settings.JOB_ARGS_MAX_BYTES} "
+            "(JOB_ARGS_MAX_BYTES): pass ids, not data"
+        )
+
+
+def _check_priority(priority: Any) -> int | None:
+    if priority is None:
+        return None
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise EnqueueError(f"priority must be an integer {PRIORITY_MIN}-{PRIORITY_MAX}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise EnqueueError(f"priority {priority} is outside {PRIORITY_MIN}-{PRIORITY_MAX}")
+    return priority
+
+
+def _run_at(run_at: Any, countdown: Any, now: dt.datetime) -> dt.datetime | None:
+    if run_at is not None and countdown is not None:
+        raise EnqueueError("give run_at or countdown, not both")
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, int | float):
+            raise EnqueueError(f"countdown must be a number of seconds, not {countdown!r}")
+        if countdown < 0:
+            raise EnqueueError(f"countdown must not be negative (got {countdown})")
+        return now + dt.timedelta(seconds=countdown)
+    if run_at is not None:
+        if isinstance(run_at, str):
+            try:
+                run_at = dt.datetime.fromisoformat(run_at)
+            except ValueError:
+                raise EnqueueError(f"run_at {run_at!r} is not an ISO 8601 datetime") from None
+        if not isinstance(run_at, dt.datetime):
+            raise EnqueueError(f"run_at must be a datetime, not {type(run_at).__name__}")
+        if timezone.is_naive(run_at):
+            raise EnqueueError("run_at must be timezone-aware")
+        return run_at
+    return None
+
+
+def _split_options(options: Mapping[str, Any]) -> dict:
+    kept: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in IGNORED_OPTIONS or value is None:
+            continue
+        if key in ("serializer", "result_serializer") and value != "json":
+            raise EnqueueError(f"{key}={value!r}: Taskyard only sends JSON")
+        if key in ("serializer", "result_serializer", "compression"):
+            continue
+        if key not in PASSTHROUGH_OPTIONS:
+            raise EnqueueError(f"option {key!r} is not supported for tracked jobs")
+        kept[key] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return kept
+
+
+def enqueue(
+    task: str | Task,
+    args: Iterable = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: dt.datetime | str | None = None,
+    countdown: float | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    user=None,
+    job_id: uuid.UUID | str | None = None,
+    options: Mapping[str, Any] | None = None,
+    origin: str = JobOrigin.LEDGER,
+    replay_of: Job | None = None,
+) -> Job:
+    """Insert a job in the caller's transaction and publish it after commit.
+
+    Returns the new Job, or, when ``unique_key`` is held by an active job, that job.
+    Raises EnqueueError (UnknownTask, UnknownQueue, InvalidArguments...) before anything
+    is written.
+    """
+    celery_task = resolve_task(task)
+    if isinstance(args, str | bytes | Mapping) or not isinstance(args, Iterable):
+        raise InvalidArguments(f"args must be a list or tuple, not {type(args).__name__}")
+    args = list(args)
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InvalidArguments(f"kwargs must be a mapping, not {type(kwargs).__name__}")
+    kwargs = dict(kwargs or {})
+    if any(not isinstance(key, str) for key in kwargs):
+        raise InvalidArguments("kwargs keys must be strings")
+    passthrough = _split_options(options or {})
+    _check_json(args, kwargs, passthrough)
+    queue_name = resolve_queue(celery_task, queue, args, kwargs)
+    priority = _check_priority(priority)
+    now = timezone.now()
+    when = _run_at(run_at, countdown, now)
+    if max_attempts is None:
+        max_attempts = retry_policy_for(celery_task, queue_name).max_attempts
+    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
+        raise EnqueueError("unique_key must be a non-empty string")
+
+    due = when is None or when <= now
+    job = Job(
+        id=uuid.UUID(str(job_id)) if job_id else uuid.uuid4(),
+        task_name=celery_task.name,
+        queue=queue_name,
+        args=args,
+        kwargs=kwargs,
+        options=passthrough,
+        priority=priority,
+        status=JobStatus.QUEUED if due else JobStatus.SCHEDULED,
+        origin=origin,
+        unique_key=unique_key,
+        max_attempts=max_attempts,
+        run_at=None if due else when,
+        enqueued_at=now,
+        # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
+        # the after-commit publish fails, which is what the relay looks for.
+        published_at=now if due else None,
+        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
+        replay_of=replay_of,
+    )
+    with transaction.atomic():
+        if unique_key is None:
+            job.save(force_insert=True)
+        else:
+            existing = _insert_unique(job)
+            if existing is not None:
+                return existing
+        if due:
+            spec = PublishSpec.of(job)
+            transaction.on_commit(lambda: publish_after_commit(spec), robust=True)
+    return job
+
+
+def _insert_unique(job: Job) -> Job | None:
+    """Insert ``job``, or return the active job that already holds its unique key.
+    The partial unique constraint decides, so concurrent enqueuers cannot both win."""
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+        return None
+    except IntegrityError:
+        existing = Job.objects.filter(unique_key=job.unique_key, status__in=ACTIVE_STATUSES)
+        holder = existing.first()
+        if holder is None:  # the holder finished between our insert and this read
+            raise
+        logger.info(
+            "job %s not enqueued: unique key %r held by %s", job.id, job.unique_key, holder.id
+        )
+        return holder
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """What a publish needs, copied out of the row so on_commit does not re-read it."""
+
+    job_id: str
+    task_name: str
+    queue: str
+    args: list
+    kwargs: dict
+    options: dict
+
+    @classmethod
+    def of(cls, job: Job) -> PublishSpec:
+        return cls(str(job.id), job.task_name, job.queue, job.args, job.kwargs, job.options)
+
+
+def publish(spec: PublishSpec) -> None:
+    """Send the wake-up message for a job (task id = job id). Raises on broker errors.
+
+    ``retry=False``: a publish that fails is left to the relay, not retried here while a
+    web request waits."""
+    options = dict(spec.options)
+    _app().send_task(
+        spec.task_name,
+        args=spec.args,
+        kwargs=spec.kwargs,
+        task_id=spec.job_id,
+        queue=spec.queue,
+        retry=False,
+        **options,
+    )
+
+
+def publish_after_commit(spec: PublishSpec) -> bool:
+    """Publish; on failure mark the job unpublished for the relay. Never raises."""
+    try:
+        publish(spec)
+        return True
+    except Exception as exc:
+        logger.warning(
+            "job %s (%s): publish after commit failed, the relay will publish it: %r",
+            spec.job_id,
+            spec.task_name,
+            exc,
+        )
+    try:
+        Job.objects.filter(id=spec.job_id, status=JobStatus.QUEUED).update(published_at=None)
+    except Exception:
+        # The row keeps its published_at; the relay's stale-publish sweep still finds it.
+        logger.exception("job %s: could not mark it unpublished", spec.job_id)
+    return False

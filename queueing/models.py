@@ -1,0 +1,210 @@
+"""The job ledger: every job, every attempt, every dead letter.
+
+The database is the source of truth and the broker only a wake-up channel; the lifecycle
+is written down in ../shared/ARCHITECTURE.md ("The job lifecycle") and in
+docs/job-ledger.md. Statuses move only through conditional UPDATEs (see
+queueing/execution.py and queueing/relay.py), never by read-modify-write.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"  # waits for run_at
+    QUEUED = "queued", "Queued"  # due; published or about to be
+    RUNNING = "running", "Running"  # claimed under a lease
+    RETRYING = "retrying", "Retrying"  # failed, waits for run_at to try again
+    SUCCEEDED = "succeeded", "Succeeded"
+    DEAD = "dead", "Dead"  # failed for good; see its DeadLetter
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Statuses in which a job can still run; unique keys are unique among these.
+ACTIVE_STATUSES = (
+    JobStatus.SCHEDULED,
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.RETRYING,
+)
+# Statuses from which a delivered message may claim the job (the relay may publish a
+# scheduled or retrying job a moment before its own status update commits).
+CLAIMABLE_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING)
+FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+class JobOrigin(models.TextChoices):
+    LEDGER = "ledger", "Enqueued through the ledger"
+    ADOPTED = "adopted", "Adopted from a plain Celery message"
+    REPLAY = "replay", "Replay of a dead job"
+
+
+class Job(models.Model):
+    # The Celery task id is the job id: AsyncResult(job.id), Flower and the results
+    # table all name the job the same way.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    # Celery publish options the ledger does not model itself (link, link_error, chain,
+    # headers, expires...), passed through on every publish.
+    options = models.JSONField(default=dict, blank=True)
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    origin = models.CharField(max_length=16, choices=JobOrigin.choices, default=JobOrigin.LEDGER)
+    # NULL, not "": jobs without a key must not collide in the unique constraint.
+    unique_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField()
+    run_at = models.DateTimeField(null=True, blank=True)
+
+    enqueued_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The lease: who runs the job and until when, and the token of the current attempt.
+    # The token grows by one per claim; a result is recorded only under the current one.
+    lease_owner = models.CharField(max_length=255, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    fencing_token = models.PositiveBigIntegerField(default=0)
+
+    last_error_class = models.CharField(max_length=255, blank=True, default="")
+    last_error_message = models.TextField(blank=True, default="")
+    last_error_traceback = models.TextField(blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+
+    enqueued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        indexes = [
+            # relay: due scheduled/retrying jobs
+            models.Index(
+                fields=["run_at"],
+                name="job_due_idx",
+                condition=Q(status__in=[JobStatus.SCHEDULED, JobStatus.RETRYING]),
+            ),
+            # relay: queued jobs never published, or published long ago
+            models.Index(
+                fields=["queue", "published_at"],
+                name="job_queued_idx",
+                condition=Q(status=JobStatus.QUEUED),
+            ),
+            # reaper: expired leases
+            models.Index(
+                fields=["lease_expires_at"],
+                name="job_lease_idx",
+                condition=Q(status=JobStatus.RUNNING),
+            ),
+            # admin and stats: per queue and status, newest first; retention by age
+            models.Index(fields=["queue", "status", "-enqueued_at"], name="job_queue_status_idx"),
+            models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
+            models.Index(fields=["task_name", "-enqueued_at"], name="job_task_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="job_unique_key_active",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__isnull=True) | Q(priority__lte=9),
+                name="job_priority_0_9",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.id}] {self.status}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    RETRYING = "retrying", "Failed, will retry"
+    DEAD = "dead", "Failed for good"
+    LOST = "lost", "Lost (lease expired)"
+    SUPERSEDED = "superseded", "Finished after its lease was taken over"
+
+
+class JobAttempt(models.Model):
+    """One run of a job body on a worker, written when the attempt ends (or is reaped)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    fencing_token = models.PositiveBigIntegerField()
+    worker = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    error_class = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    error_kind = models.CharField(max_length=16, blank=True, default="")
+
+    class Meta:
+        ordering = ["job", "number"]
+        indexes = [models.Index(fields=["-finished_at"], name="attempt_finished_idx")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class DeadLetterReason(models.TextChoices):
+    PERMANENT = "permanent", "Permanent error"
+    EXHAUSTED = "exhausted", "Attempts exhausted"
+    LOST = "lost", "Lost too many times"
+
+
+class DeadLetter(models.Model):
+    """A dead job waiting for a human: review it, replay it, or discard it."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    reason = models.CharField(max_length=16, choices=DeadLetterReason.choices)
+    error_class = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    # Groups dead letters with the same cause: error class plus the message with its
+    # numbers and ids blanked out (queueing/deadletters.py: fingerprint()).
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    reviewed = models.BooleanField(default=False)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="")
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    replayed_as = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["reviewed", "-created_at"], name="deadletter_review_idx")]
+
+    def __str__(self) -> str:
+        return f"dead letter of {self.job_id} ({self.reason})"

@@ -1,0 +1,336 @@
+"""The relay and reaper: the loop that makes the broker catch up with the ledger.
+
+Each tick (``manage.py relay``, every RELAY_INTERVAL_SECONDS):
+
+1. reap: a running job whose lease expired (worker killed, host lost) goes back to
+   ``queued`` (or ``dead`` once its attempts are spent), its attempt recorded as lost;
+2. promote: ``scheduled`` / ``retrying`` jobs whose run_at has come become ``queued``;
+3. publish: queued jobs with no publish on record (the after-commit publish failed, or
+   2. and 1. just made them queued);
+4. recover: queued jobs published long ago whose broker queue is empty (the broker lost
+   them), and every queued job at once when the broker's data was wiped (a Redis restart
+   without persistence: the epoch key we leave in Redis is gone).
+
+Why a daemon and not a beat task every second: the relay is what repairs a broker
+outage, so it must not depend on the broker to be scheduled; and a tight loop needs no
+Celery message per tick. Several copies may run: on PostgreSQL each takes its rows with
+``FOR UPDATE SKIP LOCKED``; SQLite has no SKIP LOCKED (Django drops it silently), so
+there one relay at a time holds a Redis lock. Every transition is a conditional UPDATE,
+so even two relays racing cannot publish a transition twice; a duplicate message is
+harmless anyway, the claim absorbs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from queueing.execution import fingerprint
+from queueing.ledger import PublishSpec, publish
+from queueing.models import (
+    AttemptOutcome,
+    DeadLetter,
+    DeadLetterReason,
+    Job,
+    JobAttempt,
+    JobStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+# Redis key whose absence tells the relay the broker lost its data.
+EPOCH_KEY = "taskyard:broker-epoch"
+LOCK_KEY = "taskyard:relay-lock"
+# kombu's Redis transport splits a queue into one list per priority step.
+KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+@dataclass
+class TickReport:
+    reaped: int = 0
+    dead_lost: int = 0
+    promoted: int = 0
+    published: int = 0
+    republished_lost: int = 0
+    publish_failures: int = 0
+    broker_wiped: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.reaped or self.promoted or self.published or self.republished_lost)
+
+
+def _skip_locked() -> bool:
+    return connection.features.has_select_for_update_skip_locked
+
+
+def _locked_batch(queryset, limit: int) -> list:
+    """Rows for this relay: locked and skipped by the others on PostgreSQL."""
+    if _skip_locked():
+        queryset = queryset.select_for_update(skip_locked=True)
+    return list(queryset[:limit])
+
+
+class Relay:
+    def __init__(self, redis_client: redis.Redis | None = None) -> None:
+        self.redis = redis_client or redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+        )
+        self.owner = f"relay-{uuid.uuid4().hex[:8]}"
+        self.batch = settings.RELAY_BATCH_SIZE
+
+    # --- the tick --------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        report = TickReport()
+        if not _skip_locked() and not self._hold_lock():
+            return report
+        now = timezone.now()
+        self._reap(now, report)
+        self._promote(now, report)
+        self._check_broker_epoch(report)
+        self._publish_unpublished(report)
+        if not report.broker_wiped:
+            self._recover_lost(now, report)
+        return report
+
+    # --- 1. reap ---------------------------------------------------------------------
+
+    def _reap(self, now: dt.datetime, report: TickReport) -> None:
+        while True:
+            with transaction.atomic():
+                jobs = _locked_batch(
+                    Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).order_by(
+                        "lease_expires_at"
+                    ),
+                    self.batch,
+                )
+                for job in jobs:
+                    self._reap_one(job, now, report)
+            if len(jobs) < self.batch:
+                return
+
+    def _reap_one(self, job: Job, now: dt.datetime, report: TickReport) -> None:
+        guarded = Job.objects.filter(
+            id=job.id,
+            status=JobStatus.RUNNING,
+            fencing_token=job.fencing_token,
+            lease_expires_at__lt=now,
+        )
+        message = f"lease of {job.lease_owner or 'unknown worker'} expired"
+        spent = job.attempts >= job.max_attempts
+        if spent:
+            updated = guarded.update(
+                status=JobStatus.DEAD,
+                finished_at=now,
+                lease_owner="",
+                lease_expires_at=None,
+                last_error_class="taskyard.LeaseExpired",
+                last_error_message=message,
+            )
+        else:
+            updated = guarded.update(
+                status=JobStatus.QUEUED,
+                published_at=None,
+                lease_owner="",
+                lease_expires_at=None,
+                last_error_class="taskyard.LeaseExpired",
+                last_error_message=message,
+            )
+        if not updated:
+            return
+        started = job.started_at or now
+        JobAttempt.objects.create(
+            job_id=job.id,
+            number=job.attempts,
+            fencing_token=job.fencing_token,
+            worker=job.lease_owner,
+            started_at=started,
+            finished_at=now,
+            duration_ms=max(0, int((now - started).total_seconds() * 1000)),
+            outcome=AttemptOutcome.LOST,
+            error_class="taskyard.LeaseExpired",
+            error_message=message,
+            error_kind="lost",
+        )
+        if spent:
+            DeadLetter.objects.create(
+                job_id=job.id,
+                reason=DeadLetterReason.LOST,
+                error_class="taskyard.LeaseExpired",
+                error_message=message,
+                fingerprint=fingerprint("taskyard.LeaseExpired", "lease expired"),
+            )
+            report.dead_lost += 1
+            logger.error("job %s: dead, lost on %s attempts (%s)", job.id, job.attempts, message)
+        else:
+            report.reaped += 1
+            logger.warning(
+                "job %s: attempt %s lost (%s); queued again", job.id, job.attempts, message
+            )
+
+    # --- 2. promote ------------------------------------------------------------------
+
+    def _promote(self, now: dt.datetime, report: TickReport) -> None:
+        while True:
+            with transaction.atomic():
+                ids = [
+                    job.id
+                    for job in _locked_batch(
+                        Job.objects.filter(
+                            status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING),
+                            run_at__lte=now,
+                        )
+                        .order_by("run_at")
+                        .only("id"),
+                        self.batch,
+                    )
+                ]
+                promoted = Job.objects.filter(
+                    id__in=ids,
+                    status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING),
+                    run_at__lte=now,
+                ).update(status=JobStatus.QUEUED, published_at=None)
+            report.promoted += promoted
+            if len(ids) < self.batch:
+                return
+
+    # --- 3. publish ------------------------------------------------------------------
+
+    def _publish_unpublished(self, report: TickReport) -> None:
+        self._publish_where(Job.objects.filter(status=JobStatus.QUEUED, published_at=None), report)
+
+    def _publish_where(self, queryset, report: TickReport, *, lost: bool = False) -> None:
+        """Publish each job of ``queryset`` (batch by batch) and stamp published_at.
+
+        The stamp is a conditional UPDATE made before the publish, committed right away,
+        so a second relay skips the row; if the publish fails the stamp is taken back."""
+        while True:
+            now = timezone.now()
+            with transaction.atomic():
+                jobs = _locked_batch(
+                    queryset.order_by("priority", "enqueued_at").only(
+                        "id", "task_name", "queue", "args", "kwargs", "options", "published_at"
+                    ),
+                    self.batch,
+                )
+                stamped = []
+                for job in jobs:
+                    claimed = Job.objects.filter(
+                        id=job.id, status=JobStatus.QUEUED, published_at=job.published_at
+                    ).update(published_at=now)
+                    if claimed:
+                        stamped.append(job)
+            for job in stamped:
+                try:
+                    publish(PublishSpec.of(job))
+                except Exception as exc:
+                    report.publish_failures += 1
+                    Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(published_at=None)
+                    logger.warning("job %s: relay publish failed (broker down?): %r", job.id, exc)
+                    return  # the broker is down: the next tick tries again
+                if lost:
+                    report.republished_lost += 1
+                    logger.warning(
+                        "job %s: republished, its message was lost by the broker", job.id
+                    )
+                else:
+                    report.published += 1
+            if len(jobs) < self.batch:
+                return
+
+    # --- 4. recover ------------------------------------------------------------------
+
+    def _check_broker_epoch(self, report: TickReport) -> None:
+        """If Redis lost its data (restarted without persistence, flushed), every queued
+        job's message is gone: mark them all unpublished so step 3 publishes them."""
+        try:
+            created = self.redis.set(EPOCH_KEY, str(timezone.now().timestamp()), nx=True)
+        except redis.RedisError as exc:
+            report.errors.append(f"broker: {exc!r}")
+            return
+        if not created:
+            return
+        # The key is missing: a fresh Redis (first start, or restarted without its data)
+        # or a flushed one. Either way no queued job's message can be in it.
+        report.broker_wiped = True
+        count = Job.objects.filter(status=JobStatus.QUEUED).update(published_at=None)
+        if count:
+            logger.warning(
+                "the broker has lost its data (epoch key gone): republishing %s queued jobs",
+                count,
+            )
+
+    def _queue_is_empty(self, queue: str) -> bool:
+        names = [
+            queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{step}"
+            for step in KOMBU_PRIORITY_STEPS
+        ]
+        pipe = self.redis.pipeline()
+        for name in names:
+            pipe.llen(name)
+        return sum(pipe.execute()) == 0
+
+    def _recover_lost(self, now: dt.datetime, report: TickReport) -> None:
+        cutoff = now - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS)
+        stale_queues = (
+            Job.objects.filter(status=JobStatus.QUEUED, published_at__lt=cutoff)
+            .values_list("queue", flat=True)
+            .distinct()
+        )
+        for queue in list(stale_queues):
+            try:
+                if not self._queue_is_empty(queue):
+                    continue  # messages are waiting: ours are among them
+            except redis.RedisError as exc:
+                report.errors.append(f"broker: {exc!r}")
+                return
+            self._publish_where(
+                Job.objects.filter(status=JobStatus.QUEUED, queue=queue, published_at__lt=cutoff),
+                report,
+                lost=True,
+            )
+
+    # --- running ---------------------------------------------------------------------
+
+    def _hold_lock(self) -> bool:
+        """SQLite: one relay at a time (a lock that expires if its holder dies)."""
+        ttl_ms = int(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5) * 1000)
+        try:
+            if self.redis.set(LOCK_KEY, self.owner, nx=True, px=ttl_ms):
+                return True
+            if self.redis.get(LOCK_KEY) == self.owner.encode():
+                self.redis.pexpire(LOCK_KEY, ttl_ms)
+                return True
+        except redis.RedisError:
+            # No broker, no lock: publishing is impossible anyway, but reaping and
+            # promoting are still safe (conditional UPDATEs), so go on.
+            return True
+        return False
+
+    def run_forever(self, *, stop_after: float | None = None) -> None:
+        started = time.monotonic()
+        interval = settings.RELAY_INTERVAL_SECONDS
+        logger.info("relay %s started (tick %.2fs)", self.owner, interval)
+        while stop_after is None or time.monotonic() - started < stop_after:
+            try:
+                report = self.tick()
+                if report.busy:
+                    logger.info("relay tick: %s", report)
+            except Exception:
+                logger.exception("relay tick failed; next tick in %.2fs", interval)
+                connection.close()
+                report = TickReport()
+            # A full batch means more is waiting: go again at once.
+            if not (report.published >= self.batch or report.promoted >= self.batch):
+                time.sleep(interval)

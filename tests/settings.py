@@ -1,0 +1,31 @@
+"""Settings of the test suite: the real settings, a test-only app, and short timings.
+
+Worker and relay processes started by tests/harness.py use this module too, so they
+see the same tables and the same timings as the test process.
+"""
+
+import os
+
+# Short leases and a fast relay, so lost-worker recovery happens within a test's
+# deadline. Set before the real settings read them; the environment still wins.
+os.environ.setdefault("JOB_LEASE_SECONDS", "3")
+os.environ.setdefault("RELAY_INTERVAL_SECONDS", "0.2")
+os.environ.setdefault("RELAY_REPUBLISH_AFTER_SECONDS", "5")
+
+from config.settings import *  # noqa: F403
+from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, TASKYARD_QUEUES
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects"]  # noqa: F405
+
+# A queue only the workers a test starts for itself consume (never the session worker),
+# for tests that kill workers or need a queue with no consumer.
+TASKYARD_QUEUES = {**TASKYARD_QUEUES, "isolated": {"concurrency": 2}}
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]  # noqa: F405
+
+# kombu scans for unacknowledged messages past the visibility timeout every 100 s by
+# default; every second here, so a redelivery test does not wait minutes.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
