@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from celery.signals import before_task_publish
 from django.conf import settings
 
 from config.celery import app as celery_app
@@ -47,3 +48,16 @@ def redis_client() -> redis.Redis:
     for key in client.scan_iter("taskyard-test:*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def published() -> list[str]:
+    """Ids of the messages this process publishes during the test (Celery's own signal)."""
+    ids: list[str] = []
+
+    def record(sender=None, headers=None, **_):
+        ids.append(headers["id"])
+
+    before_task_publish.connect(record, weak=False)
+    yield ids
+    before_task_publish.disconnect(record)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from celery.result import AsyncResult
-from celery.signals import before_task_publish
 from django_celery_results.models import TaskResult
 
 from tests.harness import wait_until
@@ -56,19 +55,6 @@ def test_status_page_shows_the_result_to_a_browser(admin_client, celery_worker):
         message="the status page to show SUCCESS",
     )
     assert f"route 7 done (ran on {celery_worker.name})" in page.content.decode()
-
-
-@pytest.fixture
-def published() -> list[str]:
-    """Task ids published to the broker during the test (Celery's own signal)."""
-    ids: list[str] = []
-
-    def record(sender=None, headers=None, **_):
-        ids.append(headers["id"])
-
-    before_task_publish.connect(record, weak=False)
-    yield ids
-    before_task_publish.disconnect(record)
 
 
 @pytest.mark.parametrize(
