@@ -23,6 +23,8 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+LEDGER_HEADER = "taskyard_ledger"  # queueing.ledger.LEDGER_HEADER (no import cycle here)
+
 # Celery re-sends a task whose pool process died (task_retry_on_worker_lost) after
 # ``default_retry_delay`` seconds. For tracked tasks the ledger's lease decides instead
 # (the re-sent message is dropped by the claim), so this only matters for untracked ones,
@@ -161,7 +163,8 @@ class TaskyardTask(Task):
         request = self.request
         owner = f"{request.hostname}/{os.getpid()}"
         claim = execution.claim(request.id, owner)
-        if claim is None and not execution.job_exists(request.id):
+        from_ledger = bool(request.get(LEDGER_HEADER))
+        if claim is None and not from_ledger and not execution.job_exists(request.id):
             queue = (request.delivery_info or {}).get("routing_key") or ""
             claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
         if claim is None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -303,21 +306,87 @@ class PublishSpec:
         return cls(str(job.id), job.task_name, job.queue, job.args, job.kwargs, job.options)
 
 
-def publish(spec: PublishSpec) -> None:
-    """Send the wake-up message for a job (task id = job id). Raises on broker errors.
+# A broker that does not accept a connection within this time is treated as down: the
+# job waits unpublished and the relay publishes it. kombu's default would retry for
+# broker_connection_timeout (4 s) on every publish, inside the caller's web request.
+PUBLISH_CONNECT_TIMEOUT_SECONDS = 1.0
+# After a failed publish this process stops trying for a while, so a broker outage costs
+# one request one timeout, not every request one timeout each.
+PUBLISH_BREAKER_SECONDS = 5.0
 
-    ``retry=False``: a publish that fails is left to the relay, not retried here while a
-    web request waits."""
-    options = dict(spec.options)
-    _app().send_task(
-        spec.task_name,
-        args=spec.args,
-        kwargs=spec.kwargs,
-        task_id=spec.job_id,
-        queue=spec.queue,
-        retry=False,
-        **options,
-    )
+
+# Marks a message the ledger published. A worker that finds no row for such a message
+# drops it (the job was deleted or pruned); only unmarked messages are adopted.
+LEDGER_HEADER = "taskyard_ledger"
+_ONE_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
+
+class BrokerUnavailable(ConnectionError):
+    pass
+
+
+class _Publisher:
+    """A connection pool for ledger publishes that fails fast, per process."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._pool = None
+        self._lock = threading.Lock()
+        self.open_until = 0.0  # monotonic time until which publishes are skipped
+
+    def pool(self):
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():  # fresh after a fork
+                app = _app()
+                options = {
+                    **app.conf.broker_transport_options,
+                    "max_retries": 1,
+                    "interval_start": 0,
+                    "interval_step": 0.1,
+                    "interval_max": 0.1,
+                    "connect_retries_timeout": PUBLISH_CONNECT_TIMEOUT_SECONDS,
+                }
+                connection = app.connection_for_write(
+                    connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS, transport_options=options
+                )
+                self._pool = connection.Pool(limit=app.conf.broker_pool_limit)
+                self._pid = os.getpid()
+            return self._pool
+
+    def send(self, spec: PublishSpec, *, breaker: bool) -> None:
+        if breaker and time.monotonic() < self.open_until:
+            raise BrokerUnavailable("broker marked down by a recent publish failure")
+        options = dict(spec.options)
+        options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
+        try:
+            with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
+                _app().send_task(
+                    spec.task_name,
+                    args=spec.args,
+                    kwargs=spec.kwargs,
+                    task_id=spec.job_id,
+                    queue=spec.queue,
+                    connection=conn,
+                    # One immediate retry on a fresh connection: a pooled connection
+                    # goes stale when Redis restarts, and that is no reason to wait.
+                    retry=True,
+                    retry_policy=_ONE_RETRY,
+                    **options,
+                )
+        except Exception:
+            self.open_until = time.monotonic() + PUBLISH_BREAKER_SECONDS
+            raise
+        self.open_until = 0.0
+
+
+_publisher = _Publisher()
+
+
+def publish(spec: PublishSpec, *, breaker: bool = True) -> None:
+    """Send the wake-up message for a job (task id = job id). Raises on broker errors,
+    at once while the breaker is open (``breaker=False``: try anyway, as the relay does).
+    """
+    _publisher.send(spec, breaker=breaker)
 
 
 def publish_after_commit(spec: PublishSpec) -> bool:

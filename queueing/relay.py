@@ -233,7 +233,7 @@ class Relay:
                         stamped.append(job)
             for job in stamped:
                 try:
-                    publish(PublishSpec.of(job))
+                    publish(PublishSpec.of(job), breaker=False)
                 except Exception as exc:
                     report.publish_failures += 1
                     Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(published_at=None)

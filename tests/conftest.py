@@ -9,14 +9,19 @@ from django.conf import settings
 
 from config.celery import app as celery_app
 from tests.broker import broker as session_broker
-from tests.harness import ManagedProcess, WorkerProcess, start_relay, start_worker
+from tests.harness import ManagedProcess, WorkerProcess, start_relay, start_worker, stop_all
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    stop_all()  # whatever a failed test left running
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> WorkerProcess:
+def celery_worker(django_db_setup, relay) -> WorkerProcess:
     """One real `celery worker` process for the session, on the test database, consuming
-    every queue but ``isolated``. Messages left by an interrupted run are purged first.
-    Tests using it need ``@pytest.mark.django_db(transaction=True)``.
+    every queue but ``isolated``, with the relay running beside it as in production.
+    Messages left by an interrupted run are purged first. Tests using it need
+    ``@pytest.mark.django_db(transaction=True)``.
     """
     celery_app.control.purge()
     worker = start_worker()
@@ -61,3 +66,12 @@ def published() -> list[str]:
     before_task_publish.connect(record, weak=False)
     yield ids
     before_task_publish.disconnect(record)
+
+
+@pytest.fixture(autouse=True)
+def _close_publish_breaker():
+    """A test that stopped Redis leaves this process's publish breaker open for a few
+    seconds (queueing.ledger); the next test starts with a broker that is up."""
+    from queueing import ledger
+
+    ledger._publisher.open_until = 0.0

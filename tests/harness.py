@@ -10,6 +10,7 @@ visible to the worker.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import kombu.exceptions
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -36,6 +39,7 @@ LOG_DIR = Path(settings.VAR_DIR) / "test-logs"
 WORKER_START_TIMEOUT = 60.0
 # Warm shutdown lets running tasks finish; past this the process group is killed.
 WORKER_STOP_TIMEOUT = 20.0
+PR_SET_PDEATHSIG = 1
 
 
 class ConditionTimeout(AssertionError):
@@ -77,7 +81,7 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-@dataclass
+@dataclass(eq=False)
 class ManagedProcess:
     """A process group started by a test (a worker with its pool, or the relay)."""
 
@@ -85,6 +89,9 @@ class ManagedProcess:
     process: subprocess.Popen
     log_path: Path
     _log_file: object = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        RUNNING.append(self)
 
     @property
     def pid(self) -> int:
@@ -98,10 +105,20 @@ class ManagedProcess:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole process group at once: a host lost, nothing cleaned up."""
+        """SIGKILL the whole process group at once: a host lost, nothing cleaned up.
+        Returns once no process of the group is left (pool children die a moment after
+        the main process)."""
         self._signal_group(signal.SIGKILL)
         self.process.wait()
+        wait_until(self._group_gone, timeout=10, message=f"process group {self.pid} to die")
         self._close_log()
+
+    def _group_gone(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
 
     def stop(self) -> None:
         """SIGTERM by PID (a worker's warm shutdown); kill the group if it lingers."""
@@ -121,6 +138,8 @@ class ManagedProcess:
             os.killpg(self.process.pid, sig)
 
     def _close_log(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -130,13 +149,32 @@ class WorkerProcess(ManagedProcess):
     """A running ``celery worker`` process group (main process plus pool children)."""
 
     def answers_ping(self) -> bool:
-        replies = celery_app.control.ping(destination=[self.name], timeout=0.5)
+        # A connection of its own: the app's pooled ones may have died with a Redis
+        # that a test restarted.
+        try:
+            with celery_app.connection_for_write() as connection:
+                replies = celery_app.control.ping(
+                    destination=[self.name], timeout=0.5, connection=connection
+                )
+        except (OSError, redis.RedisError, kombu.exceptions.OperationalError):
+            return False
         return any(self.name in reply for reply in replies)
 
 
 def session_queues() -> list[str]:
     """Every declared queue but ``isolated``, which only a test's own workers consume."""
     return [name for name in settings.TASKYARD_QUEUES if name != "isolated"]
+
+
+# Every process a test started and has not stopped; stopped at the end of the session
+# (tests/conftest.py) so a failing test cannot leave a worker consuming the next run's jobs.
+RUNNING: list[ManagedProcess] = []
+
+
+def _own_session_and_die_with_parent() -> None:  # runs in the child before exec
+    os.setsid()  # its own process group, so stop() reaches a worker's pool too
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # pytest killed: the worker stops too
 
 
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None):
@@ -148,9 +186,14 @@ def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None):
         env=worker_environment(env),
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so stop() reaches the pool
+        preexec_fn=_own_session_and_die_with_parent,  # noqa: PLW1509
     )
     return process, log_file
+
+
+def stop_all() -> None:
+    for process in list(RUNNING):
+        process.stop()
 
 
 def start_relay(env: dict[str, str] | None = None) -> ManagedProcess:
@@ -188,8 +231,6 @@ def start_worker(
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
         f"--hostname={name}",
-        # Test-only tasks (tests/worker_tasks.py) are registered in the worker too.
-        "--include=tests.worker_tasks",
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     argv.append(f"--queues={','.join(queues or session_queues())}")

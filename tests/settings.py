@@ -29,3 +29,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+
+# Test-only tasks, registered in the test process and in every worker the tests start.
+CELERY_IMPORTS = ["tests.worker_tasks"]

@@ -140,3 +140,20 @@ def test_rolled_back_enqueue_never_runs(celery_worker, published):
     assert published == [str(sentinel.id)]
     assert not Job.objects.filter(id=ghost.id).exists()
     assert not SideEffect.objects.filter(key="ghost").exists()
+
+
+def test_a_ledger_message_whose_job_is_gone_is_dropped_not_adopted(celery_worker):
+    """A late duplicate of a job that retention already pruned must not run again."""
+    with transaction.atomic():
+        job = queueing.enqueue("tests.record", ["pruned"], countdown=3600)
+    spec = PublishSpec.of(job)
+    Job.objects.filter(id=job.id).delete()
+    publish(spec)
+
+    wait_until(
+        lambda: f"job {job.id}: delivery dropped" in celery_worker.log(last=500),
+        timeout=30,
+        message=celery_worker.log,
+    )
+    assert not Job.objects.filter(id=job.id).exists()
+    assert not SideEffect.objects.filter(key="pruned").exists()
