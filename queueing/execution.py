@@ -222,9 +222,8 @@ def _error_fields(exc: BaseException) -> dict:
     }
 
 
-_VOLATILE = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|0x[0-9a-f]+|\d+", re.I
-)
+# Ids, hashes, addresses and numbers: anything hex-like that contains a digit.
+_VOLATILE = re.compile(r"0x[0-9a-f]+|[0-9a-f]*\d[0-9a-f]*|\d+", re.I)
 
 
 def fingerprint(error_class: str, message: str) -> str:
@@ -370,3 +369,30 @@ class LeaseKeeper:
                 logger.exception("lease renewal failed; retrying in %.1fs", interval)
             finally:
                 connection.close()
+
+
+def on_task_revoked(sender=None, request=None, terminated=False, expired=False, **_) -> None:
+    """Celery signal: a revoked or expired message (``revoke()``, ``expires=``) never
+    runs, so its job is cancelled instead of waiting for a message that will not come.
+    Runs in the worker's main process."""
+    job_id = getattr(request, "id", None) or getattr(request, "task_id", None)
+    if not job_id:
+        return
+    statuses = [JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING]
+    if terminated:
+        statuses.append(JobStatus.RUNNING)
+    reason = "expired" if expired else ("terminated" if terminated else "revoked")
+    try:
+        updated = Job.objects.filter(id=job_id, status__in=statuses).update(
+            status=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            lease_owner="",
+            lease_expires_at=None,
+            last_error_class=f"taskyard.{reason.capitalize()}",
+            last_error_message=f"message {reason} in Celery",
+        )
+    except Exception:
+        logger.exception("job %s: could not record that its message was %s", job_id, reason)
+        return
+    if updated:
+        logger.warning("job %s: cancelled, its message was %s", job_id, reason)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import redis
 from celery.signals import before_task_publish
 from django.conf import settings
 
 from config.celery import app as celery_app
+from queueing.relay import LOCK_KEY
 from tests.broker import broker as session_broker
 from tests.harness import ManagedProcess, WorkerProcess, start_relay, start_worker, stop_all
 
@@ -29,12 +32,33 @@ def celery_worker(django_db_setup, relay) -> WorkerProcess:
     worker.stop()
 
 
+class RelayService:
+    """The session's `manage.py relay` process, which a test can pause."""
+
+    def __init__(self) -> None:
+        self.process: ManagedProcess = start_relay()
+
+    @contextmanager
+    def paused(self):
+        """Stop the relay (and free its SQLite leadership lock) for a test that drives
+        relay ticks itself; start a new one afterwards."""
+        self.process.stop()
+        redis.Redis.from_url(settings.REDIS_URL).delete(LOCK_KEY)
+        try:
+            yield
+        finally:
+            self.process = start_relay()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
 @pytest.fixture(scope="session")
-def relay(django_db_setup) -> ManagedProcess:
+def relay(django_db_setup) -> RelayService:
     """The relay/reaper loop (`manage.py relay`) for the session, on the test database."""
-    process = start_relay()
-    yield process
-    process.stop()
+    service = RelayService()
+    yield service
+    service.stop()
 
 
 @pytest.fixture

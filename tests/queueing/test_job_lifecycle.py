@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from celery import states
 from celery.result import AsyncResult
 from django.db import transaction
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 import queueing
 from config.celery import app as celery_app
 from queueing.ledger import PublishSpec, publish
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
+from queueing.tasks import ping
 from tests.harness import wait_until
 from tests.sideeffects.models import SideEffect
 from tests.worker_tasks import KEY_PREFIX
@@ -157,3 +161,12 @@ def test_a_ledger_message_whose_job_is_gone_is_dropped_not_adopted(celery_worker
     )
     assert not Job.objects.filter(id=job.id).exists()
     assert not SideEffect.objects.filter(key="pruned").exists()
+
+
+def test_an_expired_message_cancels_its_job(celery_worker):
+    result = ping.apply_async(["too late"], expires=timezone.now() - dt.timedelta(seconds=1))
+
+    job = finished(result.id)
+    assert job.status == JobStatus.CANCELLED
+    assert job.last_error_class == "taskyard.Expired"
+    assert job.attempts == 0  # never ran

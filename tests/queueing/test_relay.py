@@ -1,0 +1,195 @@
+"""The relay and reaper, one tick at a time, against the real database and Redis.
+
+Jobs go to the ``isolated`` queue, which no worker consumes here, so the messages a tick
+publishes can be counted in Redis (even those of the session's relay, if it runs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+import queueing
+from queueing.execution import LeaseLost, assert_lease, claim, record_success
+from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
+from queueing.relay import EPOCH_KEY, LOCK_KEY, Relay
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUEUE = "isolated"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_other_relay(relay):
+    """These tests drive ticks themselves; the session's relay must not race them."""
+    with relay.paused():
+        yield
+
+
+@pytest.fixture
+def broker_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(LOCK_KEY)
+    client.delete(QUEUE)
+    client.set(EPOCH_KEY, "test")  # a broker that has not lost its data
+    yield client
+    client.delete(QUEUE)
+    client.close()
+
+
+def messages(client) -> list[str]:
+    """Task ids of the messages waiting in the isolated queue."""
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(QUEUE, 0, -1)]
+
+
+def unpublished_jobs(count: int) -> list[str]:
+    with transaction.atomic():
+        ids = [
+            str(queueing.enqueue("tests.record", [f"r{n}"], queue=QUEUE, countdown=3600).id)
+            for n in range(count)
+        ]
+    Job.objects.filter(id__in=ids).update(status=JobStatus.QUEUED, run_at=None)
+    return ids
+
+
+def test_due_scheduled_and_retrying_jobs_are_promoted_and_published(broker_client):
+    scheduled = queueing.enqueue("tests.record", ["s"], queue=QUEUE, countdown=3600)
+    retrying = queueing.enqueue("tests.record", ["r"], queue=QUEUE, countdown=3600)
+    later = queueing.enqueue("tests.record", ["l"], queue=QUEUE, countdown=3600)
+    past = timezone.now() - dt.timedelta(seconds=1)
+    Job.objects.filter(id=scheduled.id).update(run_at=past)
+    Job.objects.filter(id=retrying.id).update(status=JobStatus.RETRYING, run_at=past)
+
+    report = Relay().tick()
+
+    assert report.promoted == 2
+    assert {str(scheduled.id), str(retrying.id)} <= set(messages(broker_client))
+    assert str(later.id) not in messages(broker_client)
+    assert Job.objects.get(id=scheduled.id).status == JobStatus.QUEUED
+    assert Job.objects.get(id=later.id).status == JobStatus.SCHEDULED
+
+
+def test_jobs_whose_publish_failed_are_published_once(broker_client):
+    ids = unpublished_jobs(50)
+
+    relay = Relay()
+    relay.tick()
+    relay.tick()
+
+    assert sorted(messages(broker_client)) == sorted(ids)
+    assert Job.objects.filter(id__in=ids, published_at=None).count() == 0
+
+
+def test_several_relays_at_once_publish_each_job_exactly_once(broker_client):
+    ids = unpublished_jobs(300)
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run_relay() -> None:
+        try:
+            relay = Relay()
+            start.wait()
+            deadline = time.monotonic() + 10
+            while Job.objects.filter(id__in=ids, published_at=None).exists():
+                relay.tick()
+                assert time.monotonic() < deadline, "relays did not finish"
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run_relay) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    published = messages(broker_client)
+    assert len(published) == len(set(published)) == 300
+    assert set(published) == set(ids)
+
+
+def test_a_broker_that_lost_its_data_gets_every_queued_job_again(broker_client):
+    ids = unpublished_jobs(20)
+    relay = Relay()
+    relay.tick()
+    assert sorted(messages(broker_client)) == sorted(ids)
+
+    broker_client.flushdb()  # what a Redis restart without persistence looks like
+
+    report = relay.tick()
+    assert report.broker_wiped
+    assert sorted(messages(broker_client)) == sorted(ids)
+
+
+def test_stale_publish_is_repeated_only_when_the_queue_is_empty(broker_client):
+    (job_id,) = unpublished_jobs(1)
+    long_ago = timezone.now() - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS + 5)
+    Job.objects.filter(id=job_id).update(published_at=long_ago)
+    broker_client.rpush(QUEUE, json.dumps({"headers": {"id": "someone-else"}}))
+
+    relay = Relay()
+    relay.tick()
+    assert messages(broker_client) == ["someone-else"]  # messages wait: ours is among them
+
+    broker_client.delete(QUEUE)
+    report = relay.tick()
+    assert report.republished_lost == 1
+    assert messages(broker_client) == [job_id]
+
+
+def expire_lease(job_id) -> None:
+    Job.objects.filter(id=job_id).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+
+def test_expired_lease_goes_back_to_queued_and_the_late_worker_is_fenced_off(broker_client):
+    (job_id,) = unpublished_jobs(1)
+    Job.objects.filter(id=job_id).update(published_at=timezone.now())
+    first = claim(job_id, "worker-a/1")
+    assert first.token == 1
+
+    expire_lease(job_id)  # worker a stalls past its lease
+    report = Relay().tick()
+    assert report.reaped == 1
+    job = Job.objects.get(id=job_id)
+    assert job.status == JobStatus.QUEUED
+    assert [a.outcome for a in job.attempt_rows.all()] == [AttemptOutcome.LOST]
+    assert messages(broker_client) == [job_id]  # published again in the same tick
+
+    second = claim(job_id, "worker-b/2")
+    assert second.token == 2 and second.attempt == 2
+
+    # Worker a wakes up: it can neither record a result nor commit guarded writes.
+    assert record_success(first, "late") is False
+    with pytest.raises(LeaseLost), transaction.atomic():
+        assert_lease(first)
+    assert record_success(second, "on time") is True
+    job.refresh_from_db()
+    assert (job.status, job.result, job.attempts) == (JobStatus.SUCCEEDED, "on time", 2)
+
+
+def test_a_job_lost_on_its_last_attempt_is_dead(broker_client):
+    job = queueing.enqueue("tests.record", ["x"], queue=QUEUE, max_attempts=1)
+    claim(str(job.id), "worker-a/1")
+    expire_lease(job.id)
+
+    report = Relay().tick()
+
+    assert report.dead_lost == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.DEAD
+    assert DeadLetter.objects.get(job=job).reason == DeadLetterReason.LOST
+
+
+def test_a_duplicate_claim_gets_nothing(broker_client):
+    (job_id,) = unpublished_jobs(1)
+    assert claim(job_id, "worker-a/1") is not None
+    assert claim(job_id, "worker-b/1") is None
