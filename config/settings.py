@@ -26,6 +26,7 @@ from config.env import (
     sqlite_database,
 )
 from devstack import embedded_redis
+from queueing.queues import parse_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of a development install: SQLite file, embedded Redis data, logs.
@@ -229,20 +230,33 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
 # --- Queues ---------------------------------------------------------------------------
-# The queues every development worker consumes, with their production concurrency and
-# retry defaults (queueing.retry.RetryPolicy fields; a task may override them with the
-# attributes max_attempts / retry_base_delay / retry_max_delay). Seed design values; the
-# full declaration (priorities, rate limits, retention) is the queue-control issue's job.
+# One declaration per queue (queueing/queues.py validates it at start): production
+# concurrency, pool, the worker group it shares a process with (`manage.py workers
+# --print`), default priority 0-9, and retry defaults (queueing.retry.RetryPolicy fields; a
+# task overrides them with max_attempts / retry_base_delay / retry_max_delay). Seed values.
 TASKYARD_QUEUES: dict[str, dict] = {
     "default": {"concurrency": 4},
+    # Route solving is CPU-bound: processes, not threads.
     "routing": {"concurrency": 2},
     # Invoices: a double charge is worse than a late one, so fewer, slower retries.
     "billing": {"concurrency": 1, "retry": {"max_attempts": 3, "base_delay": 30}},
-    "notifications": {"concurrency": 10, "retry": {"max_attempts": 8}},
+    # I/O-bound calls to SendGrid/Twilio/webhooks: threads, sharing one worker process.
+    "notifications": {
+        "concurrency": 10,
+        "pool": "threads",
+        "group": "io",
+        "retry": {"max_attempts": 8},
+    },
+    "external-api": {
+        "concurrency": 8,
+        "pool": "threads",
+        "group": "io",
+        "retry": {"max_attempts": 8},
+    },
     "datasync": {"concurrency": 3},
     "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
-    "external-api": {"concurrency": 8, "retry": {"max_attempts": 8}},
 }
+TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
 TASKYARD_DEFAULT_RETRY = {"max_attempts": 5, "base_delay": 2.0, "max_delay": 3600.0}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared queues only: a typo in a route must fail, not create a queue nobody consumes.

@@ -229,6 +229,8 @@ def enqueue(
     _check_json(args, kwargs, passthrough)
     queue_name = resolve_queue(celery_task, queue, args, kwargs)
     priority = _check_priority(priority)
+    if priority is None:
+        priority = settings.TASKYARD_QUEUE_SPECS[queue_name].priority
     now = timezone.now()
     when = _run_at(run_at, countdown, now)
     if max_attempts is None:

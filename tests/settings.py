@@ -14,12 +14,14 @@ os.environ.setdefault("RELAY_REPUBLISH_AFTER_SECONDS", "5")
 
 from config.settings import *  # noqa: F403
 from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, TASKYARD_QUEUES
+from queueing.queues import parse_queues
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects"]  # noqa: F405
 
 # A queue only the workers a test starts for itself consume (never the session worker),
 # for tests that kill workers or need a queue with no consumer.
 TASKYARD_QUEUES = {**TASKYARD_QUEUES, "isolated": {"concurrency": 2}}
+TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]  # noqa: F405
 
 # kombu scans for unacknowledged messages past the visibility timeout every 100 s by

@@ -1,0 +1,93 @@
+"""Declared queues: one declaration per queue in settings.TASKYARD_QUEUES.
+
+Each declaration names the queue's concurrency, pool, worker group, default priority and
+retry defaults; Celery's ``task_queues`` and the production worker command lines
+(``manage.py workers --print``) derive from it. A malformed declaration stops every
+process at start with a message naming the queue and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+POOLS = ("prefork", "threads")
+_RETRY_FIELDS = {"max_attempts", "base_delay", "max_delay"}
+_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry"}
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    concurrency: int
+    pool: str = "prefork"
+    # Queues of one group share a worker process in production (`workers --print`).
+    group: str = ""
+    priority: int | None = None
+    retry: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _fail(name: str, message: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"TASKYARD_QUEUES[{name!r}]: {message}")
+
+
+def parse_queue(name: str, raw: Mapping[str, Any]) -> QueueSpec:
+    if not isinstance(name, str) or not name or not name.replace("-", "").isalnum():
+        raise _fail(str(name), "a queue name is letters, digits and dashes")
+    if not isinstance(raw, Mapping):
+        raise _fail(name, "must be a dict of settings")
+    unknown = set(raw) - _KNOWN_FIELDS
+    if unknown:
+        raise _fail(name, f"unknown field(s) {sorted(unknown)}; known: {sorted(_KNOWN_FIELDS)}")
+    concurrency = raw.get("concurrency")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise _fail(name, f"concurrency must be a positive integer, not {concurrency!r}")
+    pool = raw.get("pool", "prefork")
+    if pool not in POOLS:
+        raise _fail(name, f"pool {pool!r} is not one of {', '.join(POOLS)}")
+    priority = raw.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
+    ):
+        raise _fail(name, f"priority must be an integer 0-9, not {priority!r}")
+    retry = raw.get("retry", {})
+    if not isinstance(retry, Mapping) or set(retry) - _RETRY_FIELDS:
+        raise _fail(name, f"retry takes only {sorted(_RETRY_FIELDS)}")
+    for key, value in retry.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise _fail(name, f"retry.{key} must be a non-negative number, not {value!r}")
+    group = raw.get("group", name)
+    if not isinstance(group, str) or not group:
+        raise _fail(name, "group must be a non-empty string")
+    return QueueSpec(name, concurrency, pool, group, priority, dict(retry))
+
+
+def parse_queues(raw: Mapping[str, Any]) -> dict[str, QueueSpec]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ImproperlyConfigured("TASKYARD_QUEUES must declare at least one queue")
+    specs = {name: parse_queue(name, value) for name, value in raw.items()}
+    pools: dict[str, str] = {}
+    for spec in specs.values():
+        if pools.setdefault(spec.group, spec.pool) != spec.pool:
+            raise _fail(spec.name, f"group {spec.group!r} mixes pools")
+    return specs
+
+
+def worker_commands(specs: Mapping[str, QueueSpec]) -> list[str]:
+    """Production `celery worker` command lines, one per queue group: the group's queues,
+    their summed concurrency and their pool."""
+    groups: dict[str, list[QueueSpec]] = {}
+    for spec in specs.values():
+        groups.setdefault(spec.group, []).append(spec)
+    lines = []
+    for group, members in groups.items():
+        queues = ",".join(spec.name for spec in members)
+        concurrency = sum(spec.concurrency for spec in members)
+        lines.append(
+            f"celery -A config worker --queues={queues} --concurrency={concurrency} "
+            f"--pool={members[0].pool} --hostname={group}@%h --loglevel=INFO"
+        )
+    return lines
