@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from celery import Task
 from celery.exceptions import Ignore, Retry
@@ -30,6 +31,9 @@ LEDGER_HEADER = "taskyard_ledger"  # queueing.ledger.LEDGER_HEADER (no import cy
 # (the re-sent message is dropped by the claim), so this only matters for untracked ones,
 # where Celery's 3-minute default leaves a killed task idle for no reason.
 WORKER_LOST_RETRY_DELAY_SECONDS = 5
+
+# Celery state a task reports with self.progress() (shown by Flower and AsyncResult).
+PROGRESS_STATE = "PROGRESS"
 
 # apply_async options that the ledger models itself.
 _LEDGER_OPTIONS = ("queue", "priority", "countdown", "eta", "unique_key", "max_attempts")
@@ -140,6 +144,38 @@ class TaskyardTask(Task):
         claim = getattr(self.request, "taskyard_claim", None)
         return claim is not None and LeaseKeeper.get().is_lost(claim)
 
+    def is_cancelled(self) -> bool:
+        """True once an operator asked this job to stop (queueing.control.cancel). A long
+        task checks it between steps and raises JobCancelled (or returns)."""
+        from queueing.execution import is_cancel_requested
+
+        claim = getattr(self.request, "taskyard_claim", None)
+        return claim is not None and is_cancel_requested(claim)
+
+    def progress(self, percent: float, message: str = "") -> bool:
+        """Report progress (0-100) on the job and as Celery state PROGRESS for Flower.
+        Throttled: at most one write per PROGRESS_MIN_INTERVAL_SECONDS, except 100 %.
+        Returns whether it was written."""
+        from queueing.control import PROGRESS_MIN_INTERVAL_SECONDS
+        from queueing.execution import record_progress
+
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise TypeError(f"percent must be a number, not {percent!r}")
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be within 0-100, not {percent}")
+        claim = getattr(self.request, "taskyard_claim", None)
+        if claim is None:
+            return False
+        now = time.monotonic()
+        last = getattr(self.request, "taskyard_progress_at", None)
+        if last is not None and now - last < PROGRESS_MIN_INTERVAL_SECONDS and percent < 100:
+            return False
+        self.request.taskyard_progress_at = now
+        if not record_progress(claim, float(percent), str(message)):
+            return False
+        self.update_state(state=PROGRESS_STATE, meta={"percent": percent, "message": message})
+        return True
+
     def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
               max_retries=None, **options):  # fmt: skip
         """Ask for another attempt; the ledger schedules it (no ETA message in RAM)."""
@@ -159,6 +195,7 @@ class TaskyardTask(Task):
             # push an empty one over it.
             return self.run(*args, **kwargs)
         from queueing import execution
+        from queueing.control import JobCancelled
 
         request = self.request
         owner = f"{request.hostname}/{os.getpid()}"
@@ -179,6 +216,11 @@ class TaskyardTask(Task):
             raise
         except execution.LeaseLost as exc:
             execution.record_superseded(claim, exc)
+            raise Ignore() from None
+        except JobCancelled:
+            keeper.unwatch(claim)
+            if execution.record_cancelled(claim):
+                self.backend.mark_as_revoked(claim.job_id, "cancelled", request=self.request)
             raise Ignore() from None
         except BaseException as exc:
             keeper.unwatch(claim)

@@ -194,6 +194,36 @@ def record_success(claim: Claim, value) -> bool:
     return bool(updated)
 
 
+def record_cancelled(claim: Claim) -> bool:
+    """The task stopped on a cancel request: the job ends ``cancelled``."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _guarded(claim).update(
+            status=JobStatus.CANCELLED,
+            finished_at=now,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error_class="taskyard.Cancelled",
+        )
+        if updated:
+            _attempt_row(claim, AttemptOutcome.CANCELLED, now).save(force_insert=True)
+    if updated:
+        logger.info(
+            "job %s: stopped on its cancel request (attempt %s)", claim.job_id, claim.attempt
+        )
+    return bool(updated)
+
+
+def is_cancel_requested(claim: Claim) -> bool:
+    return Job.objects.filter(
+        id=claim.job_id, fencing_token=claim.token, cancel_requested_at__isnull=False
+    ).exists()
+
+
+def record_progress(claim: Claim, percent: float, message: str) -> bool:
+    return _guarded(claim).update(progress=percent, progress_message=message[:255]) == 1
+
+
 def record_superseded(claim: Claim, exc: BaseException | None = None) -> None:
     """Log an attempt that finished after losing its lease (its outcome was not kept)."""
     logger.warning(

@@ -80,6 +80,12 @@ class Job(models.Model):
     last_error_message = models.TextField(blank=True, default="")
     last_error_traceback = models.TextField(blank=True, default="")
     result = models.JSONField(null=True, blank=True)
+    # Reported by the task (self.progress()); throttled writes.
+    progress = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    # Set by queueing.control.cancel() on a running job; the task sees it through
+    # self.is_cancelled() and stops cooperatively.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     enqueued_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -144,6 +150,7 @@ class AttemptOutcome(models.TextChoices):
     DEAD = "dead", "Failed for good"
     LOST = "lost", "Lost (lease expired)"
     SUPERSEDED = "superseded", "Finished after its lease was taken over"
+    CANCELLED = "cancelled", "Stopped on a cancel request"
 
 
 class JobAttempt(models.Model):

@@ -13,6 +13,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
+from queueing.control import JobCancelled
 from queueing.retry import PermanentError, RateLimited
 from tests.sideeffects.models import SideEffect
 
@@ -71,3 +72,18 @@ def fail(self, kind: str, key: str, succeed_on_attempt: int = 0) -> str:
     if self.attempt == succeed_on_attempt:
         return "ok"
     raise FAILURES[kind]()
+
+
+@shared_task(bind=True, name="tests.cooperative")
+def cooperative(self, key: str, steps: int = 300) -> str:
+    """Work in 0.1 s steps, reporting progress, until done or asked to stop."""
+    client = redis_client()
+    for step in range(steps):
+        if self.is_cancelled():
+            client.set(f"{KEY_PREFIX}:{key}:stopped_at", step)
+            raise JobCancelled()
+        self.progress(100 * step / steps, f"step {step} of {steps}")
+        client.set(f"{KEY_PREFIX}:{key}:step", step)
+        time.sleep(0.1)
+    self.progress(100, "done")
+    return "done"
