@@ -196,13 +196,17 @@ class TaskyardTask(Task):
             return self.run(*args, **kwargs)
         from queueing import execution
         from queueing.control import JobCancelled
+        from queueing.pause import is_paused, put_back
 
         request = self.request
         owner = f"{request.hostname}/{os.getpid()}"
+        queue = (request.delivery_info or {}).get("routing_key") or ""
+        if queue and is_paused(queue):
+            put_back(request.id)
+            raise Ignore()
         claim = execution.claim(request.id, owner)
         from_ledger = bool(request.get(LEDGER_HEADER))
         if claim is None and not from_ledger and not execution.job_exists(request.id):
-            queue = (request.delivery_info or {}).get("routing_key") or ""
             claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
         if claim is None:
             logger.info("job %s: delivery dropped, the job is not queued", request.id)

@@ -215,3 +215,22 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter of {self.job_id} ({self.reason})"
+
+
+class QueueState(models.Model):
+    """The durable, cluster-wide state of a declared queue (paused or not)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.CharField(max_length=255, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'paused' if self.paused else 'running'})"

@@ -43,6 +43,7 @@ from queueing.models import (
     JobAttempt,
     JobStatus,
 )
+from queueing.pause import sync_paused_set
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Relay:
         )
         self.owner = f"relay-{uuid.uuid4().hex[:8]}"
         self.batch = settings.RELAY_BATCH_SIZE
+        self._paused: set[str] = set()
 
     # --- the tick --------------------------------------------------------------------
 
@@ -96,6 +98,10 @@ class Relay:
         if not _skip_locked() and not self._hold_lock():
             return report
         now = timezone.now()
+        try:
+            self._paused = sync_paused_set()
+        except redis.RedisError as exc:
+            report.errors.append(f"broker: {exc!r}")
         self._reap(now, report)
         self._promote(now, report)
         self._check_broker_epoch(report)
@@ -208,7 +214,12 @@ class Relay:
     # --- 3. publish ------------------------------------------------------------------
 
     def _publish_unpublished(self, report: TickReport) -> None:
-        self._publish_where(Job.objects.filter(status=JobStatus.QUEUED, published_at=None), report)
+        self._publish_where(
+            Job.objects.filter(status=JobStatus.QUEUED, published_at=None).exclude(
+                queue__in=self._paused
+            ),
+            report,
+        )
 
     def _publish_where(self, queryset, report: TickReport, *, lost: bool = False) -> None:
         """Publish each job of ``queryset`` (batch by batch) and stamp published_at.
@@ -289,6 +300,8 @@ class Relay:
             .distinct()
         )
         for queue in list(stale_queues):
+            if queue in self._paused:
+                continue
             try:
                 if not self._queue_is_empty(queue):
                     continue  # messages are waiting: ours are among them
