@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from celery.worker.control import control_command
 from django.conf import settings
 from django.db import transaction
 
@@ -79,7 +80,9 @@ def resume_queue(name: str, *, user=None, reason: str = "") -> QueueState:
     from config.celery import app
 
     state = _set(name, False, user, reason)
-    app.control.add_consumer(name)
+    # Not Celery's add_consumer, which would make *every* worker consume the queue: each
+    # worker takes it back only if its own command line (-Q) had it.
+    app.control.broadcast("taskyard_resume_queue", arguments={"queue": name})
     # Jobs put back while paused wait unpublished; the relay publishes them next tick.
     logger.warning("queue %s resumed", name)
     return state
@@ -120,9 +123,25 @@ def put_back(job_id: str) -> None:
     logger.info("job %s: its queue is paused, put back without an attempt", job_id)
 
 
+# The queues this worker process was started to consume (its -Q), noted when it is ready.
+_configured_queues: set[str] = set()
+
+
+@control_command(args=[("queue", str)], signature="<queue>")
+def taskyard_resume_queue(state, queue: str) -> dict:
+    """Worker side of resume_queue(): consume ``queue`` again if this worker was started
+    for it."""
+    if queue not in _configured_queues:
+        return {"ok": f"{queue} is not one of this worker's queues"}
+    state.consumer.call_soon(state.consumer.add_task_queue, queue)
+    return {"ok": f"consuming {queue} again"}
+
+
 def on_worker_ready(sender=None, **_) -> None:
-    """Celery signal: a worker that starts while queues are paused stops consuming them."""
+    """Celery signal: note this worker's queues; stop consuming the paused ones."""
     consumer = sender
+    if consumer.task_consumer:
+        _configured_queues.update(queue.name for queue in consumer.task_consumer.queues)
     try:
         names = paused_queues()
     except Exception:

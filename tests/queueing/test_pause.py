@@ -21,7 +21,12 @@ def statuses(ids) -> dict:
     return dict(Job.objects.filter(id__in=ids).values_list("id", "status"))
 
 
-def test_a_paused_queue_runs_nothing_until_resumed_across_a_worker_restart(relay):
+def consumed_by(worker) -> set[str]:
+    replies = celery_app.control.inspect(destination=[worker.name], timeout=2).active_queues()
+    return {queue["name"] for queue in (replies or {}).get(worker.name, [])}
+
+
+def test_a_paused_queue_runs_nothing_until_resumed_across_a_worker_restart(relay, celery_worker):
     worker = start_worker(queues=["isolated", "default"], concurrency=2)
     try:
         pause_queue("isolated", reason="billing freeze")
@@ -48,6 +53,9 @@ def test_a_paused_queue_runs_nothing_until_resumed_across_a_worker_restart(relay
             timeout=60,
             message=lambda: f"{statuses(held)}\n{worker.log()}",
         )
+        assert "isolated" in consumed_by(worker)
+        # A worker never started for the queue does not start consuming it on resume.
+        assert "isolated" not in consumed_by(celery_worker)
     finally:
         resume_queue("isolated")
         worker.stop()
