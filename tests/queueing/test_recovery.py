@@ -44,10 +44,15 @@ def assert_each_ran_exactly_once(ids: list) -> None:
 def test_sigkill_of_a_worker_mid_run_loses_no_job(relay):
     worker = start_worker(queues=["isolated"], concurrency=4)
     try:
-        ids = enqueue_many(500, "kill", queue="isolated", seconds=0.02)
+        ids = enqueue_many(500, "kill", queue="isolated", seconds=0.05)
+        # Kill in the middle: a fifth done, and jobs running right now.
         wait_until(
-            lambda: SideEffect.objects.filter(job_id__in=ids).count() >= 100,
+            lambda: (
+                SideEffect.objects.filter(job_id__in=ids).count() >= 100
+                and Job.objects.filter(id__in=ids, status=JobStatus.RUNNING).exists()
+            ),
             timeout=60,
+            interval=0.01,
             message=worker.log,
         )
     finally:
