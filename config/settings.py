@@ -257,6 +257,13 @@ TASKYARD_QUEUES: dict[str, dict] = {
     "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
 }
 TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
+# How long finished jobs (with their attempts, dead letters and results) are kept, in
+# seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
+TASKYARD_DEFAULT_RETENTION = {
+    "succeeded": 24 * 3600,
+    "dead": 7 * 24 * 3600,  # a week for someone to review, replay or discard
+    "cancelled": 7 * 24 * 3600,
+}
 TASKYARD_DEFAULT_RETRY = {"max_attempts": 5, "base_delay": 2.0, "max_delay": 3600.0}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared queues only: a typo in a route must fail, not create a queue nobody consumes.

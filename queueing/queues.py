@@ -16,7 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 POOLS = ("prefork", "threads")
 _RETRY_FIELDS = {"max_attempts", "base_delay", "max_delay"}
-_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry"}
+_RETENTION_FIELDS = {"succeeded", "dead", "cancelled"}
+_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry", "retention"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class QueueSpec:
     group: str = ""
     priority: int | None = None
     retry: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds a finished job is kept, per final status (overrides the global defaults).
+    retention: Mapping[str, float] = field(default_factory=dict)
 
 
 def _fail(name: str, message: str) -> ImproperlyConfigured:
@@ -53,16 +56,22 @@ def parse_queue(name: str, raw: Mapping[str, Any]) -> QueueSpec:
         isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
     ):
         raise _fail(name, f"priority must be an integer 0-9, not {priority!r}")
-    retry = raw.get("retry", {})
-    if not isinstance(retry, Mapping) or set(retry) - _RETRY_FIELDS:
-        raise _fail(name, f"retry takes only {sorted(_RETRY_FIELDS)}")
-    for key, value in retry.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise _fail(name, f"retry.{key} must be a non-negative number, not {value!r}")
+    retry = _numbers(name, "retry", raw.get("retry", {}), _RETRY_FIELDS, minimum=0)
+    retention = _numbers(name, "retention", raw.get("retention", {}), _RETENTION_FIELDS, 1)
     group = raw.get("group", name)
     if not isinstance(group, str) or not group:
         raise _fail(name, "group must be a non-empty string")
-    return QueueSpec(name, concurrency, pool, group, priority, dict(retry))
+    return QueueSpec(name, concurrency, pool, group, priority, retry, retention)
+
+
+def _numbers(name: str, section: str, raw: Any, allowed: set[str], minimum: float) -> dict:
+    """A dict section of numbers (retry, retention) with only the allowed keys."""
+    if not isinstance(raw, Mapping) or set(raw) - allowed:
+        raise _fail(name, f"{section} takes only {sorted(allowed)}")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise _fail(name, f"{section}.{key} must be a number >= {minimum}, not {value!r}")
+    return dict(raw)
 
 
 def parse_queues(raw: Mapping[str, Any]) -> dict[str, QueueSpec]:

@@ -20,7 +20,7 @@ from queueing.queues import parse_queues, worker_commands
         ({"billing": {"concurrency": 1, "pool": "gevent"}}, "pool 'gevent'"),
         ({"billing": {"concurrency": 1, "rate": "fast"}}, "unknown field(s) ['rate']"),
         ({"billing": {"concurrency": 1, "retry": {"tries": 3}}}, "retry takes only"),
-        ({"billing": {"concurrency": 1, "retry": {"max_attempts": -1}}}, "non-negative"),
+        ({"billing": {"concurrency": 1, "retry": {"max_attempts": -1}}}, ">= 0"),
         ({"bad name!": {"concurrency": 1}}, "letters, digits and dashes"),
         (
             {
