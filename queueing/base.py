@@ -36,7 +36,15 @@ WORKER_LOST_RETRY_DELAY_SECONDS = 5
 PROGRESS_STATE = "PROGRESS"
 
 # apply_async options that the ledger models itself.
-_LEDGER_OPTIONS = ("queue", "priority", "countdown", "eta", "unique_key", "max_attempts")
+_LEDGER_OPTIONS = (
+    "queue",
+    "priority",
+    "countdown",
+    "eta",
+    "unique_key",
+    "on_conflict",
+    "max_attempts",
+)
 
 
 class RetryRequested(Exception):
@@ -103,6 +111,7 @@ class TaskyardTask(Task):
             run_at=ledger["eta"],
             countdown=ledger["countdown"],
             unique_key=ledger["unique_key"],
+            on_conflict=ledger["on_conflict"] or "keep",
             max_attempts=ledger["max_attempts"],
             job_id=task_id,
             options=options,

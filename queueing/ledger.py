@@ -203,6 +203,7 @@ def enqueue(
     run_at: dt.datetime | str | None = None,
     countdown: float | None = None,
     unique_key: str | None = None,
+    on_conflict: str = "keep",
     max_attempts: int | None = None,
     user=None,
     job_id: uuid.UUID | str | None = None,
@@ -212,7 +213,9 @@ def enqueue(
 ) -> Job:
     """Insert a job in the caller's transaction and publish it after commit.
 
-    Returns the new Job, or, when ``unique_key`` is held by an active job, that job.
+    Returns the new Job, or, when ``unique_key`` is held by an active job, that job
+    (``on_conflict="keep"``). With ``on_conflict="replace"`` a holder that has not started
+    yet is cancelled and replaced by this job (debounce); a running holder is returned.
     Raises EnqueueError (UnknownTask, UnknownQueue, InvalidArguments...) before anything
     is written.
     """
@@ -239,6 +242,8 @@ def enqueue(
         raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
     if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
         raise EnqueueError("unique_key must be a non-empty string")
+    if on_conflict not in ("keep", "replace"):
+        raise EnqueueError(f"on_conflict must be 'keep' or 'replace', not {on_conflict!r}")
 
     due = when is None or when <= now
     job = Job(
@@ -265,7 +270,7 @@ def enqueue(
         if unique_key is None:
             job.save(force_insert=True)
         else:
-            existing = _insert_unique(job)
+            existing = _insert_unique(job, replace=on_conflict == "replace")
             if existing is not None:
                 return existing
         if due:
@@ -274,22 +279,42 @@ def enqueue(
     return job
 
 
-def _insert_unique(job: Job) -> Job | None:
-    """Insert ``job``, or return the active job that already holds its unique key.
-    The partial unique constraint decides, so concurrent enqueuers cannot both win."""
-    try:
-        with transaction.atomic():
-            job.save(force_insert=True)
-        return None
-    except IntegrityError:
-        existing = Job.objects.filter(unique_key=job.unique_key, status__in=ACTIVE_STATUSES)
-        holder = existing.first()
-        if holder is None:  # the holder finished between our insert and this read
-            raise
-        logger.info(
-            "job %s not enqueued: unique key %r held by %s", job.id, job.unique_key, holder.id
-        )
-        return holder
+# Concurrent replacers of one key can each cancel the other's job once; a few rounds
+# settle it (the constraint keeps one active job whatever happens).
+_REPLACE_ROUNDS = 5
+_WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING)
+
+
+def _insert_unique(job: Job, *, replace: bool = False) -> Job | None:
+    """Insert ``job``, or return the active job that holds its unique key. The partial
+    unique constraint decides, so concurrent enqueuers cannot both win."""
+    for _ in range(_REPLACE_ROUNDS):
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+            return None
+        except IntegrityError:
+            holder = Job.objects.filter(
+                unique_key=job.unique_key, status__in=ACTIVE_STATUSES
+            ).first()
+            if holder is None:
+                continue  # the holder finished meanwhile: try the insert again
+            if not replace or holder.status not in _WAITING:
+                logger.info(
+                    "job %s not enqueued: unique key %r held by %s (%s)",
+                    job.id, job.unique_key, holder.id, holder.status,
+                )  # fmt: skip
+                return holder
+            Job.objects.filter(id=holder.id, status__in=_WAITING).update(
+                status=JobStatus.CANCELLED,
+                finished_at=timezone.now(),
+                published_at=None,
+                last_error_class="taskyard.Replaced",
+                last_error_message=f"replaced by job {job.id} (unique key {job.unique_key})",
+            )
+            logger.info("job %s replaced by %s (unique key %r)", holder.id, job.id,
+                        job.unique_key)  # fmt: skip
+    raise EnqueueError(f"unique key {job.unique_key!r}: too many concurrent replacements")
 
 
 @dataclass(frozen=True)

@@ -167,3 +167,45 @@ def test_unique_key_is_race_free_under_concurrent_enqueuers():
     assert errors == []
     assert len(set(ids)) == 1
     assert Job.objects.filter(unique_key="route:7").count() == 1
+
+
+def test_replace_debounces_a_job_that_has_not_started(published):
+    first = queueing.enqueue("queueing.ping", ["v1"], unique_key="sync:7", countdown=60)
+    second = queueing.enqueue(
+        "queueing.ping", ["v2"], unique_key="sync:7", countdown=60, on_conflict="replace"
+    )
+    assert second.id != first.id
+    first.refresh_from_db()
+    assert first.status == JobStatus.CANCELLED and first.last_error_class == "taskyard.Replaced"
+    assert list(Job.objects.filter(unique_key="sync:7", status=JobStatus.SCHEDULED)) == [second]
+
+
+def test_replace_leaves_a_running_holder_alone():
+    holder = queueing.enqueue("queueing.ping", ["v1"], unique_key="route:9")
+    Job.objects.filter(id=holder.id).update(status=JobStatus.RUNNING)
+    again = queueing.enqueue("queueing.ping", ["v2"], unique_key="route:9", on_conflict="replace")
+    assert again.id == holder.id
+    assert Job.objects.filter(unique_key="route:9").count() == 1
+
+
+def test_concurrent_replacers_leave_exactly_one_active_job():
+    start = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def replace_one(n: int) -> None:
+        try:
+            start.wait()
+            queueing.enqueue("queueing.ping", [n], unique_key="deb:1", countdown=60,
+                             on_conflict="replace")  # fmt: skip
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=replace_one, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Job.objects.filter(unique_key="deb:1", status=JobStatus.SCHEDULED).count() == 1
