@@ -23,7 +23,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import QueueNotFound
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
@@ -288,6 +288,12 @@ _WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING)
 def _insert_unique(job: Job, *, replace: bool = False) -> Job | None:
     """Insert ``job``, or return the active job that holds its unique key. The partial
     unique constraint decides, so concurrent enqueuers cannot both win."""
+    if replace and connection.vendor == "postgresql":
+        # Replacers of one key take turns (until the caller's transaction ends), instead
+        # of cancelling each other's fresh jobs round after round. SQLite serialises all
+        # writers anyway.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [job.unique_key])
     for _ in range(_REPLACE_ROUNDS):
         try:
             with transaction.atomic():
