@@ -26,6 +26,7 @@ from config.env import (
     sqlite_database,
 )
 from devstack import embedded_redis
+from queueing.limits import parse_rate_limits
 from queueing.queues import parse_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -257,6 +258,13 @@ TASKYARD_QUEUES: dict[str, dict] = {
     "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
 }
 TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
+# Named global rate limits a task opts into with `rate_limit_key = "sendgrid"`
+# (queueing/limits.py): at most N starts in any window, across every worker.
+TASKYARD_RATE_LIMITS = {
+    "sendgrid": "100/m",  # seed design: SendGrid plan limit
+    "twilio": "1/s",  # seed design: one SMS per second per sender number
+}
+TASKYARD_RATE_LIMIT_SPECS = parse_rate_limits(TASKYARD_RATE_LIMITS)
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
 TASKYARD_DEFAULT_RETENTION = {

@@ -47,6 +47,22 @@ _LEDGER_OPTIONS = (
 )
 
 
+_redis_client = None
+
+
+def _limits_redis():
+    """One Redis client per process for the rate limiter (fork-safe pool)."""
+    global _redis_client  # noqa: PLW0603
+    if _redis_client is None:
+        import redis
+        from django.conf import settings
+
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+    return _redis_client
+
+
 class RetryRequested(Exception):
     """Raised by TaskyardTask.retry(): the ledger schedules the next attempt."""
 
@@ -213,6 +229,7 @@ class TaskyardTask(Task):
         if queue and is_paused(queue):
             put_back(request.id)
             raise Ignore()
+        self._wait_for_rate_limits(request.id, queue)
         claim = execution.claim(request.id, owner)
         from_ledger = bool(request.get(LEDGER_HEADER))
         if claim is None and not from_ledger and not execution.job_exists(request.id):
@@ -242,6 +259,21 @@ class TaskyardTask(Task):
         finally:
             keeper.unwatch(claim)
         return value
+
+    def _wait_for_rate_limits(self, job_id: str, queue: str) -> None:
+        """Take a start from each global limit of this job, or defer the job (no attempt
+        spent) until one frees and drop this delivery."""
+        from queueing import limits
+
+        named = limits.limits_for(self, queue)
+        if not named:
+            return
+        limiter = limits.RateLimiter(_limits_redis())
+        for name, rate in named:
+            wait = limiter.acquire(name, rate)
+            if wait > 0:
+                limits.defer(job_id, wait, f"rate limit {name} ({rate}) spent")
+                raise Ignore()
 
     def _run_attempt(self, claim, args, kwargs):
         from queueing import execution

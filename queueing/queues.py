@@ -14,10 +14,12 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from queueing.limits import Rate, parse_rate
+
 POOLS = ("prefork", "threads")
 _RETRY_FIELDS = {"max_attempts", "base_delay", "max_delay"}
 _RETENTION_FIELDS = {"succeeded", "dead", "cancelled"}
-_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry", "retention"}
+_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry", "retention", "rate_limit"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class QueueSpec:
     retry: Mapping[str, Any] = field(default_factory=dict)
     # Seconds a finished job is kept, per final status (overrides the global defaults).
     retention: Mapping[str, float] = field(default_factory=dict)
+    # Starts per window across the whole cluster (queueing/limits.py), e.g. "60/m".
+    rate_limit: Rate | None = None
 
 
 def _fail(name: str, message: str) -> ImproperlyConfigured:
@@ -58,10 +62,13 @@ def parse_queue(name: str, raw: Mapping[str, Any]) -> QueueSpec:
         raise _fail(name, f"priority must be an integer 0-9, not {priority!r}")
     retry = _numbers(name, "retry", raw.get("retry", {}), _RETRY_FIELDS, minimum=0)
     retention = _numbers(name, "retention", raw.get("retention", {}), _RETENTION_FIELDS, 1)
+    rate_limit = raw.get("rate_limit")
+    if rate_limit is not None:
+        rate_limit = parse_rate(rate_limit, f"TASKYARD_QUEUES[{name!r}].rate_limit")
     group = raw.get("group", name)
     if not isinstance(group, str) or not group:
         raise _fail(name, "group must be a non-empty string")
-    return QueueSpec(name, concurrency, pool, group, priority, retry, retention)
+    return QueueSpec(name, concurrency, pool, group, priority, retry, retention, rate_limit)
 
 
 def _numbers(name: str, section: str, raw: Any, allowed: set[str], minimum: float) -> dict:

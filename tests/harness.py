@@ -161,9 +161,13 @@ class WorkerProcess(ManagedProcess):
         return any(self.name in reply for reply in replies)
 
 
+# Queues only the workers a test starts for itself consume.
+PRIVATE_QUEUES = ("isolated", "limited")
+
+
 def session_queues() -> list[str]:
-    """Every declared queue but ``isolated``, which only a test's own workers consume."""
-    return [name for name in settings.TASKYARD_QUEUES if name != "isolated"]
+    """Every declared queue but the private ones."""
+    return [name for name in settings.TASKYARD_QUEUES if name not in PRIVATE_QUEUES]
 
 
 # Every process a test started and has not stopped; stopped at the end of the session

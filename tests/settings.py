@@ -18,9 +18,14 @@ from queueing.queues import parse_queues
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects"]  # noqa: F405
 
-# A queue only the workers a test starts for itself consume (never the session worker),
+# Queues only the workers a test starts for itself consume (never the session worker),
 # for tests that kill workers or need a queue with no consumer.
-TASKYARD_QUEUES = {**TASKYARD_QUEUES, "isolated": {"concurrency": 2}}
+TASKYARD_QUEUES = {
+    **TASKYARD_QUEUES,
+    "isolated": {"concurrency": 2},
+    # A globally rate-limited queue, for the rate-limit tests.
+    "limited": {"concurrency": 2, "rate_limit": "10/s"},
+}
 TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]  # noqa: F405
 
