@@ -165,7 +165,9 @@ CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = False
 CELERY_RESULT_EXPIRES = None  # retention is ours (maintenance), not celery.backend_cleanup
 
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler (schedules in the database, editable in admin),
+# wrapped so that only one beat schedules at a time (queueing/beat.py).
+CELERY_BEAT_SCHEDULER = "queueing.beat:SingleBeatScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
 # Events for Flower: workers report task-started/succeeded/failed, clients task-sent.

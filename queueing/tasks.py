@@ -13,3 +13,11 @@ def ping(self, message: str = "pong") -> dict:
     """Echo ``message`` with the name of the worker that ran it: the smallest proof that
     a web process, the broker, a worker and the result store are wired together."""
     return {"message": message, "worker": self.request.hostname}
+
+
+@shared_task(name="queueing.prune_jobs", queue="maintenance")
+def prune_jobs() -> dict:
+    """Delete finished jobs past their retention (seeded to run hourly by beat)."""
+    from queueing.retention import prune
+
+    return prune()

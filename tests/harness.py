@@ -220,6 +220,23 @@ def start_relay(env: dict[str, str] | None = None) -> ManagedProcess:
     return relay
 
 
+def start_beat() -> ManagedProcess:
+    """Start ``celery beat`` (the project's scheduler) on the test database."""
+    name = f"beat-{uuid.uuid4().hex[:8]}"
+    log_path = LOG_DIR / f"{name}.log"
+    argv = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
+            f"--pidfile={LOG_DIR / name}.pid"]  # fmt: skip
+    process, log_file = _spawn(argv, log_path, None)
+    beat = ManagedProcess(name, process, log_path, log_file)
+    wait_until(
+        lambda: "beat: Starting" in log_path.read_text(errors="replace") or not beat.is_alive(),
+        timeout=WORKER_START_TIMEOUT,
+        message=beat.log,
+    )
+    assert beat.is_alive(), beat.log()
+    return beat
+
+
 def start_worker(
     *,
     concurrency: int = 2,
