@@ -79,6 +79,13 @@ class TaskyardTask(Task):
     #: Run the body and the recording of its success in one database transaction, so
     #: the body's own writes commit exactly once, only under a valid lease.
     atomic = False
+    #: Global concurrency limit: at most ``concurrency_limit`` jobs with the same key run
+    #: at once across all workers, e.g. ``concurrency_key = "billing:{customer_id}"``
+    #: (filled from the job's arguments). Lease-bound: a dead worker frees its slot.
+    concurrency_key: str | None = None
+    concurrency_limit: int = 1
+    #: A named global rate limit from settings.TASKYARD_RATE_LIMITS (queueing/limits.py).
+    rate_limit_key: str | None = None
     #: Override the queue's retry defaults (queueing.retry.RetryPolicy).
     max_attempts: int | None = None
     retry_base_delay: float | None = None
@@ -219,8 +226,6 @@ class TaskyardTask(Task):
             # The worker already pushed this delivery's request; Task.__call__ would
             # push an empty one over it.
             return self.run(*args, **kwargs)
-        from queueing import execution
-        from queueing.control import JobCancelled
         from queueing.pause import is_paused, put_back
 
         request = self.request
@@ -230,6 +235,19 @@ class TaskyardTask(Task):
             put_back(request.id)
             raise Ignore()
         self._wait_for_rate_limits(request.id, queue)
+        slot = self._take_concurrency_slot(request.id, args, kwargs)
+        try:
+            return self._claim_and_run(request, owner, queue, slot, args, kwargs)
+        finally:
+            # Only the delivery that claimed the job held its slot; a duplicate delivery
+            # of a running job must not free the slot under it.
+            if slot is not None and getattr(request, "taskyard_claim", None) is not None:
+                slot[0].release(slot[1], request.id)
+
+    def _claim_and_run(self, request, owner, queue, slot, args, kwargs):
+        from queueing import execution
+        from queueing.control import JobCancelled
+
         claim = execution.claim(request.id, owner)
         from_ledger = bool(request.get(LEDGER_HEADER))
         if claim is None and not from_ledger and not execution.job_exists(request.id):
@@ -239,7 +257,7 @@ class TaskyardTask(Task):
             raise Ignore()
         request.taskyard_claim = claim
         keeper = execution.LeaseKeeper.get()
-        keeper.watch(claim)
+        keeper.watch(claim, on_renew=self._slot_renewer(slot, claim))
         try:
             value = self._run_attempt(claim, args, kwargs)
         except Ignore:
@@ -274,6 +292,32 @@ class TaskyardTask(Task):
             if wait > 0:
                 limits.defer(job_id, wait, f"rate limit {name} ({rate}) spent")
                 raise Ignore()
+
+    def _take_concurrency_slot(self, job_id: str, args, kwargs):
+        """Hold a slot of the task's concurrency key (lease-bound), or defer the job."""
+        from queueing import limits
+        from queueing.execution import lease_seconds
+
+        key = limits.concurrency_key_for(self, list(args), dict(kwargs))
+        if key is None:
+            return None
+        limiter = limits.ConcurrencyLimiter(_limits_redis())
+        limit = int(getattr(self, "concurrency_limit", 1) or 1)
+        wait = limiter.acquire(key, limit, job_id, lease_seconds())
+        if wait > 0:
+            delay = min(wait, limits.CONCURRENCY_RETRY_SECONDS)
+            limits.defer(job_id, delay, f"concurrency key {key} is held ({limit} at a time)")
+            raise Ignore()
+        return (limiter, key)
+
+    @staticmethod
+    def _slot_renewer(slot, claim):
+        if slot is None:
+            return None
+        from queueing.execution import lease_seconds
+
+        limiter, key = slot
+        return lambda: limiter.renew(key, claim.job_id, lease_seconds())
 
     def _run_attempt(self, claim, args, kwargs):
         from queueing import execution

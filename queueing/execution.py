@@ -345,6 +345,7 @@ class LeaseKeeper:
 
     def __init__(self) -> None:
         self._claims: dict[str, Claim] = {}
+        self._on_renew: dict[str, object] = {}
         self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -359,15 +360,20 @@ class LeaseKeeper:
                 cls._instance = cls()
             return cls._instance
 
-    def watch(self, claim: Claim) -> None:
+    def watch(self, claim: Claim, on_renew=None) -> None:
+        """Renew ``claim``'s lease until unwatch(); ``on_renew`` runs after each renewal
+        (e.g. to extend a concurrency slot held for the job)."""
         with self._lock:
             self._claims[claim.job_id] = claim
+            if on_renew is not None:
+                self._on_renew[claim.job_id] = on_renew
             self._lost.discard(claim.job_id)
 
     def unwatch(self, claim: Claim) -> bool:
         """Stop renewing; True if the lease was seen lost while the job ran."""
         with self._lock:
             self._claims.pop(claim.job_id, None)
+            self._on_renew.pop(claim.job_id, None)
             return claim.job_id in self._lost
 
     def is_lost(self, claim: Claim) -> bool:
@@ -385,15 +391,19 @@ class LeaseKeeper:
             try:
                 close_old_connections()
                 for claim in claims:
-                    if not renew_lease(claim):
-                        logger.warning(
-                            "job %s: lease of attempt %s was taken over while running",
-                            claim.job_id,
-                            claim.attempt,
-                        )
-                        with self._lock:
-                            self._lost.add(claim.job_id)
-                            self._claims.pop(claim.job_id, None)
+                    if renew_lease(claim):
+                        callback = self._on_renew.get(claim.job_id)
+                        if callback is not None:
+                            callback()
+                        continue
+                    logger.warning(
+                        "job %s: lease of attempt %s was taken over while running",
+                        claim.job_id,
+                        claim.attempt,
+                    )
+                    with self._lock:
+                        self._lost.add(claim.job_id)
+                        self._claims.pop(claim.job_id, None)
             except Exception:
                 # A database blip: the lease still has two renewals' worth of time.
                 logger.exception("lease renewal failed; retrying in %.1fs", interval)

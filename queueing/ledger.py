@@ -23,9 +23,11 @@ from typing import Any
 from celery import Task
 from celery.exceptions import QueueNotFound
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from queueing.limits import concurrency_key_for
 from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
 from queueing.retry import RetryPolicy
 
@@ -145,6 +147,28 @@ def _check_json(args: list, kwargs: dict, options: dict) -> None:
         )
 
 
+def _check_arguments(
+    task: Task, args: Any, kwargs: Any, options: Mapping[str, Any] | None
+) -> tuple[list, dict, dict]:
+    """Arguments as JSON-ready list and dict, and the pass-through options; or
+    InvalidArguments saying what is wrong."""
+    if isinstance(args, str | bytes | Mapping) or not isinstance(args, Iterable):
+        raise InvalidArguments(f"args must be a list or tuple, not {type(args).__name__}")
+    args = list(args)
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InvalidArguments(f"kwargs must be a mapping, not {type(kwargs).__name__}")
+    kwargs = dict(kwargs or {})
+    if any(not isinstance(key, str) for key in kwargs):
+        raise InvalidArguments("kwargs keys must be strings")
+    passthrough = _split_options(options or {})
+    _check_json(args, kwargs, passthrough)
+    try:
+        concurrency_key_for(task, args, kwargs)
+    except ImproperlyConfigured as exc:
+        raise InvalidArguments(str(exc)) from None
+    return args, kwargs, passthrough
+
+
 def _check_priority(priority: Any) -> int | None:
     if priority is None:
         return None
@@ -220,16 +244,7 @@ def enqueue(
     is written.
     """
     celery_task = resolve_task(task)
-    if isinstance(args, str | bytes | Mapping) or not isinstance(args, Iterable):
-        raise InvalidArguments(f"args must be a list or tuple, not {type(args).__name__}")
-    args = list(args)
-    if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise InvalidArguments(f"kwargs must be a mapping, not {type(kwargs).__name__}")
-    kwargs = dict(kwargs or {})
-    if any(not isinstance(key, str) for key in kwargs):
-        raise InvalidArguments("kwargs keys must be strings")
-    passthrough = _split_options(options or {})
-    _check_json(args, kwargs, passthrough)
+    args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
     queue_name = resolve_queue(celery_task, queue, args, kwargs)
     priority = _check_priority(priority)
     if priority is None:

@@ -14,6 +14,7 @@ then; the worker moves on to other work meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 import re
 import uuid
@@ -120,3 +121,80 @@ def defer(job_id: str, wait: float, reason: str) -> bool:
     if updated:
         logger.info("job %s: %s; runs again in %.2fs", job_id, reason, wait)
     return bool(updated)
+
+
+# --- Concurrency limits ----------------------------------------------------------------
+# KEYS[1] the holders (job id → lease expiry, ms); ARGV: limit, lease ms, job id. Holders
+# whose lease lapsed (their worker died) are dropped first, so a limit is never held by
+# a dead worker for longer than a lease. Returns 0 when held (or already held by this
+# job), else the ms until the earliest holder's lease lapses.
+_ACQUIRE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) or redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], lease * 2)
+  return 0
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(first[2]) - now)
+"""
+_RENEW_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+end
+return 1
+"""
+# A job that finds its concurrency key full waits at least this long before it is
+# published again (the holder will usually finish before its lease lapses).
+CONCURRENCY_RETRY_SECONDS = 1.0
+
+
+def concurrency_key_for(task, args: list, kwargs: dict) -> str | None:
+    """The task's ``concurrency_key`` filled from the job's arguments, e.g.
+    "billing:{customer_id}" → "billing:42". None when the task declares none."""
+    template = getattr(task, "concurrency_key", None)
+    if not template:
+        return None
+    try:
+        named = inspect.signature(task.run).bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        named = dict(kwargs)
+    try:
+        return template.format(*args, **named)
+    except (IndexError, KeyError) as exc:
+        raise ImproperlyConfigured(
+            f"task {task.name}: concurrency_key {template!r} needs argument {exc}"
+        ) from None
+
+
+class ConcurrencyLimiter:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._acquire = client.register_script(_ACQUIRE_SLOT)
+        self._renew = client.register_script(_RENEW_SLOT)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"taskyard:concurrency:{key}"
+
+    def acquire(self, key: str, limit: int, job_id: str, lease_seconds: float) -> float:
+        """Hold one of ``limit`` slots of ``key`` for ``job_id``; else seconds to wait."""
+        wait_ms = self._acquire(
+            keys=[self._key(key)], args=[limit, int(lease_seconds * 1000), job_id]
+        )
+        return int(wait_ms) / 1000.0
+
+    def renew(self, key: str, job_id: str, lease_seconds: float) -> None:
+        self._renew(keys=[self._key(key)], args=[int(lease_seconds * 1000), job_id])
+
+    def release(self, key: str, job_id: str) -> None:
+        self.client.zrem(self._key(key), job_id)
+
+    def holders(self, key: str) -> list[str]:
+        return [m.decode() for m in self.client.zrange(self._key(key), 0, -1)]

@@ -87,3 +87,12 @@ def cooperative(self, key: str, steps: int = 300) -> str:
         time.sleep(0.1)
     self.progress(100, "done")
     return "done"
+
+
+@shared_task(bind=True, name="tests.exclusive", concurrency_key="customer:{customer}")
+def exclusive(self, customer: int, seconds: float) -> None:
+    """Note start and end times; at most one per customer may run at a time."""
+    client = redis_client()
+    client.rpush(f"{KEY_PREFIX}:exclusive:{customer}", f"start {time.time()}")
+    time.sleep(seconds)  # the "work"
+    client.rpush(f"{KEY_PREFIX}:exclusive:{customer}", f"end {time.time()}")

@@ -209,3 +209,9 @@ def test_concurrent_replacers_leave_exactly_one_active_job():
         thread.join()
     assert errors == []
     assert Job.objects.filter(unique_key="deb:1", status=JobStatus.SCHEDULED).count() == 1
+
+
+def test_a_concurrency_key_the_arguments_cannot_fill_is_refused():
+    with pytest.raises(InvalidArguments, match="needs argument 'customer'"):
+        queueing.enqueue("tests.exclusive", [], {"seconds": 1})
+    assert not Job.objects.exists()
