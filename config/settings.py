@@ -280,8 +280,11 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]
 CELERY_TASK_ROUTES = {
-    f"{app}.tasks.*": {"queue": app}
-    for app in ("routing", "billing", "notifications", "datasync", "maintenance")
+    "queueing.prune_jobs": {"queue": "maintenance"},
+    **{
+        f"{app}.tasks.*": {"queue": app}
+        for app in ("routing", "billing", "notifications", "datasync", "maintenance")
+    },
 }
 
 # --- Job ledger (queueing/, docs/job-ledger.md) ----------------------------------------

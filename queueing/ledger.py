@@ -104,8 +104,8 @@ def resolve_task(task: str | Task) -> Task:
 
 
 def resolve_queue(task: Task, queue: str | None, args: list, kwargs: dict) -> str:
-    """The queue a job goes to: explicit, then the task's own, then Celery's routes."""
-    name = queue or getattr(task, "queue", None)
+    """The queue a job goes to: explicit, else Celery's routes (CELERY_TASK_ROUTES)."""
+    name = queue
     if not name:
         try:
             route = _app().amqp.router.route({}, task.name, args, kwargs)

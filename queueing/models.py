@@ -143,6 +143,12 @@ class Job(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    def explain(self) -> list[dict]:
+        """Why this job is not running (queueing/explain.py): a list of reasons."""
+        from queueing.explain import explain
+
+        return explain(self)
+
 
 class AttemptOutcome(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"

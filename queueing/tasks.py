@@ -15,7 +15,7 @@ def ping(self, message: str = "pong") -> dict:
     return {"message": message, "worker": self.request.hostname}
 
 
-@shared_task(name="queueing.prune_jobs", queue="maintenance")
+@shared_task(name="queueing.prune_jobs")
 def prune_jobs() -> dict:
     """Delete finished jobs past their retention (seeded to run hourly by beat)."""
     from queueing.retention import prune

@@ -215,3 +215,7 @@ def test_a_concurrency_key_the_arguments_cannot_fill_is_refused():
     with pytest.raises(InvalidArguments, match="needs argument 'customer'"):
         queueing.enqueue("tests.exclusive", [], {"seconds": 1})
     assert not Job.objects.exists()
+
+
+def test_platform_maintenance_jobs_route_to_the_maintenance_queue():
+    assert queueing.enqueue("queueing.prune_jobs").queue == "maintenance"

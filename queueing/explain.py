@@ -1,0 +1,100 @@
+""" "Why isn't my job running?": machine-readable reasons a job is waiting.
+
+``explain(job)`` returns a list of reasons, each a dict with a ``code``, a human
+``message`` and, where one exists, an estimate (``until``, ISO 8601). Every active job
+that is not running gets at least one reason. Asking the workers (which queues they
+consume, which tasks they know) takes up to WORKER_INSPECT_TIMEOUT seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from queueing.limits import ConcurrencyLimiter, concurrency_key_for, limits_for
+from queueing.models import FINAL_STATUSES, Job, JobStatus
+from queueing.pause import is_paused
+
+logger = logging.getLogger(__name__)
+
+WORKER_INSPECT_TIMEOUT = 1.0
+
+
+def _reason(code: str, message: str, until: dt.datetime | None = None, **extra) -> dict:
+    reason = {"code": code, "message": message, **extra}
+    if until is not None:
+        reason["until"] = until.isoformat()
+    return reason
+
+
+def _workers(app) -> tuple[dict, dict]:
+    inspect = app.control.inspect(timeout=WORKER_INSPECT_TIMEOUT)
+    try:
+        return inspect.active_queues() or {}, inspect.registered() or {}
+    except Exception as exc:  # the broker is down: say so instead of failing
+        logger.warning("explain: cannot ask the workers: %r", exc)
+        return {}, {}
+
+
+def _limit_reasons(job: Job, task, client: redis.Redis) -> list[dict]:
+    reasons = []
+    for name, rate in limits_for(task, job.queue) if task else []:
+        key = f"taskyard:rate:{name}"
+        window_ms = int(rate.period * 1000)
+        now_ms = int(timezone.now().timestamp() * 1000)
+        recent = client.zrangebyscore(key, now_ms - window_ms, "+inf", withscores=True)
+        if len(recent) >= rate.limit:
+            free_at = dt.datetime.fromtimestamp((recent[0][1] + window_ms) / 1000, dt.UTC)
+            reasons.append(_reason("rate_limited", f"rate limit {name} ({rate}) is spent",
+                                   free_at, limit=name))  # fmt: skip
+    key = concurrency_key_for(task, job.args, job.kwargs) if task else None
+    if key:
+        holders = [h for h in ConcurrencyLimiter(client).holders(key) if h != str(job.id)]
+        if len(holders) >= int(getattr(task, "concurrency_limit", 1) or 1):
+            reasons.append(_reason("concurrency_key_held", f"concurrency key {key} is held",
+                                   key=key, held_by=holders))  # fmt: skip
+    return reasons
+
+
+def explain(job: Job) -> list[dict]:
+    from config.celery import app
+
+    job.refresh_from_db()
+    now = timezone.now()
+    if job.status in FINAL_STATUSES:
+        return [_reason("finished", f"the job is {job.status}")]
+    if job.status == JobStatus.RUNNING:
+        return []
+    reasons = []
+    if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at > now:
+        reasons.append(_reason("scheduled", "scheduled for later", job.run_at))
+    if job.status == JobStatus.RETRYING and job.run_at and job.run_at > now:
+        reasons.append(_reason("retry_backoff", f"waiting to retry after attempt "
+                               f"{job.attempts}: {job.last_error_class}", job.run_at))  # fmt: skip
+    if is_paused(job.queue):
+        reasons.append(_reason("queue_paused", f"queue {job.queue} is paused"))
+    task = app.tasks.get(job.task_name)
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    try:
+        reasons += _limit_reasons(job, task, client)
+    except redis.RedisError as exc:
+        reasons.append(_reason("broker_unavailable", f"Redis does not answer: {exc}"))
+    queues, registered = _workers(app)
+    consumers = [w for w, qs in queues.items() if any(q["name"] == job.queue for q in qs)]
+    if not consumers:
+        reasons.append(_reason("no_worker", f"no live worker consumes queue {job.queue}"))
+    elif not any(job.task_name in registered.get(w, []) for w in consumers):
+        reasons.append(_reason("task_not_registered",
+                               f"no worker on {job.queue} has task {job.task_name}"))  # fmt: skip
+    if job.status == JobStatus.QUEUED and job.published_at is None:
+        reasons.append(_reason("unpublished", "waiting for the relay to publish it "
+                               "(the broker was unavailable)"))  # fmt: skip
+    if not reasons:
+        waiting = client.llen(job.queue) if job.status == JobStatus.QUEUED else None
+        reasons.append(_reason("waiting_in_queue", f"in line on {job.queue}",
+                               messages_ahead=waiting))  # fmt: skip
+    return reasons
