@@ -1,0 +1,1 @@
+"""Benchmarks (make bench). Not tests: they print numbers and ratios."""
