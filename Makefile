@@ -58,9 +58,8 @@ beat: $(VENV)/.installed-run ## The Celery beat scheduler (DatabaseScheduler)
 flower: $(VENV)/.installed-run ## Flower on http://127.0.0.1:5555 behind basic auth
 	$(PY) manage.py flower
 
-bench: $(VENV)/.installed-dev ## Benchmarks under bench/ (print ratios against bare Celery)
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: $(VENV)/.installed-dev ## Benchmarks: tracked jobs vs bare Celery (BENCH_ARGS="--jobs 2000")
+	$(PY) bench/throughput.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
