@@ -216,6 +216,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_keepalive": True,
     # Ping idle pooled connections so a Redis restart is noticed before a publish.
     "health_check_interval": 25,
+    # One Redis list per priority 0-9 (kombu's default merges them into 0, 3, 6, 9). The
+    # worker pops the lowest number first, and with prefetch 1 it fetches one message at a
+    # time, so a job of priority 0 enqueued behind 200 of priority 9 starts next.
+    "priority_steps": list(range(10)),
 }
 
 # If the broker connection drops, cancel the tasks this worker is running: with
@@ -260,6 +264,9 @@ TASKYARD_QUEUES: dict[str, dict] = {
     "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
 }
 TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
+# Priority of a job whose call, task and queue name none: 0 is the most urgent, 9 the
+# least (as in Oban and kombu's Redis transport). The middle leaves room both ways.
+TASKYARD_DEFAULT_PRIORITY = 5
 # Named global rate limits a task opts into with `rate_limit_key = "sendgrid"`
 # (queueing/limits.py): at most N starts in any window, across every worker.
 TASKYARD_RATE_LIMITS = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from queueing.broker import control_connection
 from queueing.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ def cancel(job_id, *, terminate: bool = False, reason: str = "cancelled by opera
         if terminate:
             from config.celery import app
 
-            app.control.revoke(str(job_id), terminate=True, signal="SIGTERM")
+            with control_connection() as connection:
+                app.control.revoke(
+                    str(job_id), terminate=True, signal="SIGTERM", connection=connection
+                )
         return CancelResult(str(job_id), JobStatus.RUNNING, "requested")
     status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
     if status is None:

@@ -15,6 +15,8 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from queueing.broker import control_connection
+from queueing.ledger import broker_queue_keys
 from queueing.limits import ConcurrencyLimiter, concurrency_key_for, limits_for
 from queueing.models import FINAL_STATUSES, Job, JobStatus
 from queueing.pause import is_paused
@@ -32,9 +34,10 @@ def _reason(code: str, message: str, until: dt.datetime | None = None, **extra) 
 
 
 def _workers(app) -> tuple[dict, dict]:
-    inspect = app.control.inspect(timeout=WORKER_INSPECT_TIMEOUT)
     try:
-        return inspect.active_queues() or {}, inspect.registered() or {}
+        with control_connection() as connection:
+            inspect = app.control.inspect(timeout=WORKER_INSPECT_TIMEOUT, connection=connection)
+            return inspect.active_queues() or {}, inspect.registered() or {}
     except Exception as exc:  # the broker is down: say so instead of failing
         logger.warning("explain: cannot ask the workers: %r", exc)
         return {}, {}
@@ -94,7 +97,11 @@ def explain(job: Job) -> list[dict]:
         reasons.append(_reason("unpublished", "waiting for the relay to publish it "
                                "(the broker was unavailable)"))  # fmt: skip
     if not reasons:
-        waiting = client.llen(job.queue) if job.status == JobStatus.QUEUED else None
+        waiting = None
+        if job.status == JobStatus.QUEUED:
+            # Messages of the same or a more urgent priority are served first.
+            keys = broker_queue_keys(job.queue, up_to_priority=job.priority or 0)
+            waiting = sum(client.llen(key) for key in keys)
         reasons.append(_reason("waiting_in_queue", f"in line on {job.queue}",
                                messages_ahead=waiting))  # fmt: skip
     return reasons

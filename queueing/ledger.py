@@ -169,6 +169,18 @@ def _check_arguments(
     return args, kwargs, passthrough
 
 
+def default_priority(task: Task, queue_name: str) -> int:
+    """The priority of a job enqueued without one: the task's ``priority`` attribute,
+    else its queue's declared default, else TASKYARD_DEFAULT_PRIORITY (0 most urgent)."""
+    for candidate in (
+        getattr(task, "priority", None),
+        settings.TASKYARD_QUEUE_SPECS[queue_name].priority,
+    ):
+        if candidate is not None:
+            return _check_priority(candidate)
+    return settings.TASKYARD_DEFAULT_PRIORITY
+
+
 def _check_priority(priority: Any) -> int | None:
     if priority is None:
         return None
@@ -248,7 +260,7 @@ def enqueue(
     queue_name = resolve_queue(celery_task, queue, args, kwargs)
     priority = _check_priority(priority)
     if priority is None:
-        priority = settings.TASKYARD_QUEUE_SPECS[queue_name].priority
+        priority = default_priority(celery_task, queue_name)
     now = timezone.now()
     when = _run_at(run_at, countdown, now)
     if max_attempts is None:
@@ -348,10 +360,13 @@ class PublishSpec:
     args: list
     kwargs: dict
     options: dict
+    priority: int | None = None
 
     @classmethod
     def of(cls, job: Job) -> PublishSpec:
-        return cls(str(job.id), job.task_name, job.queue, job.args, job.kwargs, job.options)
+        return cls(
+            str(job.id), job.task_name, job.queue, job.args, job.kwargs, job.options, job.priority
+        )
 
 
 # A broker that does not accept a connection within this time is treated as down: the
@@ -414,6 +429,9 @@ class _Publisher:
                     kwargs=spec.kwargs,
                     task_id=spec.job_id,
                     queue=spec.queue,
+                    # kombu's Redis transport keeps one list per priority and pops the
+                    # lowest number first (config: broker priority_steps 0-9).
+                    priority=spec.priority,
                     connection=conn,
                     # One immediate retry on a fresh connection: a pooled connection
                     # goes stale when Redis restarts, and that is no reason to wait.
@@ -428,6 +446,19 @@ class _Publisher:
 
 
 _publisher = _Publisher()
+
+
+def broker_queue_keys(queue: str, *, up_to_priority: int = PRIORITY_MAX) -> list[str]:
+    """The Redis lists behind one queue, most urgent first: kombu keeps one list per
+    priority step (``queue``, ``queue\\x06\\x161`` ... ``queue\\x06\\x169``), the bare
+    name for 0. ``up_to_priority`` keeps the lists served before or with that priority."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    separator = options.get("sep", "\x06\x16")
+    return [
+        queue if step == 0 else f"{queue}{separator}{step}"
+        for step in options.get("priority_steps", (0, 3, 6, 9))
+        if step <= up_to_priority
+    ]
 
 
 def publish(spec: PublishSpec, *, breaker: bool = True) -> None:

@@ -17,6 +17,7 @@ from celery.worker.control import control_command
 from django.conf import settings
 from django.db import transaction
 
+from queueing.broker import control_connection
 from queueing.models import Job, JobStatus, QueueState
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ def pause_queue(name: str, *, user=None, reason: str = "") -> QueueState:
     from config.celery import app
 
     state = _set(name, True, user, reason)
-    app.control.cancel_consumer(name)
+    with control_connection() as connection:
+        app.control.cancel_consumer(name, connection=connection)
     logger.warning("queue %s paused (%s)", name, reason or "no reason given")
     return state
 
@@ -82,7 +84,10 @@ def resume_queue(name: str, *, user=None, reason: str = "") -> QueueState:
     state = _set(name, False, user, reason)
     # Not Celery's add_consumer, which would make *every* worker consume the queue: each
     # worker takes it back only if its own command line (-Q) had it.
-    app.control.broadcast("taskyard_resume_queue", arguments={"queue": name})
+    with control_connection() as connection:
+        app.control.broadcast(
+            "taskyard_resume_queue", arguments={"queue": name}, connection=connection
+        )
     # Jobs put back while paused wait unpublished; the relay publishes them next tick.
     logger.warning("queue %s resumed", name)
     return state

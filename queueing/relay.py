@@ -34,7 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queueing.execution import fingerprint
-from queueing.ledger import PublishSpec, publish
+from queueing.ledger import PublishSpec, broker_queue_keys, publish
 from queueing.models import (
     AttemptOutcome,
     DeadLetter,
@@ -50,9 +50,6 @@ logger = logging.getLogger(__name__)
 # Redis key whose absence tells the relay the broker lost its data.
 EPOCH_KEY = "taskyard:broker-epoch"
 LOCK_KEY = "taskyard:relay-lock"
-# kombu's Redis transport splits a queue into one list per priority step.
-KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 @dataclass
@@ -283,12 +280,8 @@ class Relay:
             )
 
     def _queue_is_empty(self, queue: str) -> bool:
-        names = [
-            queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEPARATOR}{step}"
-            for step in KOMBU_PRIORITY_STEPS
-        ]
         pipe = self.redis.pipeline()
-        for name in names:
+        for name in broker_queue_keys(queue):
             pipe.llen(name)
         return sum(pipe.execute()) == 0
 

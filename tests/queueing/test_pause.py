@@ -22,7 +22,12 @@ def statuses(ids) -> dict:
 
 
 def consumed_by(worker) -> set[str]:
-    replies = celery_app.control.inspect(destination=[worker.name], timeout=2).active_queues()
+    # A fresh connection: a pooled one may be stale from a test that restarted Redis.
+    with celery_app.connection_for_write() as connection:
+        inspect = celery_app.control.inspect(
+            destination=[worker.name], timeout=2, connection=connection
+        )
+        replies = inspect.active_queues()
     return {queue["name"] for queue in (replies or {}).get(worker.name, [])}
 
 

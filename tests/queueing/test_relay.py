@@ -18,6 +18,7 @@ from django.utils import timezone
 
 import queueing
 from queueing.execution import LeaseLost, assert_lease, claim, record_success
+from queueing.ledger import broker_queue_keys
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
 from queueing.relay import EPOCH_KEY, LOCK_KEY, Relay
 
@@ -37,16 +38,20 @@ def no_other_relay(relay):
 def broker_client():
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(LOCK_KEY)
-    client.delete(QUEUE)
+    client.delete(*broker_queue_keys(QUEUE))
     client.set(EPOCH_KEY, "test")  # a broker that has not lost its data
     yield client
-    client.delete(QUEUE)
+    client.delete(*broker_queue_keys(QUEUE))
     client.close()
 
 
 def messages(client) -> list[str]:
-    """Task ids of the messages waiting in the isolated queue."""
-    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(QUEUE, 0, -1)]
+    """Task ids of the messages waiting in the isolated queue (every priority list)."""
+    return [
+        json.loads(raw)["headers"]["id"]
+        for key in broker_queue_keys(QUEUE)
+        for raw in client.lrange(key, 0, -1)
+    ]
 
 
 def unpublished_jobs(count: int) -> list[str]:
@@ -140,7 +145,7 @@ def test_stale_publish_is_repeated_only_when_the_queue_is_empty(broker_client):
     relay.tick()
     assert messages(broker_client) == ["someone-else"]  # messages wait: ours is among them
 
-    broker_client.delete(QUEUE)
+    broker_client.delete(*broker_queue_keys(QUEUE))
     report = relay.tick()
     assert report.republished_lost == 1
     assert messages(broker_client) == [job_id]
