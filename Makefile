@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ flower: $(VENV)/.installed-run ## Flower on http://127.0.0.1:5555 behind basic a
 
 bench: $(VENV)/.installed-dev ## Benchmarks: tracked jobs vs bare Celery (BENCH_ARGS="--jobs 2000")
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+
+bench-lateness: $(VENV)/.installed-dev ## Lateness of delayed jobs: ledger + relay vs Celery ETAs (BENCH_ARGS="--seconds 10")
+	$(PY) bench/lateness.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var

@@ -198,15 +198,15 @@ def wait_for(condition: Callable[[], object], what: str, child: Child, timeout: 
 
 
 class Worker(Child):
-    """One ``celery worker`` process with 2 prefork pool processes, as tests/harness.py
-    starts them (same environment: settings, bench database, bench Redis)."""
+    """One ``celery worker`` process with ``concurrency`` (2) prefork pool processes, as
+    tests/harness.py starts them (same environment: settings, bench database, bench Redis)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, concurrency: int = 2) -> None:
         self.app = app
         self.hostname = f"bench-{uuid.uuid4().hex[:8]}@localhost"
         argv = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
-            "--concurrency=2", "--pool=prefork", "--queues=default",
+            f"--concurrency={concurrency}", "--pool=prefork", "--queues=default",
             "--include=bench.tasks", f"--hostname={self.hostname}",
             "--without-mingle", "--without-gossip", "--loglevel=WARNING",
         ]  # fmt: skip

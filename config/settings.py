@@ -305,6 +305,9 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30, minimum=2)
 JOB_ARGS_MAX_BYTES = env_int("JOB_ARGS_MAX_BYTES", 256 * 1024, minimum=1024)
 # The relay's tick: how late a due job or a failed publish can be picked up.
 RELAY_INTERVAL_SECONDS = env_float("RELAY_INTERVAL_SECONDS", 1.0, minimum=0.05)
+# Between ticks the relay wakes when the next scheduled job is due, but not more often
+# than this: the most a due job waits for the relay (lateness), traded against wake-ups.
+RELAY_DUE_GRANULARITY_SECONDS = env_float("RELAY_DUE_GRANULARITY_SECONDS", 0.05, minimum=0.01)
 # Rows the relay handles per query; a backlog drains in several quick batches rather
 # than in one long transaction.
 RELAY_BATCH_SIZE = env_int("RELAY_BATCH_SIZE", 500, minimum=1)

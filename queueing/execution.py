@@ -32,6 +32,7 @@ from queueing.models import (
     JobStatus,
 )
 from queueing.retry import Decision
+from queueing.wake import nudge_relay_if_soon
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +311,8 @@ def record_failure(claim: Claim, exc: BaseException, decision: Decision) -> str 
         if not updated:
             return None
         _attempt_row(claim, outcome, now, **attempt_error).save(force_insert=True)
+        if decision.retry:
+            nudge_relay_if_soon(now + dt.timedelta(seconds=decision.delay))
     if status == JobStatus.DEAD:
         logger.error(
             "job %s: dead after attempt %s/%s: %s (%s)",

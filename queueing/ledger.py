@@ -30,6 +30,7 @@ from django.utils import timezone
 from queueing.limits import concurrency_key_for
 from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
 from queueing.retry import RetryPolicy
+from queueing.wake import nudge_relay_if_soon
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +304,8 @@ def enqueue(
         if due:
             spec = PublishSpec.of(job)
             transaction.on_commit(lambda: publish_after_commit(spec), robust=True)
+        else:
+            nudge_relay_if_soon(when)
     return job
 
 

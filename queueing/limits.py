@@ -24,6 +24,8 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from queueing.wake import nudge_relay_if_soon
+
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -120,6 +122,7 @@ def defer(job_id: str, wait: float, reason: str) -> bool:
     )
     if updated:
         logger.info("job %s: %s; runs again in %.2fs", job_id, reason, wait)
+        nudge_relay_if_soon(run_at)
     return bool(updated)
 
 

@@ -44,6 +44,7 @@ from queueing.models import (
     JobStatus,
 )
 from queueing.pause import sync_paused_set
+from queueing.wake import wait_for_nudge
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,14 @@ class Relay:
             with transaction.atomic():
                 jobs = _locked_batch(
                     queryset.order_by("priority", "enqueued_at").only(
-                        "id", "task_name", "queue", "args", "kwargs", "options", "published_at"
+                        "id",
+                        "task_name",
+                        "queue",
+                        "args",
+                        "kwargs",
+                        "options",
+                        "priority",
+                        "published_at",
                     ),
                     self.batch,
                 )
@@ -324,19 +332,58 @@ class Relay:
             return True
         return False
 
+    def tick_due(self) -> TickReport:
+        """The between-ticks step: promote the jobs that came due and publish them, so a
+        scheduled job is not held back until the next full tick."""
+        report = TickReport()
+        if not _skip_locked() and not self._hold_lock():
+            return report
+        self._promote(timezone.now(), report)
+        if report.promoted:
+            self._publish_unpublished(report)
+        return report
+
+    def seconds_to_next_due(self) -> float | None:
+        """Seconds until the earliest scheduled or retrying job is due (None: none)."""
+        run_at = (
+            Job.objects.filter(status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING))
+            .order_by("run_at")
+            .values_list("run_at", flat=True)
+            .first()
+        )
+        if run_at is None:
+            return None
+        return (run_at - timezone.now()).total_seconds()
+
     def run_forever(self, *, stop_after: float | None = None) -> None:
+        """Full ticks every RELAY_INTERVAL_SECONDS; in between, wake when the next
+        scheduled job is due (at most every RELAY_DUE_GRANULARITY_SECONDS), so a job runs
+        on time instead of up to a whole interval late."""
         started = time.monotonic()
         interval = settings.RELAY_INTERVAL_SECONDS
-        logger.info("relay %s started (tick %.2fs)", self.owner, interval)
+        granularity = min(settings.RELAY_DUE_GRANULARITY_SECONDS, interval)
+        logger.info("relay %s started (tick %.2fs, due jobs within %.2fs)",
+                    self.owner, interval, granularity)  # fmt: skip
+        next_full = time.monotonic()
         while stop_after is None or time.monotonic() - started < stop_after:
+            full = time.monotonic() >= next_full
+            if full:
+                next_full = time.monotonic() + interval
             try:
-                report = self.tick()
+                report = self.tick() if full else self.tick_due()
                 if report.busy:
                     logger.info("relay tick: %s", report)
+                wake = next_full
+                due_in = self.seconds_to_next_due()
+                if due_in is not None:
+                    wake = min(wake, time.monotonic() + max(due_in, granularity))
             except Exception:
                 logger.exception("relay tick failed; next tick in %.2fs", interval)
                 connection.close()
-                report = TickReport()
+                report, wake = TickReport(), time.monotonic() + interval
+                next_full = wake
             # A full batch means more is waiting: go again at once.
-            if not (report.published >= self.batch or report.promoted >= self.batch):
-                time.sleep(interval)
+            if report.published >= self.batch or report.promoted >= self.batch:
+                continue
+            # Sleep until then, unless someone schedules a job due sooner (queueing.wake).
+            wait_for_nudge(self.redis, wake - time.monotonic())

@@ -21,6 +21,7 @@ from queueing.execution import LeaseLost, assert_lease, claim, record_success
 from queueing.ledger import broker_queue_keys
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
 from queueing.relay import EPOCH_KEY, LOCK_KEY, Relay
+from tests.harness import start_relay, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -198,3 +199,27 @@ def test_a_duplicate_claim_gets_nothing(broker_client):
     (job_id,) = unpublished_jobs(1)
     assert claim(job_id, "worker-a/1") is not None
     assert claim(job_id, "worker-b/1") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(
+    relay, broker_client, settings
+):
+    """The relay sleeps until the next due job; one scheduled during that sleep for an
+    earlier time wakes it (queueing.wake), so it is not held to the 10 s tick."""
+    settings.RELAY_INTERVAL_SECONDS = 10  # here as in the relay: enqueue decides to nudge
+    with relay.paused():
+        slow = start_relay(env={"RELAY_INTERVAL_SECONDS": "10"})
+        try:
+            # Asleep after its first tick: blocked on the wake list, nothing due before 10 s.
+            wait_until(
+                lambda: any(c["cmd"] == "blpop" for c in broker_client.client_list()),
+                timeout=10,
+            )
+            job = queueing.enqueue("queueing.ping", ["soon"], queue=QUEUE, countdown=1.5)
+            wait_until(lambda: messages(broker_client) == [str(job.id)], timeout=8)
+        finally:
+            slow.stop()
+    job.refresh_from_db()
+    lateness = (job.published_at - job.run_at).total_seconds()
+    assert 0 <= lateness < 0.5, f"published {lateness:.2f} s after it was due"
