@@ -8,6 +8,7 @@ secrets have no defaults.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -26,7 +27,7 @@ from config.env import (
     sqlite_database,
 )
 from devstack import embedded_redis
-from queueing.limits import parse_rate_limits
+from queueing.limits import parse_rate, parse_rate_limits
 from queueing.queues import parse_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -60,6 +61,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "django_celery_results",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "queueing",
     "billing",
     "notifications",
@@ -70,6 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: an oversized API request gets a JSON 413.
+    "queueing.api.errors.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -330,6 +336,62 @@ FLOWER_PASSWORD = env_str("FLOWER_PASSWORD")
 FLOWER_ADDRESS = env_str("FLOWER_ADDRESS", "127.0.0.1")
 FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1)
 FLOWER_URL = env_str("FLOWER_URL", f"http://{FLOWER_ADDRESS}:{FLOWER_PORT}/")
+
+# --- REST API (queueing/api/, docs/api.md) ---------------------------------------------
+
+REST_FRAMEWORK = {
+    # JWT for services and scripts, the admin's session for a browser (CSRF-checked).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Closed by default: a view that forgets its permissions is not public.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["queueing.api.throttles.GeneralThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "queueing.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": dt.timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": dt.timedelta(hours=env_int("JWT_REFRESH_HOURS", 24, minimum=1)),
+    "SIGNING_KEY": SECRET_KEY,
+    "ALGORITHM": "HS256",
+    "UPDATE_LAST_LOGIN": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Taskyard queue API",
+    "DESCRIPTION": "Jobs, queues, dead letters and recurring jobs of the Taskyard platform. "
+    "Every endpoint but health needs a JWT (POST /api/token/) or an admin session.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema names every operation: like every endpoint but health, not public.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from the vendored sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "queueing.models.JobStatus"},
+}
+# Shared by every web process (Redis sliding log, queueing/limits.py): N per period.
+# Periods: s, m, h, or a number of minutes ("15m" is 15 minutes).
+API_THROTTLE_RATES = {
+    "general": env_str("API_THROTTLE_GENERAL", "100/15m"),  # every request, per user
+    "job_create": env_str("API_THROTTLE_JOB_CREATE", "20/m"),  # new jobs, per user
+    "admin_ops": env_str("API_THROTTLE_ADMIN_OPS", "50/5m"),  # pause, clean, replay...
+}
+API_THROTTLE_SPECS = {
+    scope: parse_rate(rate, f"API_THROTTLE_{scope.upper()}")
+    for scope, rate in API_THROTTLE_RATES.items()
+}
+# Largest API request body; job arguments are capped lower (JOB_ARGS_MAX_BYTES).
+API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 512 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 
 # --- Security -------------------------------------------------------------------------
 

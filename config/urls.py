@@ -1,8 +1,12 @@
 """URL routes of Taskyard."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from queueing.api.errors import api_not_found
 
 admin.site.site_header = "Taskyard"
 admin.site.site_title = "Taskyard"
@@ -12,4 +16,11 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("queueing/", include("queueing.urls")),
+    path("api/v1/queue/", include("queueing.api.urls")),
+    path("api/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("api/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Anything else under /api/ answers in the API's error shape.
+    re_path(r"^api/", api_not_found),
 ]

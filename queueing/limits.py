@@ -29,7 +29,7 @@ from queueing.wake import nudge_relay_if_soon
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*([smh])\s*$")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
 
 # KEYS[1] the log; ARGV: limit, window in ms, a unique member. Redis's own clock, so
 # workers on hosts with skewed clocks share one time line. Returns 0 when the start is
@@ -56,18 +56,26 @@ class Rate:
     period: float  # seconds
 
     def __str__(self) -> str:
-        unit = {1.0: "s", 60.0: "m", 3600.0: "h"}[self.period]
-        return f"{self.limit}/{unit}"
+        for unit, seconds in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+            if self.period % seconds == 0:
+                count = int(self.period // seconds)
+                return f"{self.limit}/{count if count > 1 else ''}{unit}"
+        return f"{self.limit}/{self.period}s"
 
 
 def parse_rate(value: object, where: str) -> Rate:
-    """'100/m' → Rate(100, 60). Anything else: ImproperlyConfigured naming ``where``."""
+    """'100/m' → Rate(100, 60), '100/15m' → Rate(100, 900). Anything else:
+    ImproperlyConfigured naming ``where``."""
     match = _RATE.match(value) if isinstance(value, str) else None
     if not match or int(match.group(1)) < 1:
         raise ImproperlyConfigured(
-            f"{where}: rate {value!r} is not like '100/m' (a positive count per s, m or h)"
+            f"{where}: rate {value!r} is not like '100/m' or '100/15m' "
+            "(a positive count per s, m or h, or per N of them)"
         )
-    return Rate(int(match.group(1)), _PERIODS[match.group(2)])
+    multiple = int(match.group(2) or 1)
+    if multiple < 1:
+        raise ImproperlyConfigured(f"{where}: rate {value!r} has a zero period")
+    return Rate(int(match.group(1)), multiple * _PERIODS[match.group(3)])
 
 
 def parse_rate_limits(raw: dict) -> dict[str, Rate]:

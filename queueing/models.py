@@ -240,3 +240,40 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'running'})"
+
+
+class AuditEvent(models.Model):
+    """One mutating operator or API action, append-only and hash-chained.
+
+    ``hash`` covers this row's fields and the previous row's hash, so editing, deleting
+    or reordering any row breaks the chain from there on (``manage.py verify_audit``).
+    Rows are written by queueing.audit.record(), one at a time under a lock.
+    """
+
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Kept as text too: the chain must verify after the user is deleted.
+    actor_name = models.CharField(max_length=150, blank=True, default="")
+    role = models.CharField(max_length=150, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True, default="")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True, default="")
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} {self.target_type}:{self.target_id} by {self.actor_name}"

@@ -43,18 +43,42 @@ def prune(*, now: dt.datetime | None = None, batch_size: int = PRUNE_BATCH_SIZE,
         for status in settings.TASKYARD_DEFAULT_RETENTION:
             cutoff = now - dt.timedelta(seconds=retention_seconds(queue, status))
             expired = Job.objects.filter(queue=queue, status=status, finished_at__lt=cutoff)
-            if dry_run:
-                counts[status] = counts.get(status, 0) + expired.count()
-                continue
-            while True:
-                with transaction.atomic():
-                    ids = list(expired.values_list("id", flat=True)[:batch_size])
-                    if ids:
-                        TaskResult.objects.filter(task_id__in=[str(i) for i in ids]).delete()
-                        Job.objects.filter(id__in=ids).delete()
-                counts[status] = counts.get(status, 0) + len(ids)
-                if len(ids) < batch_size:
-                    break
+            found = expired.count() if dry_run else delete_in_batches(expired, batch_size)
+            counts[status] = counts.get(status, 0) + found
     if not dry_run and any(counts.values()):
         logger.info("pruned finished jobs: %s", counts)
     return counts
+
+
+def delete_in_batches(jobs, batch_size: int = PRUNE_BATCH_SIZE) -> int:
+    """Delete the (finished) jobs of a queryset with their attempts, dead letters and
+    results, ``batch_size`` per transaction. Returns how many were deleted."""
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(jobs.values_list("id", flat=True)[:batch_size])
+            if ids:
+                TaskResult.objects.filter(task_id__in=[str(i) for i in ids]).delete()
+                Job.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            return deleted
+
+
+CLEANABLE_STATUSES = ("succeeded", "dead", "cancelled")
+
+
+def clean_queue(queue: str, status: str, older_than_seconds: float, *,
+                dry_run: bool = False) -> int:  # fmt: skip
+    """An operator's clean-up: delete ``queue``'s jobs in a final ``status`` that finished
+    more than ``older_than_seconds`` ago. Returns how many (would be) deleted."""
+    if status not in CLEANABLE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(CLEANABLE_STATUSES)}, not {status!r}")
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    jobs = Job.objects.filter(queue=queue, status=status, finished_at__lt=cutoff)
+    if dry_run:
+        return jobs.count()
+    deleted = delete_in_batches(jobs)
+    logger.warning("queue %s: cleaned %s %s jobs older than %ss", queue, deleted, status,
+                   older_than_seconds)  # fmt: skip
+    return deleted

@@ -12,6 +12,9 @@ import time
 import redis
 from celery import shared_task
 from django.conf import settings
+from rest_framework import serializers
+
+from queueing.api.contracts import Contract
 
 from queueing.control import JobCancelled
 from queueing.retry import PermanentError, RateLimited
@@ -34,9 +37,23 @@ def slow_run(key: str, seconds: float) -> dict:
     return {"pid": os.getpid()}
 
 
+class RecordArgs(Contract):
+    """The API contract of tests.record: a required key, an optional bounded duration."""
+
+    key = serializers.CharField(max_length=100)
+    seconds = serializers.FloatField(min_value=0, max_value=60, required=False)
+
+
 # time_limit above any test worker's TASK_TIME_LIMIT, so a test can run it past the
 # broker's visibility timeout.
-@shared_task(bind=True, name="tests.record", atomic=True, time_limit=120, soft_time_limit=110)
+@shared_task(
+    bind=True,
+    name="tests.record",
+    atomic=True,
+    time_limit=120,
+    soft_time_limit=110,
+    api_contract=RecordArgs,
+)
 def record(self, key: str, seconds: float = 0.0) -> str:
     """Work ``seconds``, then write one SideEffect row in the job's own transaction: the
     row commits only together with the job's success, under a valid lease."""

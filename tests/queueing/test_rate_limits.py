@@ -17,7 +17,7 @@ from queueing.queues import parse_queues
 from tests.harness import start_worker, wait_until
 
 
-@pytest.mark.parametrize("value", ["fast", "0/m", "10/d", "10", "", None, 10, "-1/s"])
+@pytest.mark.parametrize("value", ["fast", "0/m", "10/d", "10", "", None, 10, "-1/s", "5/0m", "5/-2m"])
 def test_bad_rates_are_refused_with_the_setting_named(value):
     with pytest.raises(ImproperlyConfigured, match="where: rate"):
         parse_rate(value, "where")
@@ -32,6 +32,8 @@ def test_good_rates():
     assert parse_rate("100/m", "x") == Rate(100, 60.0)
     assert parse_rate(" 1 / s ", "x") == Rate(1, 1.0)
     assert str(parse_rate("5/h", "x")) == "5/h"
+    assert parse_rate("100/15m", "x") == Rate(100, 900.0)
+    assert str(parse_rate("100/15m", "x")) == "100/15m"
 
 
 def test_the_limiter_allows_a_burst_of_n_then_says_how_long_to_wait():

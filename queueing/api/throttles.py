@@ -1,0 +1,72 @@
+"""API throttles shared by every web process: a sliding log per user and scope in Redis
+(the same Lua script as the job rate limits, queueing/limits.py), so N requests per period
+hold across processes and hosts. Rates: settings.API_THROTTLE_RATES."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from queueing.limits import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+_limiter: RateLimiter | None = None
+
+
+def _redis_limiter() -> RateLimiter:
+    global _limiter  # noqa: PLW0603
+    if _limiter is None:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        )
+        _limiter = RateLimiter(client)
+    return _limiter
+
+
+class RedisThrottle(BaseThrottle):
+    scope = "general"
+
+    def __init__(self) -> None:
+        self._wait = 0.0
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        who = (
+            f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
+        )
+        try:
+            wait = _redis_limiter().acquire(
+                f"api:{self.scope}:{who}", settings.API_THROTTLE_SPECS[self.scope]
+            )
+        except redis.RedisError as exc:
+            # Throttling is protection, not a gate: without Redis the API stays usable
+            # (enqueue works without the broker too) and says so in the log.
+            logger.warning("API throttle %s skipped, Redis unavailable: %r", self.scope, exc)
+            return True
+        self._wait = wait
+        return wait == 0
+
+    def wait(self) -> float:
+        return self._wait
+
+
+class GeneralThrottle(RedisThrottle):
+    """Every authenticated request (100 / 15 min per user by default)."""
+
+    scope = "general"
+
+
+class JobCreateThrottle(RedisThrottle):
+    """Requests that create jobs (20 / min per user)."""
+
+    scope = "job_create"
+
+
+class AdminOpsThrottle(RedisThrottle):
+    """Queue operations: pause, resume, clean, recurring jobs, replays (50 / 5 min)."""
+
+    scope = "admin_ops"

@@ -1,0 +1,107 @@
+"""Queue statistics for the API (and the admin dashboard): counts per queue and status,
+and what finished in a recent window, from the ledger's indexed columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+
+from django.conf import settings
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from queueing.models import AttemptOutcome, Job, JobAttempt, JobStatus, QueueState
+
+FAILED_OUTCOMES = (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST)
+
+
+def _percentile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
+
+
+def queue_overview(queues: list[str] | None = None) -> list[dict]:
+    """Per declared queue: jobs per status, age of the oldest waiting job, paused flag."""
+    queues = queues or list(settings.TASKYARD_QUEUES)
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in (
+        Job.objects.filter(queue__in=queues).values("queue", "status").annotate(n=Count("id"))
+    ):
+        counts[row["queue"]][row["status"]] = row["n"]
+    oldest = dict(
+        Job.objects.filter(queue__in=queues, status=JobStatus.QUEUED)
+        .values("queue")
+        .annotate(at=Min("enqueued_at"))
+        .values_list("queue", "at")
+    )
+    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    now = timezone.now()
+    return [
+        {
+            "queue": queue,
+            "paused": queue in paused,
+            "counts": {status: counts[queue].get(status, 0) for status in JobStatus.values},
+            "oldest_waiting_seconds": (
+                round((now - oldest[queue]).total_seconds(), 3) if queue in oldest else None
+            ),
+        }
+        for queue in queues
+    ]
+
+
+def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
+    """Attempts that finished in the last ``minutes``: throughput, failure rate, run time."""
+    since = timezone.now() - dt.timedelta(minutes=minutes)
+    attempts = JobAttempt.objects.filter(finished_at__gte=since)
+    if queue:
+        attempts = attempts.filter(job__queue=queue)
+    rows = list(attempts.values_list("outcome", "duration_ms"))
+    succeeded = sum(1 for outcome, _ in rows if outcome == AttemptOutcome.SUCCEEDED)
+    failed = sum(1 for outcome, _ in rows if outcome in FAILED_OUTCOMES)
+    durations = [ms for _, ms in rows if ms is not None]
+    return {
+        "window_minutes": minutes,
+        "attempts": len(rows),
+        "succeeded": succeeded,
+        "failed": failed,
+        "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
+        "throughput_per_minute": round(succeeded / minutes, 3),
+        "run_ms_p50": _percentile(durations, 50),
+        "run_ms_p95": _percentile(durations, 95),
+    }
+
+
+def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
+    """One point per minute over the last ``minutes``: finished, failed, run time p50/p95,
+    and (for the current minute only) the backlog."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    since = now - dt.timedelta(minutes=minutes - 1)
+    attempts = JobAttempt.objects.filter(finished_at__gte=since)
+    if queue:
+        attempts = attempts.filter(job__queue=queue)
+    buckets: dict[dt.datetime, list[tuple[str, int | None]]] = defaultdict(list)
+    for outcome, ms, finished in attempts.values_list("outcome", "duration_ms", "finished_at"):
+        buckets[finished.replace(second=0, microsecond=0)].append((outcome, ms))
+    waiting = Job.objects.filter(status=JobStatus.QUEUED)
+    if queue:
+        waiting = waiting.filter(queue=queue)
+    backlog = waiting.count()
+    points = []
+    for index in range(minutes):
+        minute = since + dt.timedelta(minutes=index)
+        rows = buckets.get(minute, [])
+        durations = [ms for _, ms in rows if ms is not None]
+        failed = sum(1 for outcome, _ in rows if outcome in FAILED_OUTCOMES)
+        points.append({
+            "minute": minute.isoformat(),
+            "succeeded": sum(1 for outcome, _ in rows if outcome == AttemptOutcome.SUCCEEDED),
+            "failed": failed,
+            "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
+            "run_ms_p50": _percentile(durations, 50),
+            "run_ms_p95": _percentile(durations, 95),
+            "backlog": backlog if minute == now else None,
+        })  # fmt: skip
+    return points

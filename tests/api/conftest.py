@@ -1,0 +1,49 @@
+"""Fixtures of the API tests: one user per role, JWT-authenticated clients, and fresh
+throttle windows for every test."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from queueing.roles import ROLE_PERMISSIONS
+
+ROLES = tuple(ROLE_PERMISSIONS)  # admin, manager, dispatcher, customer, driver
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("taskyard:rate:api:*"):
+        client.delete(key)
+    yield
+    client.close()
+
+
+def make_user(role: str) -> User:
+    user = User.objects.create_user(f"{role}-user", password="correct horse battery")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def client_for(user: User | None) -> APIClient:
+    """A client that sends a real JWT access token (JWTAuthentication checks it)."""
+    client = APIClient()
+    if user is not None:
+        token = RefreshToken.for_user(user).access_token
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def users(db) -> dict[str, User]:
+    return {role: make_user(role) for role in ROLES}
+
+
+@pytest.fixture
+def clients(users) -> dict[str, APIClient]:
+    return {"anonymous": client_for(None), **{role: client_for(u) for role, u in users.items()}}
