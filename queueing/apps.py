@@ -7,9 +7,17 @@ class QueueingConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import task_revoked, worker_ready
+        from django.db.models.signals import post_migrate
 
         from queueing.execution import on_task_revoked
         from queueing.pause import on_worker_ready
+        from queueing.roles import ensure_roles
 
         task_revoked.connect(on_task_revoked, weak=False, dispatch_uid="taskyard-revoked")
         worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="taskyard-paused")
+        # Roles come back after a flush (tests) and stay in step with queueing/roles.py.
+        post_migrate.connect(
+            lambda sender, **kwargs: ensure_roles() if sender is self else None,
+            weak=False,
+            dispatch_uid="taskyard-roles",
+        )

@@ -1,8 +1,9 @@
 """Roles are Django groups; what each may do is a set of queueing permissions.
 
-The groups and their permissions are created by migration (0006) and kept in step by
-``manage.py migrate``. Give a user a role by adding them to the group (admin site or
-``user.groups.add``). Superusers may do everything.
+The groups and their permissions are created by migration (0006) and brought back in
+step after every ``migrate`` or ``flush`` (post_migrate: ensure_roles). Give a user a
+role by adding them to the group (admin site or ``user.groups.add``). Superusers may do
+everything.
 
   admin        everything: stats, every job, pause/resume/clean, recurring jobs,
                dead letters, enqueue any API-enabled task
@@ -36,6 +37,42 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "customer": (),
     "driver": (),
 }
+
+
+PERMISSION_NAMES = {
+    "view_queue_stats": "Can read queue status, stats and metrics",
+    "view_all_jobs": "Can see every job, not only the ones they enqueued",
+    "operate_queues": "Can pause, resume and clean queues",
+    "manage_recurring": "Can create, change and delete recurring jobs",
+    "view_dead_letters": "Can list dead letters",
+    "manage_dead_letters": "Can review and replay dead letters",
+    "enqueue_any": "Can enqueue any API-enabled task",
+    "enqueue_billing": "Can enqueue billing jobs",
+    "enqueue_routing": "Can enqueue route optimisation jobs",
+    "enqueue_notifications": "Can enqueue notification jobs",
+    "enqueue_datasync": "Can enqueue data sync jobs",
+    "enqueue_maintenance": "Can enqueue maintenance jobs",
+}
+
+
+def ensure_roles(apps=None, **_) -> None:
+    """Create the permissions (on the Job content type) and the role groups with exactly
+    their permissions. Idempotent; ``apps`` is a migration's app registry or Django's."""
+    if apps is None:
+        from django.apps import apps
+    content_type_model = apps.get_model("contenttypes", "ContentType")
+    permission_model = apps.get_model("auth", "Permission")
+    group_model = apps.get_model("auth", "Group")
+    job_type, _ = content_type_model.objects.get_or_create(app_label="queueing", model="job")
+    permissions = {
+        codename: permission_model.objects.get_or_create(
+            content_type=job_type, codename=codename, defaults={"name": name}
+        )[0]
+        for codename, name in PERMISSION_NAMES.items()
+    }
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        group.permissions.set([permissions[codename] for codename in codenames])
 
 
 def enqueue_permission(queue: str) -> str:

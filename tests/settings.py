@@ -18,6 +18,9 @@ from queueing.queues import parse_queues
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects"]  # noqa: F405
 
+# Tests create many users; the production hasher is slow on purpose.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 # Queues only the workers a test starts for itself consume (never the session worker),
 # for tests that kill workers or need a queue with no consumer.
 TASKYARD_QUEUES = {

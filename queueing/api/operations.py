@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -356,12 +357,19 @@ class DeadLetterBulkReplayView(_DeadLetterOperation):
 # --- domain shortcuts -------------------------------------------------------------------
 
 
-def domain_shortcut(permission: str, what: str, app: str) -> type[APIView]:
-    """A POST endpoint that will validate and enqueue a domain task; until its app's
-    tasks exist it answers 501 (after the permission check)."""
+def domain_shortcut(queue: str, what: str, app: str) -> type[APIView]:
+    """A POST endpoint that will validate and enqueue a domain task on ``queue``; until
+    its app's tasks exist it answers 501 (after the permission check)."""
+
+    class MayEnqueue(BasePermission):
+        message = f"your role may not enqueue jobs on queue {queue}"
+
+        def has_permission(self, request, view) -> bool:
+            user = request.user
+            return bool(user and user.is_authenticated and may_enqueue(user, queue))
 
     class Shortcut(APIView):
-        permission_classes = [requires(permission)]
+        permission_classes = [MayEnqueue]
         throttle_classes = [GeneralThrottle, JobCreateThrottle]
 
         @extend_schema(

@@ -37,27 +37,27 @@ urlpatterns = [
     ),
     path(
         "route-optimization",
-        ops.domain_shortcut("enqueue_routing", "route optimisation", "routing").as_view(),
+        ops.domain_shortcut("routing", "route optimisation", "routing").as_view(),
         name="route-optimization",
     ),
     path(
         "billing",
-        ops.domain_shortcut("enqueue_billing", "billing runs", "billing").as_view(),
+        ops.domain_shortcut("billing", "billing runs", "billing").as_view(),
         name="billing",
     ),
     path(
         "notifications",
-        ops.domain_shortcut("enqueue_notifications", "notifications", "notifications").as_view(),
+        ops.domain_shortcut("notifications", "notifications", "notifications").as_view(),
         name="notifications",
     ),
     path(
         "data-sync",
-        ops.domain_shortcut("enqueue_datasync", "data sync runs", "datasync").as_view(),
+        ops.domain_shortcut("datasync", "data sync runs", "datasync").as_view(),
         name="data-sync",
     ),
     path(
         "maintenance",
-        ops.domain_shortcut("enqueue_maintenance", "maintenance jobs", "maintenance").as_view(),
+        ops.domain_shortcut("maintenance", "maintenance jobs", "maintenance").as_view(),
         name="maintenance",
     ),
     # Queue operations last: "{queue}/..." must not shadow the fixed paths above.
