@@ -47,9 +47,19 @@ class NoArgs(Contract):
     """A task that takes no arguments."""
 
 
+_modules_imported = False
+
+
 def _app():
+    """The Celery app, with every task module imported (a web process has not
+    necessarily imported them yet; a worker has)."""
+    global _modules_imported  # noqa: PLW0603
     from config.celery import app
 
+    if not _modules_imported:
+        app.loader.import_default_modules()
+        app.autodiscover_tasks(force=True)
+        _modules_imported = True
     return app
 
 
