@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -111,6 +112,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     return response
 
 
+@csrf_exempt  # no state changes here; a POST to a wrong URL must get a 404, not a CSRF 403
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     """Unknown URLs under /api/ answer in the API's shape, not with an HTML page."""
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)

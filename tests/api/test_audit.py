@@ -3,6 +3,8 @@ first broken link after a row is edited or deleted."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -33,7 +35,7 @@ def test_api_calls_form_an_intact_chain(clients, capsys):
     assert (pause.before, pause.after, pause.reason) == ({"paused": False}, {"paused": True},
                                                          "inventory")  # fmt: skip
     assert events[0].prev_hash == audit.GENESIS_HASH
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:]))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(events))
     call_command("verify_audit")
     assert "audit chain intact: 4 events verified" in capsys.readouterr().out
 
