@@ -15,7 +15,6 @@ from django.conf import settings
 from rest_framework import serializers
 
 from queueing.api.contracts import Contract
-
 from queueing.control import JobCancelled
 from queueing.retry import PermanentError, RateLimited
 from tests.sideeffects.models import SideEffect

@@ -17,7 +17,9 @@ from queueing.queues import parse_queues
 from tests.harness import start_worker, wait_until
 
 
-@pytest.mark.parametrize("value", ["fast", "0/m", "10/d", "10", "", None, 10, "-1/s", "5/0m", "5/-2m"])
+@pytest.mark.parametrize(
+    "value", ["fast", "0/m", "10/d", "10", "", None, 10, "-1/s", "5/0m", "5/-2m"]
+)
 def test_bad_rates_are_refused_with_the_setting_named(value):
     with pytest.raises(ImproperlyConfigured, match="where: rate"):
         parse_rate(value, "where")

@@ -202,9 +202,7 @@ def test_a_duplicate_claim_gets_nothing(broker_client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(
-    relay, broker_client, settings
-):
+def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(relay, broker_client, settings):
     """The relay sleeps until the next due job; one scheduled during that sleep for an
     earlier time wakes it (queueing.wake), so it is not held to the 10 s tick."""
     settings.RELAY_INTERVAL_SECONDS = 10  # here as in the relay: enqueue decides to nudge
