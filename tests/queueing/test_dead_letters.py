@@ -14,7 +14,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def dead_job(message: str = "customer 42 has no billing address") -> DeadLetter:
-    job = queueing.enqueue("tests.record", ["invoice-42"], {"seconds": 0}, priority=2)
+    # On the isolated queue: no session worker runs the replay while the test database
+    # is flushed (on PostgreSQL that TRUNCATE can deadlock with its writes).
+    job = queueing.enqueue("tests.record", ["invoice-42"], {"seconds": 0}, priority=2,
+                           queue="isolated")  # fmt: skip
     attempt = claim(str(job.id), "worker-a/1")
     decision = Decision(False, 0.0, FailureKind.PERMANENT, "permanent error: not retried")
     assert record_failure(attempt, PermanentError(message), decision) == JobStatus.DEAD
