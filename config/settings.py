@@ -393,6 +393,17 @@ API_THROTTLE_SPECS = {
 API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 512 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 
+# --- Monitoring (docs/monitoring.md) ----------------------------------------------------
+
+# Prometheus scrapes /metrics with "Authorization: Bearer $METRICS_TOKEN" (staff logins
+# may look too). Unset: only staff logins.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# /health/ready: queues that must have a live worker (None: every declared queue; a
+# paused queue never needs one), how old the beat's and the relay's heartbeats may be.
+HEALTH_WORKER_QUEUES: list[str] | None = None
+HEALTH_BEAT_MAX_AGE_SECONDS = env_int("HEALTH_BEAT_MAX_AGE_SECONDS", 60, minimum=5)
+HEALTH_RELAY_MAX_LAG_SECONDS = env_int("HEALTH_RELAY_MAX_LAG_SECONDS", 30, minimum=1)
+
 # --- Security -------------------------------------------------------------------------
 
 SESSION_COOKIE_SECURE = not DEBUG

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from queueing import monitoring_views
 from queueing.api.errors import api_not_found
 
 admin.site.site_header = "Taskyard"
@@ -16,6 +17,9 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("queueing/", include("queueing.urls")),
+    path("health/live", monitoring_views.live, name="health-live"),
+    path("health/ready", monitoring_views.ready, name="health-ready"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("api/v1/queue/", include("queueing.api.urls")),
     path("api/token/", TokenObtainPairView.as_view(), name="token-obtain"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),

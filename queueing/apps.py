@@ -6,15 +6,20 @@ class QueueingConfig(AppConfig):
     verbose_name = "Queueing"
 
     def ready(self) -> None:
-        from celery.signals import task_revoked, worker_ready
+        from celery.signals import task_revoked, worker_ready, worker_shutdown
         from django.db.models.signals import post_migrate
 
         from queueing.execution import on_task_revoked
         from queueing.pause import on_worker_ready
+        from queueing.registry import on_worker_ready as start_heartbeat
+        from queueing.registry import on_worker_shutdown as stop_heartbeat
         from queueing.roles import ensure_roles
 
         task_revoked.connect(on_task_revoked, weak=False, dispatch_uid="taskyard-revoked")
         worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="taskyard-paused")
+        # After the paused queues were cancelled, so the first heartbeat is already right.
+        worker_ready.connect(start_heartbeat, weak=False, dispatch_uid="taskyard-heartbeat")
+        worker_shutdown.connect(stop_heartbeat, weak=False, dispatch_uid="taskyard-heartbeat")
         # Roles come back after a flush (tests) and stay in step with queueing/roles.py.
         post_migrate.connect(
             lambda sender, **kwargs: ensure_roles() if sender is self else None,

@@ -17,6 +17,8 @@ import redis
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from queueing.registry import BEAT_KEY, beat
+
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "taskyard:beat-lock"
@@ -67,6 +69,7 @@ class SingleBeatScheduler(DatabaseScheduler):
         self._leading = leading
         if not leading:
             return STANDBY_POLL_SECONDS
+        beat(BEAT_KEY)  # for health checks: a beat is scheduling
         return super().tick(*args, **kwargs)
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from queueing import metrics
 from queueing.models import (
     AttemptOutcome,
     DeadLetter,
@@ -53,6 +54,8 @@ class Claim:
     max_attempts: int
     owner: str
     started_at: dt.datetime
+    queue: str = ""
+    task_name: str = ""
 
 
 def lease_seconds() -> float:
@@ -79,7 +82,7 @@ def claim(job_id: str, owner: str) -> Claim | None:
         "fencing_token = fencing_token + 1, lease_owner = %s, lease_expires_at = %s, "
         "started_at = %s, finished_at = NULL "
         "WHERE id = %s AND status = %s "
-        "RETURNING attempts, max_attempts, fencing_token"
+        "RETURNING attempts, max_attempts, fencing_token, queue, task_name, enqueued_at, run_at"
     )
     params = [
         JobStatus.RUNNING.value,
@@ -94,8 +97,20 @@ def claim(job_id: str, owner: str) -> Claim | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    attempt, max_attempts, token = row
-    return Claim(str(job_id), int(token), int(attempt), int(max_attempts), owner, now)
+    attempt, max_attempts, token, queue, task_name, enqueued_at, run_at = row
+    due = max(_from_db_time(enqueued_at), _from_db_time(run_at) or _from_db_time(enqueued_at))
+    metrics.observe_wait(queue, (now - due).total_seconds())
+    return Claim(str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue,
+                 task_name)  # fmt: skip
+
+
+def _from_db_time(value) -> dt.datetime | None:
+    """A timestamp from a raw cursor: aware on PostgreSQL, text or naive UTC on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def adopt(job_id: str, task, args: list, kwargs: dict, queue: str, owner: str) -> Claim | None:
@@ -130,7 +145,7 @@ def adopt(job_id: str, task, args: list, kwargs: dict, queue: str, owner: str) -
     except IntegrityError:
         return None
     logger.info("job %s: adopted a %s message published outside the ledger", job_id, task.name)
-    return Claim(str(job_id), 1, 1, max_attempts, owner, now)
+    return Claim(str(job_id), 1, 1, max_attempts, owner, now, queue, task.name)
 
 
 def job_exists(job_id: str) -> bool:
@@ -165,6 +180,12 @@ def summarise_result(value) -> object:
 
 
 def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAttempt:
+    """The attempt's row (to save in the outcome's transaction); also counted in the
+    metrics once that transaction commits."""
+    run_seconds = max(0.0, (now - claim.started_at).total_seconds())
+    transaction.on_commit(
+        lambda: metrics.observe_attempt(claim.queue, claim.task_name, outcome, run_seconds)
+    )
     return JobAttempt(
         job_id=claim.job_id,
         number=claim.attempt,

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from queueing import metrics
 from queueing.execution import fingerprint
 from queueing.ledger import PublishSpec, broker_queue_keys, publish
 from queueing.models import (
@@ -44,6 +45,7 @@ from queueing.models import (
     JobStatus,
 )
 from queueing.pause import sync_paused_set
+from queueing.registry import RELAY_KEY, beat
 from queueing.wake import wait_for_nudge
 
 logger = logging.getLogger(__name__)
@@ -167,6 +169,11 @@ class Relay:
             error_message=message,
             error_kind="lost",
         )
+        lost_after = max(0.0, (now - started).total_seconds())
+        transaction.on_commit(
+            lambda: metrics.observe_attempt(job.queue, job.task_name, "lost", lost_after)
+        )
+        metrics.count_lost()
         if spent:
             DeadLetter.objects.create(
                 job_id=job.id,
@@ -257,6 +264,7 @@ class Relay:
                     return  # the broker is down: the next tick tries again
                 if lost:
                     report.republished_lost += 1
+                    metrics.count_lost()
                     logger.warning(
                         "job %s: republished, its message was lost by the broker", job.id
                     )
@@ -281,6 +289,7 @@ class Relay:
         # or a flushed one. Either way no queued job's message can be in it.
         report.broker_wiped = True
         count = Job.objects.filter(status=JobStatus.QUEUED).update(published_at=None)
+        metrics.count_lost(count)
         if count:
             logger.warning(
                 "the broker has lost its data (epoch key gone): republishing %s queued jobs",
@@ -371,6 +380,8 @@ class Relay:
                 next_full = time.monotonic() + interval
             try:
                 report = self.tick() if full else self.tick_due()
+                if full:
+                    beat(RELAY_KEY)
                 if report.busy:
                     logger.info("relay tick: %s", report)
                 wake = next_full

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 
 import pytest
@@ -12,7 +13,16 @@ from django.conf import settings
 from config.celery import app as celery_app
 from queueing.relay import LOCK_KEY
 from tests.broker import broker as session_broker
-from tests.harness import ManagedProcess, WorkerProcess, start_relay, start_worker, stop_all
+from tests.harness import (
+    ConditionTimeout,
+    ManagedProcess,
+    WorkerProcess,
+    session_queues,
+    start_relay,
+    start_worker,
+    stop_all,
+    wait_until,
+)
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -26,10 +36,39 @@ def celery_worker(django_db_setup, relay) -> WorkerProcess:
     Messages left by an interrupted run are purged first. Tests using it need
     ``@pytest.mark.django_db(transaction=True)``.
     """
+    global _session_worker  # noqa: PLW0603
     celery_app.control.purge()
     worker = start_worker()
+    _session_worker = worker
     yield worker
+    _session_worker = None
     worker.stop()
+
+
+_session_worker: WorkerProcess | None = None
+
+
+@pytest.fixture(autouse=True)
+def settle_session_worker(request):
+    """After a database test, let the session worker finish what the test left on its
+    queues: on PostgreSQL the test database's flush (TRUNCATE) can deadlock with a job
+    still writing its outcome."""
+    yield
+    if _session_worker is None or request.node.get_closest_marker("django_db") is None:
+        return
+    from django.db.models import Q
+
+    from queueing.models import Job, JobStatus
+
+    queues = session_queues()
+    busy = Q(status=JobStatus.RUNNING) | Q(status=JobStatus.QUEUED, published_at__isnull=False)
+
+    def settled() -> bool:
+        return not Job.objects.filter(busy, queue__in=queues).exists()
+
+    # A test that left a queue paused, say, times out here: the flush may then race.
+    with contextlib.suppress(ConditionTimeout):
+        wait_until(settled, timeout=20, interval=0.1)
 
 
 class RelayService:

@@ -1,0 +1,134 @@
+"""Live workers, beat and relay, as heartbeats in Redis: who is alive and which queues each
+worker consumes right now, readable in a millisecond (the dashboard, health checks,
+metrics and job.explain() need it; a control-broadcast inspect takes a full second).
+
+- each worker process writes ``taskyard:workers`` field ``<hostname>`` = JSON
+  ``{"queues": [...], "pid": ..., "at": <epoch s>}`` every WORKER_HEARTBEAT_SECONDS from
+  a daemon thread started at worker_ready, and removes it at shutdown;
+- the leading beat writes ``taskyard:beat-heartbeat`` at every tick;
+- the relay writes ``taskyard:relay-heartbeat`` at every full tick.
+
+A heartbeat older than three intervals counts as gone (a SIGKILLed worker cannot remove
+its entry; stale entries are dropped when read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+WORKERS_KEY = "taskyard:workers"
+BEAT_KEY = "taskyard:beat-heartbeat"
+RELAY_KEY = "taskyard:relay-heartbeat"
+WORKER_HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 3 * WORKER_HEARTBEAT_SECONDS
+
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _client  # noqa: PLW0603
+    if _client is None:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+        )
+    return _client
+
+
+def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
+    """Hostname -> queues it consumes, for workers with a fresh heartbeat."""
+    client = client or _redis()
+    now = time.time()
+    alive: dict[str, list[str]] = {}
+    stale = []
+    for name, raw in client.hgetall(WORKERS_KEY).items():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            stale.append(name)
+            continue
+        if now - float(entry.get("at", 0)) > STALE_AFTER_SECONDS:
+            stale.append(name)
+        else:
+            alive[name] = list(entry.get("queues", []))
+    if stale:
+        client.hdel(WORKERS_KEY, *stale)
+    return alive
+
+
+def workers_per_queue(client: redis.Redis | None = None) -> dict[str, list[str]]:
+    per_queue: dict[str, list[str]] = {name: [] for name in settings.TASKYARD_QUEUES}
+    for worker, queues in sorted(live_workers(client).items()):
+        for queue in queues:
+            per_queue.setdefault(queue, []).append(worker)
+    return per_queue
+
+
+def beat(key: str) -> None:
+    """Record a heartbeat of the beat or the relay. Never raises."""
+    try:
+        _redis().set(key, f"{time.time():.3f}", ex=3600)
+    except redis.RedisError as exc:
+        logger.debug("heartbeat %s not written: %r", key, exc)
+
+
+def heartbeat_age(key: str, client: redis.Redis | None = None) -> float | None:
+    """Seconds since the last heartbeat under ``key``; None if there is none."""
+    value = (client or _redis()).get(key)
+    return None if value is None else max(0.0, time.time() - float(value))
+
+
+class WorkerHeartbeat(threading.Thread):
+    """Writes this worker's entry every WORKER_HEARTBEAT_SECONDS until stopped."""
+
+    def __init__(self, consumer) -> None:
+        super().__init__(name="taskyard-heartbeat", daemon=True)
+        self.consumer = consumer
+        self.hostname = consumer.hostname
+        self.stopped = threading.Event()
+
+    def queues(self) -> list[str]:
+        task_consumer = self.consumer.task_consumer
+        if task_consumer is None:
+            return []
+        return sorted(queue.name for queue in task_consumer.queues)
+
+    def write(self) -> None:
+        entry = {"queues": self.queues(), "pid": os.getpid(), "at": time.time()}
+        _redis().hset(WORKERS_KEY, self.hostname, json.dumps(entry))
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.write()
+            except Exception as exc:  # Redis down: try again next beat
+                logger.debug("worker heartbeat not written: %r", exc)
+            self.stopped.wait(WORKER_HEARTBEAT_SECONDS)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with contextlib.suppress(redis.RedisError):  # else the entry goes stale by itself
+            _redis().hdel(WORKERS_KEY, self.hostname)
+
+
+_heartbeat: WorkerHeartbeat | None = None
+
+
+def on_worker_ready(sender=None, **_) -> None:
+    global _heartbeat  # noqa: PLW0603
+    _heartbeat = WorkerHeartbeat(sender)
+    _heartbeat.start()
+
+
+def on_worker_shutdown(**_) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
