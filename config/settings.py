@@ -294,6 +294,7 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]
 CELERY_TASK_ROUTES = {
     "queueing.prune_jobs": {"queue": "maintenance"},
+    "queueing.check_alerts": {"queue": "maintenance"},
     **{
         f"{app}.tasks.*": {"queue": app}
         for app in ("routing", "billing", "notifications", "datasync", "maintenance")
@@ -403,6 +404,39 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 HEALTH_WORKER_QUEUES: list[str] | None = None
 HEALTH_BEAT_MAX_AGE_SECONDS = env_int("HEALTH_BEAT_MAX_AGE_SECONDS", 60, minimum=5)
 HEALTH_RELAY_MAX_LAG_SECONDS = env_int("HEALTH_RELAY_MAX_LAG_SECONDS", 30, minimum=1)
+
+# Alerts (queueing/alerts.py), checked every minute by beat. Seed design thresholds.
+ALERT_THRESHOLDS = {
+    "backlog": env_int("ALERT_BACKLOG", 1000, minimum=1),  # jobs queued on one queue
+    "failure_rate": env_float("ALERT_FAILURE_RATE", 0.10, minimum=0.0),  # of attempts
+    "min_attempts": 10,  # fewer attempts in the window: too few to judge a rate
+    "average_run_seconds": env_float("ALERT_AVERAGE_RUN_SECONDS", 60.0, minimum=0.0),
+    "dead_letters": env_int("ALERT_DEAD_LETTERS", 50, minimum=0),  # open, per queue
+    "latency_warning_ms": env_float("ALERT_LATENCY_WARNING_MS", 750.0, minimum=0.0),
+    "latency_critical_ms": env_float("ALERT_LATENCY_CRITICAL_MS", 1500.0, minimum=0.0),
+    "window_minutes": env_int("ALERT_WINDOW_MINUTES", 15, minimum=1),
+}
+# Who gets alert emails (comma-separated), and an optional webhook, signed with
+# "X-Taskyard-Signature: sha256=<HMAC of the body with ALERT_WEBHOOK_SECRET>".
+ALERT_EMAILS = env_list("ALERT_EMAILS", [])
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+ALERT_WEBHOOK_SECRET = env_str("ALERT_WEBHOOK_SECRET")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET to sign its calls")
+
+# Email (alerts): real SMTP when EMAIL_HOST is set; without it, printed to the console.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "taskyard@localhost")
 
 # --- Security -------------------------------------------------------------------------
 

@@ -277,3 +277,37 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} {self.target_type}:{self.target_id} by {self.actor_name}"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Alert(models.Model):
+    """A threshold crossed (queueing/alerts.py): opened once, updated while it lasts,
+    resolved when the condition clears. At most one open alert per key."""
+
+    key = models.CharField(max_length=150)  # kind:queue, e.g. "backlog:billing"
+    kind = models.CharField(max_length=32)
+    queue = models.CharField(max_length=100, blank=True, default="")
+    severity = models.CharField(max_length=16, default="warning")
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default="open")
+    message = models.TextField()
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(status="open"), name="alert_one_open_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.key} ({self.status})"

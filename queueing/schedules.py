@@ -15,6 +15,11 @@ PLATFORM_SCHEDULES = {
         {"minute": "17", "hour": "*"},
         "maintenance",
     ),
+    "taskyard: check alerts": (
+        "queueing.check_alerts",
+        {"minute": "*", "hour": "*"},
+        "maintenance",
+    ),
 }
 
 

@@ -21,3 +21,11 @@ def prune_jobs() -> dict:
     from queueing.retention import prune
 
     return prune()
+
+
+@shared_task(name="queueing.check_alerts")
+def check_alerts() -> dict:
+    """Open, update and resolve alerts against the thresholds (seeded every minute)."""
+    from queueing.alerts import check
+
+    return check()

@@ -30,6 +30,8 @@ TASKYARD_QUEUES = {
     "limited": {"concurrency": 2, "rate_limit": "10/s"},
 }
 TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
+# Readiness and the no-worker alert expect workers only where the session worker runs.
+HEALTH_WORKER_QUEUES = [name for name in TASKYARD_QUEUES if name not in ("isolated", "limited")]
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]  # noqa: F405
 
 # kombu scans for unacknowledged messages past the visibility timeout every 100 s by

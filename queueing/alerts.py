@@ -1,0 +1,257 @@
+"""Alerts: thresholds from settings (ALERT_THRESHOLDS) checked every minute by beat
+(``queueing.check_alerts``), recorded as Alert rows and delivered by email to
+ALERT_EMAILS (Django's email backend, real SMTP) and to an optional signed webhook.
+
+An alert opens once per key (kind:queue) and stays open while its condition holds (no
+repeated emails); it is re-sent when its severity rises, and a "resolved" message goes
+out when the condition clears.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import math
+import urllib.request
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count
+from django.utils import timezone
+
+from queueing.models import (
+    Alert,
+    AlertStatus,
+    AttemptOutcome,
+    DeadLetter,
+    Job,
+    JobAttempt,
+    JobStatus,
+    QueueState,
+)
+
+logger = logging.getLogger(__name__)
+
+SEVERITY_RANK = {"warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    queue: str
+    severity: str
+    value: float
+    threshold: float
+    message: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.queue}"
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def evaluate(now: dt.datetime | None = None) -> list[Finding]:
+    """Every threshold crossed right now, per queue."""
+    now = now or timezone.now()
+    limits = settings.ALERT_THRESHOLDS
+    window = now - dt.timedelta(minutes=limits["window_minutes"])
+    queues = list(settings.TASKYARD_QUEUES)
+    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    findings: list[Finding] = []
+
+    backlog = dict(
+        Job.objects.filter(status=JobStatus.QUEUED).values("queue").annotate(n=Count("id"))
+        .values_list("queue", "n")
+    )  # fmt: skip
+    attempts: dict[str, dict] = {q: {"total": 0, "failed": 0} for q in queues}
+    for row in (
+        JobAttempt.objects.filter(finished_at__gte=window)
+        .values("job__queue", "outcome").annotate(n=Count("id"))
+    ):  # fmt: skip
+        entry = attempts.setdefault(row["job__queue"], {"total": 0, "failed": 0})
+        entry["total"] += row["n"]
+        if row["outcome"] in (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST):
+            entry["failed"] += row["n"]
+    run_avg = dict(
+        JobAttempt.objects.filter(finished_at__gte=window).values("job__queue")
+        .annotate(ms=Avg("duration_ms")).values_list("job__queue", "ms")
+    )  # fmt: skip
+    dead = dict(
+        DeadLetter.objects.filter(replayed_as__isnull=True, discarded_at__isnull=True)
+        .values("job__queue").annotate(n=Count("id")).values_list("job__queue", "n")
+    )  # fmt: skip
+    waits: dict[str, list[float]] = {}
+    started = Job.objects.filter(started_at__gte=window).order_by("-started_at")[:5000]
+    for queue, started_at, enqueued_at, run_at in started.values_list(
+        "queue", "started_at", "enqueued_at", "run_at"
+    ):
+        due = max(enqueued_at, run_at) if run_at else enqueued_at
+        waits.setdefault(queue, []).append((started_at - due).total_seconds() * 1000)
+    try:
+        from queueing.registry import workers_per_queue
+
+        consumers = workers_per_queue()
+    except Exception as exc:
+        logger.warning("alerts: worker registry unavailable: %r", exc)
+        consumers = None
+    required = settings.HEALTH_WORKER_QUEUES or queues
+
+    data = {
+        "backlog": backlog, "attempts": attempts, "run_avg": run_avg, "dead": dead,
+        "waits": waits, "consumers": consumers, "required": required, "paused": paused,
+    }  # fmt: skip
+    for queue in queues:
+        findings.extend(_queue_findings(queue, data, limits))
+    return findings
+
+
+def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
+    findings: list[Finding] = []
+    waiting = data["backlog"].get(queue, 0)
+    if waiting > limits["backlog"]:
+        findings.append(Finding("backlog", queue, "warning", waiting, limits["backlog"],
+                                f"{waiting} jobs waiting on {queue}"))  # fmt: skip
+    counts = data["attempts"].get(queue, {"total": 0, "failed": 0})
+    if counts["total"] >= limits["min_attempts"]:
+        rate = counts["failed"] / counts["total"]
+        if rate > limits["failure_rate"]:
+            findings.append(Finding(
+                "failure_rate", queue, "warning", round(rate, 4), limits["failure_rate"],
+                f"{rate:.0%} of {counts['total']} attempts on {queue} failed in the "
+                f"last {limits['window_minutes']} min",
+            ))  # fmt: skip
+    average_ms = data["run_avg"].get(queue)
+    if average_ms is not None and average_ms / 1000 > limits["average_run_seconds"]:
+        findings.append(Finding(
+            "run_time", queue, "warning", round(average_ms / 1000, 2),
+            limits["average_run_seconds"],
+            f"attempts on {queue} took {average_ms / 1000:.1f} s on average",
+        ))  # fmt: skip
+    letters = data["dead"].get(queue, 0)
+    if letters > limits["dead_letters"]:
+        findings.append(Finding("dead_letters", queue, "warning", letters,
+                                limits["dead_letters"],
+                                f"{letters} dead letters waiting on {queue}"))  # fmt: skip
+    p95 = _p95(data["waits"].get(queue, []))
+    if p95 is not None and p95 > limits["latency_warning_ms"]:
+        critical = p95 > limits["latency_critical_ms"]
+        findings.append(Finding(
+            "latency", queue, "critical" if critical else "warning", round(p95, 1),
+            limits["latency_critical_ms" if critical else "latency_warning_ms"],
+            f"p95 enqueue-to-start on {queue} is {p95:.0f} ms",
+        ))  # fmt: skip
+    consumers = data["consumers"]
+    if (consumers is not None and queue in data["required"] and queue not in data["paused"]
+            and not consumers.get(queue)):  # fmt: skip
+        findings.append(Finding("no_worker", queue, "critical", 0, 1,
+                                f"no live worker consumes {queue}"))  # fmt: skip
+    return findings
+
+
+def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
+    """Open, update and resolve Alert rows to match evaluate(); notify on changes.
+    Returns the keys opened, escalated and resolved."""
+    now = now or timezone.now()
+    findings = {finding.key: finding for finding in evaluate(now)}
+    changes: dict[str, list[str]] = {"opened": [], "escalated": [], "resolved": []}
+    open_alerts = {alert.key: alert for alert in Alert.objects.filter(status=AlertStatus.OPEN)}
+    for key, finding in findings.items():
+        alert = open_alerts.get(key)
+        if alert is None:
+            try:
+                with transaction.atomic():
+                    alert = Alert.objects.create(
+                        key=key, kind=finding.kind, queue=finding.queue,
+                        severity=finding.severity, message=finding.message,
+                        value=finding.value, threshold=finding.threshold,
+                        opened_at=now, last_seen_at=now,
+                    )  # fmt: skip
+            except IntegrityError:
+                continue  # a concurrent check opened it: one open alert per key
+            changes["opened"].append(key)
+            notify(alert, "opened")
+            continue
+        escalated = SEVERITY_RANK[finding.severity] > SEVERITY_RANK.get(alert.severity, 0)
+        Alert.objects.filter(id=alert.id).update(
+            last_seen_at=now, value=finding.value, message=finding.message,
+            severity=finding.severity if escalated else alert.severity,
+            threshold=finding.threshold if escalated else alert.threshold,
+        )  # fmt: skip
+        if escalated:
+            alert.refresh_from_db()
+            changes["escalated"].append(key)
+            notify(alert, "escalated")
+    for key, alert in open_alerts.items():
+        if key not in findings:
+            updated = Alert.objects.filter(id=alert.id, status=AlertStatus.OPEN).update(
+                status=AlertStatus.RESOLVED, resolved_at=now
+            )
+            if updated:
+                alert.refresh_from_db()
+                changes["resolved"].append(key)
+                notify(alert, "resolved")
+    return changes
+
+
+def notify(alert: Alert, event: str) -> None:
+    """Email the admins and call the webhook. Failures are logged, never raised: the
+    alert row is the record, and the next change notifies again."""
+    subject = f"[taskyard] {alert.severity.upper()} {event}: {alert.message}"
+    if event == "resolved":
+        subject = f"[taskyard] resolved: {alert.key} ({alert.message})"
+    body = (
+        f"Alert {alert.key} {event}.\n\n{alert.message}\nvalue: {alert.value} "
+        f"(threshold {alert.threshold})\nopened: {alert.opened_at.isoformat()}\n"
+        + (f"resolved: {alert.resolved_at.isoformat()}\n" if alert.resolved_at else "")
+    )
+    delivered = False
+    if settings.ALERT_EMAILS:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS)
+            delivered = True
+        except Exception:
+            logger.exception("alert %s: email to %s failed", alert.key, settings.ALERT_EMAILS)
+    if settings.ALERT_WEBHOOK_URL:
+        delivered = _post_webhook(alert, event) or delivered
+    if delivered:
+        Alert.objects.filter(id=alert.id).update(notified_at=timezone.now())
+    logger.warning("alert %s %s: %s", alert.key, event, alert.message)
+
+
+def signature(body: bytes) -> str:
+    """``sha256=<hex HMAC of the body>`` with ALERT_WEBHOOK_SECRET: the receiver checks
+    it to know the call came from us."""
+    key = settings.ALERT_WEBHOOK_SECRET.encode()
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def _post_webhook(alert: Alert, event: str) -> bool:
+    payload = {
+        "event": event, "key": alert.key, "kind": alert.kind, "queue": alert.queue,
+        "severity": alert.severity, "message": alert.message, "value": alert.value,
+        "threshold": alert.threshold, "opened_at": alert.opened_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+    }  # fmt: skip
+    body = json.dumps(payload).encode()
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's setting
+        settings.ALERT_WEBHOOK_URL, data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-Taskyard-Signature": signature(body)},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return 200 <= response.status < 300
+    except Exception as exc:
+        logger.error("alert %s: webhook %s failed: %r", alert.key, settings.ALERT_WEBHOOK_URL,
+                     exc)  # fmt: skip
+        return False
