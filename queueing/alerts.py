@@ -105,7 +105,7 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     except Exception as exc:
         logger.warning("alerts: worker registry unavailable: %r", exc)
         consumers = None
-    required = settings.HEALTH_WORKER_QUEUES or queues
+    required = queues if settings.HEALTH_WORKER_QUEUES is None else settings.HEALTH_WORKER_QUEUES
 
     data = {
         "backlog": backlog, "attempts": attempts, "run_avg": run_avg, "dead": dead,

@@ -44,7 +44,9 @@ def check_broker() -> dict:
 def check_workers() -> dict:
     """Every queue that must be served (HEALTH_WORKER_QUEUES, default all declared) and
     is not paused has at least one live worker."""
-    required = settings.HEALTH_WORKER_QUEUES or list(settings.TASKYARD_QUEUES)
+    required = settings.HEALTH_WORKER_QUEUES
+    if required is None:
+        required = list(settings.TASKYARD_QUEUES)
     paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
     client = _redis()
     try:
