@@ -8,6 +8,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from queueing import monitoring_views
 from queueing.api.errors import api_not_found
+from queueing.dashboard import dashboard_view
 
 admin.site.site_header = "Taskyard"
 admin.site.site_title = "Taskyard"
@@ -15,6 +16,11 @@ admin.site.index_title = "Operations"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path(
+        "admin/queueing/dashboard/",
+        admin.site.admin_view(dashboard_view),
+        name="queueing-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("queueing/", include("queueing.urls")),
     path("health/live", monitoring_views.live, name="health-live"),

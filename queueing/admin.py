@@ -1,12 +1,35 @@
-"""Read-only views of the job ledger. Operator actions (cancel, retry, replay, pause) and
-the dashboard come with the monitoring issue; until then the ledger is changed only
-through queueing.ledger / queueing.deadletters, never by editing rows by hand."""
+"""The operator console: the ledger read-only, changed only through actions that call the
+same functions as the API (queueing.control, queueing.deadletters, queueing.pause) and
+write the same audit events. Actions that cannot be undone ask for confirmation first.
+The dashboard is queueing/dashboard.py."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django_celery_results.admin import TaskResultAdmin
+from django_celery_results.models import TaskResult
 
-from queueing.models import DeadLetter, Job, JobAttempt
+from queueing import audit, stats
+from queueing.control import cancel
+from queueing.deadletters import DeadLetterError, discard, mark_reviewed, replay
+from queueing.ledger import enqueue
+from queueing.models import (
+    Alert,
+    AuditEvent,
+    DeadLetter,
+    Job,
+    JobAttempt,
+    JobOrigin,
+    JobStatus,
+    QueueState,
+)
+from queueing.pause import pause_queue, resume_queue
+from queueing.wake import nudge_relay
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,51 +43,305 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(request, action: str, target: tuple[str, object], **fields) -> None:
+    audit.record(action, target=target, user=request.user, ip=client_ip(request),
+                 reason="via admin", **fields)  # fmt: skip
+
+
+def confirmed(modeladmin, request, queryset, action: str, description: str):
+    """None once the operator confirmed (POST with ``confirm``); else the page asking."""
+    if request.POST.get("confirm") == "yes":
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": f"Confirm: {description}",
+        "description": description,
+        "objects": list(queryset[:200]),
+        "count": queryset.count(),
+        "action": action,
+        "ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        "opts": modeladmin.model._meta,
+    }
+    return TemplateResponse(request, "admin/queueing/confirm_action.html", context)
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
 class JobAttemptInline(admin.TabularInline):
     model = JobAttempt
     extra = 0
     can_delete = False
-    fields = readonly_fields = (
-        "number",
-        "outcome",
-        "worker",
-        "started_at",
-        "duration_ms",
-        "error_kind",
-        "error_class",
-        "error_message",
-    )
+    fields = readonly_fields = ("number", "outcome", "worker", "started_at", "duration_ms",
+                                "error_kind", "error_class", "error_message")  # fmt: skip
 
     def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "task_name",
-        "queue",
-        "status",
-        "attempts",
-        "max_attempts",
-        "enqueued_at",
-        "started_at",
-        "finished_at",
-    )
-    list_filter = ("status", "queue", "origin", "task_name")
+    list_display = ("id", "task_name", "queue", "status", "priority", "attempts",
+                    "max_attempts", "enqueued_at", "started_at", "finished_at")  # fmt: skip
+    list_filter = ("status", "queue", "origin", "task_name", "enqueued_at")
     search_fields = ("=id", "task_name", "unique_key")
     date_hierarchy = "enqueued_at"
     list_select_related = ("enqueued_by",)
     raw_id_fields = ("enqueued_by", "replay_of")
     inlines = [JobAttemptInline]
     show_full_result_count = False  # COUNT(*) over a large ledger on every page is slow
+    actions = ["cancel_jobs", "retry_jobs"]
+
+    @admin.action(description="Cancel selected jobs (waiting: for good; running: ask to stop)")
+    def cancel_jobs(self, request, queryset):
+        page = confirmed(self, request, queryset, "cancel_jobs",
+                         "cancel these jobs; a cancelled job never runs")  # fmt: skip
+        if page:
+            return page
+        done = 0
+        for job in queryset:
+            with transaction.atomic():
+                result = cancel(job.id, reason=f"cancelled in the admin by {request.user}")
+                if result.outcome != "already final":
+                    record(request, "job.cancel", ("job", job.id), before={"status": job.status},
+                           after={"status": result.status, "outcome": result.outcome})  # fmt: skip
+                    done += 1
+        self.message_user(request, f"{done} job(s) cancelled or asked to stop; "
+                          f"{queryset.count() - done} had already ended.")  # fmt: skip
+        return None
+
+    @admin.action(description="Retry selected jobs (run now, replay dead, re-enqueue cancelled)")
+    def retry_jobs(self, request, queryset):
+        retried = skipped = 0
+        for job in queryset.select_related("dead_letter"):
+            with transaction.atomic():
+                if job.status in (JobStatus.RETRYING, JobStatus.SCHEDULED):
+                    Job.objects.filter(id=job.id, status=job.status).update(run_at=timezone.now())
+                    transaction.on_commit(nudge_relay)
+                    new_id = job.id
+                elif job.status == JobStatus.DEAD and hasattr(job, "dead_letter"):
+                    try:
+                        new_id = replay(job.dead_letter.id, user=request.user).id
+                    except DeadLetterError as exc:
+                        self.message_user(request, str(exc), messages.WARNING)
+                        skipped += 1
+                        continue
+                elif job.status == JobStatus.CANCELLED:
+                    new_id = enqueue(job.task_name, job.args, job.kwargs, queue=job.queue,
+                                     priority=job.priority, max_attempts=job.max_attempts,
+                                     options=job.options, user=request.user,
+                                     origin=JobOrigin.REPLAY, replay_of=job).id  # fmt: skip
+                else:
+                    skipped += 1
+                    continue
+                record(request, "job.retry", ("job", job.id), before={"status": job.status},
+                       after={"job": str(new_id)})  # fmt: skip
+                retried += 1
+        self.message_user(request, f"{retried} job(s) retried; {skipped} skipped "
+                          "(running, queued or succeeded jobs are not retried).")  # fmt: skip
+
+
+# --- dead letters -----------------------------------------------------------------------
 
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ("job", "reason", "error_class", "created_at", "reviewed", "replayed_as")
-    list_filter = ("reason", "reviewed", "error_class")
-    search_fields = ("=job__id", "error_class", "error_message", "fingerprint")
+    list_display = ("job", "task", "queue", "reason", "error_class", "same_cause", "created_at",
+                    "reviewed", "replayed_as", "discarded_at")  # fmt: skip
+    list_filter = ("reason", "reviewed", "error_class", "job__queue", "job__task_name")
+    search_fields = ("=job__id", "error_class", "error_message", "=fingerprint")
     list_select_related = ("job", "replayed_as")
     raw_id_fields = ("job", "replayed_as", "reviewed_by")
+    ordering = ("-created_at",)
+    actions = ["review_letters", "replay_letters", "discard_letters"]
+
+    def get_queryset(self, request):
+        # Grouped by cause: how many dead letters share this one's fingerprint.
+        same = (
+            DeadLetter.objects.filter(fingerprint=OuterRef("fingerprint"))
+            .values("fingerprint").annotate(n=Count("id")).values("n")
+        )  # fmt: skip
+        return super().get_queryset(request).annotate(same_cause_count=Subquery(same))
+
+    @admin.display(description="same cause", ordering="same_cause_count")
+    def same_cause(self, letter) -> str:
+        return f"{letter.same_cause_count} x {letter.fingerprint[:8]}"
+
+    @admin.display(description="task", ordering="job__task_name")
+    def task(self, letter) -> str:
+        return letter.job.task_name
+
+    @admin.display(description="queue", ordering="job__queue")
+    def queue(self, letter) -> str:
+        return letter.job.queue
+
+    @admin.action(description="Mark selected as reviewed")
+    def review_letters(self, request, queryset):
+        for letter in queryset:
+            with transaction.atomic():
+                mark_reviewed(letter.id, user=request.user)
+                record(request, "dead_letter.review", ("dead_letter", letter.id),
+                       before={"reviewed": letter.reviewed}, after={"reviewed": True})  # fmt: skip
+        self.message_user(request, f"{queryset.count()} dead letter(s) marked reviewed.")
+
+    @admin.action(description="Replay selected (enqueue the same work again)")
+    def replay_letters(self, request, queryset):
+        page = confirmed(self, request, queryset, "replay_letters",
+                         "run these dead jobs again with the same arguments")  # fmt: skip
+        if page:
+            return page
+        replayed = 0
+        for letter in queryset:
+            try:
+                with transaction.atomic():
+                    job = replay(letter.id, user=request.user)
+                    record(request, "dead_letter.replay", ("dead_letter", letter.id),
+                           after={"replayed_as": str(job.id)})  # fmt: skip
+                replayed += 1
+            except DeadLetterError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        self.message_user(request, f"{replayed} dead letter(s) replayed.")
+        return None
+
+    @admin.action(description="Discard selected (keep the record, never replay)")
+    def discard_letters(self, request, queryset):
+        page = confirmed(self, request, queryset, "discard_letters",
+                         "discard these dead letters: no replay afterwards")  # fmt: skip
+        if page:
+            return page
+        for letter in queryset:
+            with transaction.atomic():
+                discard(letter.id, user=request.user)
+                record(request, "dead_letter.discard", ("dead_letter", letter.id),
+                       after={"discarded": True})  # fmt: skip
+        self.message_user(request, f"{queryset.count()} dead letter(s) discarded.")
+        return None
+
+
+# --- queues -----------------------------------------------------------------------------
+
+
+@admin.register(QueueState)
+class QueueAdmin(ReadOnlyAdmin):
+    """Every declared queue, with live counts; pause and resume as actions."""
+
+    list_display = ("name", "state", "waiting", "running", "scheduled", "retrying", "dead",
+                    "workers", "reason", "changed_by", "changed_at")  # fmt: skip
+    actions = ["pause_queues", "resume_queues"]
+    ordering = ("name",)
+
+    def changelist_view(self, request, extra_context=None):
+        # One row per declared queue, even one never paused.
+        for name in settings.TASKYARD_QUEUES:
+            QueueState.objects.get_or_create(name=name)
+        self._overview = {q["queue"]: q for q in stats.queue_overview()}
+        try:
+            from queueing.registry import workers_per_queue
+
+            self._workers = workers_per_queue()
+        except Exception:
+            self._workers = {}
+        return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(name__in=list(settings.TASKYARD_QUEUES))
+
+    def _count(self, state, status: str) -> int:
+        return getattr(self, "_overview", {}).get(state.name, {}).get("counts", {}).get(status, 0)
+
+    @admin.display(description="state")
+    def state(self, queue) -> str:
+        return "PAUSED" if queue.paused else "running"
+
+    @admin.display(description="waiting")
+    def waiting(self, queue) -> int:
+        return self._count(queue, JobStatus.QUEUED)
+
+    @admin.display(description="running")
+    def running(self, queue) -> int:
+        return self._count(queue, JobStatus.RUNNING)
+
+    @admin.display(description="scheduled")
+    def scheduled(self, queue) -> int:
+        return self._count(queue, JobStatus.SCHEDULED)
+
+    @admin.display(description="retrying")
+    def retrying(self, queue) -> int:
+        return self._count(queue, JobStatus.RETRYING)
+
+    @admin.display(description="dead")
+    def dead(self, queue) -> int:
+        return self._count(queue, JobStatus.DEAD)
+
+    @admin.display(description="workers")
+    def workers(self, queue) -> int:
+        return len(getattr(self, "_workers", {}).get(queue.name, []))
+
+    def _set(self, request, queryset, paused: bool):
+        change = pause_queue if paused else resume_queue
+        for queue in queryset:
+            with transaction.atomic():
+                state = change(queue.name, user=request.user, reason="via admin")
+                record(request, "queue.pause" if paused else "queue.resume",
+                       ("queue", queue.name), before={"paused": queue.paused},
+                       after={"paused": state.paused})  # fmt: skip
+        verb = "paused" if paused else "resumed"
+        self.message_user(request, f"{queryset.count()} queue(s) {verb}.")
+
+    @admin.action(description="Pause selected queues (workers stop taking their jobs)")
+    def pause_queues(self, request, queryset):
+        page = confirmed(self, request, queryset, "pause_queues",
+                         "pause these queues: no job of theirs starts until resumed")  # fmt: skip
+        if page:
+            return page
+        self._set(request, queryset, True)
+        return None
+
+    @admin.action(description="Resume selected queues")
+    def resume_queues(self, request, queryset):
+        self._set(request, queryset, False)
+
+
+# --- audit, alerts, results -------------------------------------------------------------
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "at", "actor_name", "role", "ip", "action", "target_type",
+                    "target_id", "reason")  # fmt: skip
+    list_filter = ("action", "target_type", "role")
+    search_fields = ("=target_id", "actor_name", "action")
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("key", "severity", "status", "message", "value", "threshold", "opened_at",
+                    "last_seen_at", "resolved_at", "notified_at")  # fmt: skip
+    list_filter = ("status", "severity", "kind", "queue")
+    search_fields = ("key", "message")
+
+
+class ReadOnlyTaskResultAdmin(TaskResultAdmin):
+    """Results are written by workers only; the ledger (jobs) is where to act."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+admin.site.unregister(TaskResult)
+admin.site.register(TaskResult, ReadOnlyTaskResultAdmin)

@@ -123,6 +123,21 @@ class Job(models.Model):
             models.Index(fields=["queue", "status", "-enqueued_at"], name="job_queue_status_idx"),
             models.Index(fields=["status", "finished_at"], name="job_status_finished_idx"),
             models.Index(fields=["task_name", "-enqueued_at"], name="job_task_idx"),
+            # dashboard and alerts: counts of what is not finished (and dead), small even
+            # when the ledger holds a million finished jobs
+            models.Index(
+                fields=["queue", "status"],
+                name="job_open_idx",
+                condition=Q(
+                    status__in=[
+                        JobStatus.SCHEDULED,
+                        JobStatus.QUEUED,
+                        JobStatus.RUNNING,
+                        JobStatus.RETRYING,
+                        JobStatus.DEAD,
+                    ]
+                ),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
