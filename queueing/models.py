@@ -253,6 +253,9 @@ class QueueState(models.Model):
     )
     reason = models.CharField(max_length=255, blank=True, default="")
 
+    class Meta:
+        verbose_name = "queue"
+
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'running'})"
 
