@@ -10,6 +10,7 @@ registry. ``/metrics`` (queueing/monitoring_views.py) renders them with promethe
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 import redis
@@ -61,6 +62,58 @@ def _observe(pipe, key: str, value: float, buckets: tuple[float, ...]) -> None:
     pipe.hincrby(key, "count", 1)
 
 
+# Per-minute roll-ups for the dashboard: one small hash per queue and minute, kept two
+# hours, so the last hour's charts and percentiles cost 60 HGETALLs per queue whatever
+# the size of the ledger.
+MINUTE_KEY = "taskyard:minute:{queue}:{minute}"
+MINUTE_TTL_SECONDS = 2 * 3600
+FAILED_OUTCOMES = ("retrying", "dead", "lost")
+
+
+def add_to_minute(pipe, queue: str, outcome: str, run_seconds: float, minute: int) -> None:
+    """Count one ended attempt in its queue's roll-up for ``minute`` (epoch // 60)."""
+    key = MINUTE_KEY.format(queue=queue, minute=minute)
+    if outcome == "succeeded":
+        pipe.hincrby(key, "succeeded", 1)
+    elif outcome in FAILED_OUTCOMES:
+        pipe.hincrby(key, "failed", 1)
+    pipe.hincrby(key, f"run{_bucket(run_seconds, RUN_BUCKETS)}", 1)
+    pipe.expire(key, MINUTE_TTL_SECONDS)
+
+
+def minute_rollups(queues: list[str], minutes: list[int]) -> dict[str, list[dict[str, int]]]:
+    """Queue -> one dict per minute (``succeeded``, ``failed``, ``run<bucket>``)."""
+    pipe = _redis().pipeline(transaction=False)
+    for queue in queues:
+        for minute in minutes:
+            pipe.hgetall(MINUTE_KEY.format(queue=queue, minute=minute))
+    raw = pipe.execute()
+    out: dict[str, list[dict[str, int]]] = {}
+    for index, queue in enumerate(queues):
+        chunk = raw[index * len(minutes) : (index + 1) * len(minutes)]
+        out[queue] = [{field: int(value) for field, value in row.items()} for row in chunk]
+    return out
+
+
+def run_percentile(rows: list[dict[str, int]], q: float) -> float | None:
+    """The q-th percentile of run time over roll-up rows, as the upper edge (seconds) of
+    the bucket it falls in; None without data. Bucket precision, by design."""
+    counts = [0] * (len(RUN_BUCKETS) + 1)
+    for row in rows:
+        for index in range(len(RUN_BUCKETS)):
+            counts[index] += row.get(f"run{index}", 0)
+        counts[-1] += row.get("runinf", 0)
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = q / 100 * total, 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return RUN_BUCKETS[index] if index < len(RUN_BUCKETS) else float("inf")
+    return float("inf")
+
+
 def observe_attempt(queue: str, task: str, outcome: str, run_seconds: float) -> None:
     """An attempt ended (succeeded, retrying, dead, cancelled, lost...). Never raises:
     metrics must not fail a job."""
@@ -68,6 +121,7 @@ def observe_attempt(queue: str, task: str, outcome: str, run_seconds: float) -> 
         pipe = _redis().pipeline(transaction=False)
         pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
         _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
+        add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60))
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("metrics: attempt not counted: %r", exc)
