@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench: $(VENV)/.installed-dev ## Benchmarks: tracked jobs vs bare Celery (BENCH_
 
 bench-lateness: $(VENV)/.installed-dev ## Lateness of delayed jobs: ledger + relay vs Celery ETAs (BENCH_ARGS="--seconds 10")
 	$(PY) bench/lateness.py $(BENCH_ARGS)
+
+bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,000 jobs (BENCH_ARGS="--jobs 100000")
+	$(PY) bench/dashboard.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
