@@ -16,7 +16,8 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import Count, Min
+from django.db import connection
+from django.db.models import Min
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -55,17 +56,32 @@ def bars(values: list[int], colour: str, label: str) -> str:
     )  # fmt: skip
 
 
+def open_counts() -> dict[str, dict[str, int]]:
+    """Queue -> status -> jobs, for the open statuses and dead, from job_open_idx.
+
+    Raw SQL with the statuses written out: SQLite uses a partial index only when the
+    query's WHERE matches its condition literally, and Django would bind them as
+    parameters (then SQLite scans every job: 200 ms at a million). The values are our own
+    constants, never input."""
+    statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT queue, status, COUNT(*) FROM {table} "  # noqa: S608 - constants only
+            f"WHERE status IN ({statuses}) GROUP BY queue, status"
+        )
+        for queue, status, count in cursor.fetchall():
+            counts[queue][status] = count
+    return counts
+
+
 def queue_panels(now: dt.datetime | None = None) -> list[dict]:
     from queueing.registry import workers_per_queue
 
     now = now or timezone.now()
     queues = list(settings.TASKYARD_QUEUES)
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in (
-        Job.objects.filter(status__in=OPEN_STATUSES).values("queue", "status")
-        .annotate(n=Count("id"))
-    ):  # fmt: skip
-        counts[row["queue"]][row["status"]] = row["n"]
+    counts = open_counts()
     oldest = dict(
         Job.objects.filter(status=JobStatus.QUEUED).values("queue")
         .annotate(at=Min("enqueued_at")).values_list("queue", "at")

@@ -34,7 +34,16 @@ def _reason(code: str, message: str, until: dt.datetime | None = None, **extra) 
 
 
 def _workers(app) -> tuple[dict, dict]:
+    """Queues and registered tasks of every live worker: from the heartbeat registry
+    (a millisecond); from a control broadcast (a second) only if the registry is empty,
+    e.g. workers of an older release that write no heartbeat."""
+    from queueing.registry import live_worker_entries
+
     try:
+        entries = live_worker_entries()
+        if entries:
+            queues = {w: [{"name": q} for q in e.get("queues", [])] for w, e in entries.items()}
+            return queues, {w: e.get("tasks", []) for w, e in entries.items()}
         with control_connection() as connection:
             inspect = app.control.inspect(timeout=WORKER_INSPECT_TIMEOUT, connection=connection)
             return inspect.active_queues() or {}, inspect.registered() or {}

@@ -3,8 +3,9 @@ worker consumes right now, readable in a millisecond (the dashboard, health chec
 metrics and job.explain() need it; a control-broadcast inspect takes a full second).
 
 - each worker process writes ``taskyard:workers`` field ``<hostname>`` = JSON
-  ``{"queues": [...], "pid": ..., "at": <epoch s>}`` every WORKER_HEARTBEAT_SECONDS from
-  a daemon thread started at worker_ready, and removes it at shutdown;
+  ``{"queues": [...], "tasks": [...], "pid": ..., "at": <epoch s>}`` every
+  WORKER_HEARTBEAT_SECONDS from a daemon thread started at worker_ready, and removes it at
+  shutdown;
 - the leading beat writes ``taskyard:beat-heartbeat`` at every tick;
 - the relay writes ``taskyard:relay-heartbeat`` at every full tick.
 
@@ -46,9 +47,14 @@ def _redis() -> redis.Redis:
 
 def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
     """Hostname -> queues it consumes, for workers with a fresh heartbeat."""
+    return {name: list(e.get("queues", [])) for name, e in live_worker_entries(client).items()}
+
+
+def live_worker_entries(client: redis.Redis | None = None) -> dict[str, dict]:
+    """Hostname -> its heartbeat entry (queues, registered tasks, pid, time)."""
     client = client or _redis()
     now = time.time()
-    alive: dict[str, list[str]] = {}
+    alive: dict[str, dict] = {}
     stale = []
     for name, raw in client.hgetall(WORKERS_KEY).items():
         try:
@@ -59,7 +65,7 @@ def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
         if now - float(entry.get("at", 0)) > STALE_AFTER_SECONDS:
             stale.append(name)
         else:
-            alive[name] = list(entry.get("queues", []))
+            alive[name] = entry
     if stale:
         client.hdel(WORKERS_KEY, *stale)
     return alive
@@ -102,8 +108,12 @@ class WorkerHeartbeat(threading.Thread):
             return []
         return sorted(queue.name for queue in task_consumer.queues)
 
+    def tasks(self) -> list[str]:
+        return sorted(n for n in self.consumer.app.tasks if not n.startswith("celery."))
+
     def write(self) -> None:
-        entry = {"queues": self.queues(), "pid": os.getpid(), "at": time.time()}
+        entry = {"queues": self.queues(), "tasks": self.tasks(), "pid": os.getpid(),
+                 "at": time.time()}  # fmt: skip
         _redis().hset(WORKERS_KEY, self.hostname, json.dumps(entry))
 
     def run(self) -> None:
