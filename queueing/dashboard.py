@@ -12,11 +12,9 @@ bounds. bench/dashboard.py measures it with 1,000,000 jobs.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 
 from django.conf import settings
 from django.contrib import admin
-from django.db import connection
 from django.db.models import Min
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -25,6 +23,7 @@ from django.utils.safestring import mark_safe
 
 from queueing.metrics import RUN_BUCKETS, minute_rollups, run_percentile
 from queueing.models import Job, JobStatus, QueueState
+from queueing.stats import status_counts
 
 OPEN_STATUSES = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING,
                  JobStatus.DEAD)  # fmt: skip
@@ -56,32 +55,12 @@ def bars(values: list[int], colour: str, label: str) -> str:
     )  # fmt: skip
 
 
-def open_counts() -> dict[str, dict[str, int]]:
-    """Queue -> status -> jobs, for the open statuses and dead, from job_open_idx.
-
-    Raw SQL with the statuses written out: SQLite uses a partial index only when the
-    query's WHERE matches its condition literally, and Django would bind them as
-    parameters (then SQLite scans every job: 200 ms at a million). The values are our own
-    constants, never input."""
-    statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
-    table = connection.ops.quote_name(Job._meta.db_table)
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT queue, status, COUNT(*) FROM {table} "  # noqa: S608 - constants only
-            f"WHERE status IN ({statuses}) GROUP BY queue, status"
-        )
-        for queue, status, count in cursor.fetchall():
-            counts[queue][status] = count
-    return counts
-
-
 def queue_panels(now: dt.datetime | None = None) -> list[dict]:
     from queueing.registry import workers_per_queue
 
     now = now or timezone.now()
     queues = list(settings.TASKYARD_QUEUES)
-    counts = open_counts()
+    counts = status_counts(OPEN_STATUSES)
     oldest = dict(
         Job.objects.filter(status=JobStatus.QUEUED).values("queue")
         .annotate(at=Min("enqueued_at")).values_list("queue", "at")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 
 import redis
 from django.conf import settings
@@ -163,16 +162,15 @@ class TaskyardCollector(Collector):
 
     def collect(self):
         from queueing.registry import workers_per_queue
+        from queueing.stats import status_counts
 
         queues = list(settings.TASKYARD_QUEUES)
         jobs = GaugeMetricFamily("taskyard_jobs", "Jobs in the ledger by queue and status",
                                  labels=["queue", "status"])  # fmt: skip
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for row in Job.objects.values("queue", "status").annotate(n=Count("id")):
-            counts[(row["queue"], row["status"])] = row["n"]
+        counts = status_counts()
         for queue in queues:
             for status in JobStatus.values:
-                jobs.add_metric([queue, status], counts[(queue, status)])
+                jobs.add_metric([queue, status], counts.get(queue, {}).get(status, 0))
         yield jobs
 
         oldest = GaugeMetricFamily(
