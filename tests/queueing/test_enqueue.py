@@ -136,12 +136,12 @@ def test_broker_down_at_commit_costs_the_caller_nothing(broker, published):
 
 
 def test_unique_key_returns_the_active_job():
-    first = queueing.enqueue("queueing.ping", ["a"], unique_key="invoice:42")
-    second = queueing.enqueue("queueing.ping", ["b"], unique_key="invoice:42")
+    first = queueing.enqueue("queueing.ping", ["a"], unique_key="invoice:42", queue="isolated")
+    second = queueing.enqueue("queueing.ping", ["b"], unique_key="invoice:42", queue="isolated")
     assert second.id == first.id
     assert Job.objects.count() == 1
     Job.objects.filter(id=first.id).update(status=JobStatus.SUCCEEDED)
-    third = queueing.enqueue("queueing.ping", ["c"], unique_key="invoice:42")
+    third = queueing.enqueue("queueing.ping", ["c"], unique_key="invoice:42", queue="isolated")
     assert third.id != first.id  # only active jobs hold the key
 
 
@@ -153,7 +153,9 @@ def test_unique_key_is_race_free_under_concurrent_enqueuers():
     def enqueue_one(n: int) -> None:
         try:
             start.wait()
-            ids.append(queueing.enqueue("queueing.ping", [n], unique_key="route:7").id)
+            # isolated: no worker may run (and release) the job while the others race
+            job = queueing.enqueue("queueing.ping", [n], unique_key="route:7", queue="isolated")
+            ids.append(job.id)
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -181,9 +183,10 @@ def test_replace_debounces_a_job_that_has_not_started(published):
 
 
 def test_replace_leaves_a_running_holder_alone():
-    holder = queueing.enqueue("queueing.ping", ["v1"], unique_key="route:9")
+    holder = queueing.enqueue("queueing.ping", ["v1"], unique_key="route:9", queue="isolated")
     Job.objects.filter(id=holder.id).update(status=JobStatus.RUNNING)
-    again = queueing.enqueue("queueing.ping", ["v2"], unique_key="route:9", on_conflict="replace")
+    again = queueing.enqueue("queueing.ping", ["v2"], unique_key="route:9", on_conflict="replace",
+                             queue="isolated")  # fmt: skip
     assert again.id == holder.id
     assert Job.objects.filter(unique_key="route:9").count() == 1
 
