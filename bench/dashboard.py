@@ -81,8 +81,10 @@ def _jobs_sql(vendor: str, status: str, start: int, n: int, queues: list[str]) -
         ago = "now() - (i % 86400) * interval '1 second'"
         due = "now() + interval '1 hour'"
     else:
-        rows = (f"(WITH RECURSIVE s(i) AS (SELECT {start} UNION ALL SELECT i + 1 FROM s "
-                f"WHERE i < {start + n - 1}) SELECT i FROM s)")  # fmt: skip
+        rows = (
+            f"(WITH RECURSIVE s(i) AS (SELECT {start} UNION ALL SELECT i + 1 FROM s "  # noqa: S608
+            f"WHERE i < {start + n - 1}) SELECT i FROM s)"
+        )
         uid = "lower(hex(randomblob(16)))"
         ago = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i % 86400) || ' seconds')"
         due = "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 hour')"
