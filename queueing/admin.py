@@ -5,12 +5,18 @@ The dashboard is queueing/dashboard.py."""
 
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
@@ -99,7 +105,15 @@ class JobAdmin(ReadOnlyAdmin):
     show_full_result_count = False  # COUNT(*) over a large ledger on every page is slow
     actions = ["cancel_jobs", "retry_jobs"]
 
-    @admin.action(description="Cancel selected jobs (waiting: for good; running: ask to stop)")
+    def has_operate_permission(self, request) -> bool:
+        """Cancelling and retrying jobs: the API's operators (admin role), not every
+        staff user who may look at the ledger."""
+        return request.user.has_perm("queueing.operate_queues")
+
+    @admin.action(
+        description="Cancel selected jobs (waiting: for good; running: ask to stop)",
+        permissions=["operate"],
+    )
     def cancel_jobs(self, request, queryset):
         page = confirmed(self, request, queryset, "cancel_jobs",
                          "cancel these jobs; a cancelled job never runs")  # fmt: skip
@@ -117,7 +131,10 @@ class JobAdmin(ReadOnlyAdmin):
                           f"{queryset.count() - done} had already ended.")  # fmt: skip
         return None
 
-    @admin.action(description="Retry selected jobs (run now, replay dead, re-enqueue cancelled)")
+    @admin.action(
+        description="Retry selected jobs (run now, replay dead, re-enqueue cancelled)",
+        permissions=["operate"],
+    )
     def retry_jobs(self, request, queryset):
         retried = skipped = 0
         for job in queryset.select_related("dead_letter"):
@@ -182,7 +199,10 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     def queue(self, letter) -> str:
         return letter.job.queue
 
-    @admin.action(description="Mark selected as reviewed")
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm("queueing.manage_dead_letters")
+
+    @admin.action(description="Mark selected as reviewed", permissions=["manage"])
     def review_letters(self, request, queryset):
         for letter in queryset:
             with transaction.atomic():
@@ -191,7 +211,9 @@ class DeadLetterAdmin(ReadOnlyAdmin):
                        before={"reviewed": letter.reviewed}, after={"reviewed": True})  # fmt: skip
         self.message_user(request, f"{queryset.count()} dead letter(s) marked reviewed.")
 
-    @admin.action(description="Replay selected (enqueue the same work again)")
+    @admin.action(
+        description="Replay selected (enqueue the same work again)", permissions=["manage"]
+    )
     def replay_letters(self, request, queryset):
         page = confirmed(self, request, queryset, "replay_letters",
                          "run these dead jobs again with the same arguments")  # fmt: skip
@@ -210,7 +232,9 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{replayed} dead letter(s) replayed.")
         return None
 
-    @admin.action(description="Discard selected (keep the record, never replay)")
+    @admin.action(
+        description="Discard selected (keep the record, never replay)", permissions=["manage"]
+    )
     def discard_letters(self, request, queryset):
         page = confirmed(self, request, queryset, "discard_letters",
                          "discard these dead letters: no replay afterwards")  # fmt: skip
@@ -230,31 +254,68 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
 @admin.register(QueueState)
 class QueueAdmin(ReadOnlyAdmin):
-    """Every declared queue, with live counts; pause and resume as actions."""
+    """Every declared queue, with live counts; a Pause/Resume button per row (and the same
+    as bulk actions), each confirmed on a page of its own before anything changes."""
 
-    list_display = ("name", "state", "waiting", "running", "scheduled", "retrying", "dead",
-                    "workers", "reason", "changed_by", "changed_at")  # fmt: skip
+    list_display = ("name", "state", "button", "waiting", "running", "scheduled", "retrying",
+                    "dead", "workers", "reason", "changed_by", "changed_at")  # fmt: skip
     actions = ["pause_queues", "resume_queues"]
     ordering = ("name",)
+    # The counts of the page being rendered: per thread, as one admin instance serves all.
+    _page = threading.local()
 
     def changelist_view(self, request, extra_context=None):
         # One row per declared queue, even one never paused.
         for name in settings.TASKYARD_QUEUES:
             QueueState.objects.get_or_create(name=name)
-        self._overview = {q["queue"]: q for q in stats.queue_overview()}
+        self._page.overview = {q["queue"]: q for q in stats.queue_overview()}
         try:
             from queueing.registry import workers_per_queue
 
-            self._workers = workers_per_queue()
+            self._page.workers = workers_per_queue()
         except Exception:
-            self._workers = {}
+            self._page.workers = {}
+        self._page.may_operate = self.has_operate_permission(request)
         return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        own = [
+            path("<int:state_id>/<str:verb>/", self.admin_site.admin_view(self.button_view),
+                 name="queueing_queuestate_button"),
+        ]  # fmt: skip
+        return own + super().get_urls()
+
+    @admin.display(description="")
+    def button(self, queue) -> str:
+        if not getattr(self._page, "may_operate", False):
+            return ""
+        verb = "resume" if queue.paused else "pause"
+        url = reverse("admin:queueing_queuestate_button", args=[queue.id, verb])
+        return format_html('<a class="button" href="{}">{}</a>', url, verb.capitalize())
+
+    def button_view(self, request, state_id: int, verb: str):
+        """GET: the confirmation page; POST with confirm=yes: pause or resume."""
+        if verb not in ("pause", "resume"):
+            raise Http404(f"no queue operation {verb!r}")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        queryset = QueueState.objects.filter(id=state_id)
+        if not queryset.exists():
+            raise Http404("no such queue")
+        action = f"{verb}_queues"
+        if request.method != "POST" or request.POST.get("confirm") != "yes":
+            return confirmed(self, request, queryset, action,
+                             f"{verb} this queue" + (": no job of it starts until resumed"
+                                                     if verb == "pause" else ""))  # fmt: skip
+        self._set(request, queryset, verb == "pause")
+        return HttpResponseRedirect(reverse("admin:queueing_queuestate_changelist"))
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(name__in=list(settings.TASKYARD_QUEUES))
 
     def _count(self, state, status: str) -> int:
-        return getattr(self, "_overview", {}).get(state.name, {}).get("counts", {}).get(status, 0)
+        overview = getattr(self._page, "overview", {})
+        return overview.get(state.name, {}).get("counts", {}).get(status, 0)
 
     @admin.display(description="state")
     def state(self, queue) -> str:
@@ -282,7 +343,7 @@ class QueueAdmin(ReadOnlyAdmin):
 
     @admin.display(description="workers")
     def workers(self, queue) -> int:
-        return len(getattr(self, "_workers", {}).get(queue.name, []))
+        return len(getattr(self._page, "workers", {}).get(queue.name, []))
 
     def _set(self, request, queryset, paused: bool):
         change = pause_queue if paused else resume_queue
@@ -295,7 +356,13 @@ class QueueAdmin(ReadOnlyAdmin):
         verb = "paused" if paused else "resumed"
         self.message_user(request, f"{queryset.count()} queue(s) {verb}.")
 
-    @admin.action(description="Pause selected queues (workers stop taking their jobs)")
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("queueing.operate_queues")
+
+    @admin.action(
+        description="Pause selected queues (workers stop taking their jobs)",
+        permissions=["operate"],
+    )
     def pause_queues(self, request, queryset):
         page = confirmed(self, request, queryset, "pause_queues",
                          "pause these queues: no job of theirs starts until resumed")  # fmt: skip
@@ -304,7 +371,7 @@ class QueueAdmin(ReadOnlyAdmin):
         self._set(request, queryset, True)
         return None
 
-    @admin.action(description="Resume selected queues")
+    @admin.action(description="Resume selected queues", permissions=["operate"])
     def resume_queues(self, request, queryset):
         self._set(request, queryset, False)
 

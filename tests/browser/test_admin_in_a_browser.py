@@ -67,11 +67,9 @@ def test_an_operator_pauses_a_queue_and_replays_a_dead_job(page, live_server, ad
         assert page.locator("svg rect").count() > 0  # the charts drew
         page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
-        # Pause the isolated queue: select it, choose the action, confirm.
+        # Pause the isolated queue with its button, and confirm.
         page.goto(f"{live_server.url}/admin/queueing/queuestate/")
-        page.locator("tr", has_text="isolated").locator("input.action-select").check()
-        page.select_option("select[name=action]", "pause_queues")
-        page.click("button[name=index]")
+        page.locator("tr", has_text="isolated").locator("a.button", has_text="Pause").click()
         page.click("#confirm-action")
         page.wait_for_selector("text=1 queue(s) paused.")
         assert QueueState.objects.get(name="isolated").paused

@@ -4,6 +4,7 @@ confirmation where they cannot be undone) and write audit events."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission, User
 
 import queueing
 from queueing.execution import claim, record_failure
@@ -98,3 +99,46 @@ def test_retry_runs_a_waiting_job_now_and_replays_a_dead_one(admin_client):
     waiting.refresh_from_db()
     assert (waiting.run_at - waiting.enqueued_at).total_seconds() < 60
     assert DeadLetter.objects.get(id=letter.id).replayed_as is not None
+
+
+def test_the_queue_buttons_confirm_first(admin_client):
+    QueueState.objects.get_or_create(name="isolated")
+    state = QueueState.objects.get(name="isolated")
+    changelist = admin_client.get("/admin/queueing/queuestate/").content.decode()
+    button = f"/admin/queueing/queuestate/{state.id}/pause/"
+    assert f'href="{button}"' in changelist
+    try:
+        asked = admin_client.get(button)
+        assert asked.status_code == 200 and b"Yes, go ahead" in asked.content
+        assert not QueueState.objects.get(name="isolated").paused
+        done = admin_client.post(button, {"confirm": "yes"})
+        assert done.status_code == 302
+        assert QueueState.objects.get(name="isolated").paused
+        resume = f"/admin/queueing/queuestate/{state.id}/resume/"
+        assert (
+            f'href="{resume}"' in admin_client.get("/admin/queueing/queuestate/").content.decode()
+        )
+        admin_client.post(resume, {"confirm": "yes"})
+        assert not QueueState.objects.get(name="isolated").paused
+    finally:
+        resume_queue("isolated")
+
+
+def test_staff_who_may_only_look_cannot_act(client):
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    may_view = Permission.objects.filter(
+        codename__startswith="view_", content_type__app_label="queueing"
+    )
+    viewer.user_permissions.add(*may_view)
+    client.force_login(viewer)
+    QueueState.objects.get_or_create(name="isolated")
+    state = QueueState.objects.get(name="isolated")
+    job = queueing.enqueue("queueing.ping", queue="isolated", countdown=600)
+    page = client.get("/admin/queueing/job/").content.decode()
+    assert "cancel_jobs" not in page  # no such action offered
+    act(client, "/admin/queueing/job/", "cancel_jobs", [job.id], confirm=True)
+    assert Job.objects.get(id=job.id).status == JobStatus.SCHEDULED
+    assert client.post(f"/admin/queueing/queuestate/{state.id}/pause/",
+                       {"confirm": "yes"}).status_code == 403  # fmt: skip
+    assert not QueueState.objects.get(name="isolated").paused
+    assert AuditEvent.objects.count() == 0
