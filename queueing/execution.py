@@ -56,6 +56,7 @@ class Claim:
     started_at: dt.datetime
     queue: str = ""
     task_name: str = ""
+    wait_seconds: float | None = None  # enqueue (or due time) to this start
 
 
 def lease_seconds() -> float:
@@ -99,9 +100,10 @@ def claim(job_id: str, owner: str) -> Claim | None:
         return None
     attempt, max_attempts, token, queue, task_name, enqueued_at, run_at = row
     due = max(_from_db_time(enqueued_at), _from_db_time(run_at) or _from_db_time(enqueued_at))
-    metrics.observe_wait(queue, (now - due).total_seconds())
+    # Counted with the attempt's outcome (one Redis round trip per job, after the body).
+    wait = (now - due).total_seconds()
     return Claim(str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue,
-                 task_name)  # fmt: skip
+                 task_name, wait)  # fmt: skip
 
 
 def _from_db_time(value) -> dt.datetime | None:
@@ -184,7 +186,9 @@ def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAt
     metrics once that transaction commits."""
     run_seconds = max(0.0, (now - claim.started_at).total_seconds())
     transaction.on_commit(
-        lambda: metrics.observe_attempt(claim.queue, claim.task_name, outcome, run_seconds)
+        lambda: metrics.observe_attempt(
+            claim.queue, claim.task_name, outcome, run_seconds, claim.wait_seconds
+        )
     )
     return JobAttempt(
         job_id=claim.job_id,

@@ -113,27 +113,22 @@ def run_percentile(rows: list[dict[str, int]], q: float) -> float | None:
     return float("inf")
 
 
-def observe_attempt(queue: str, task: str, outcome: str, run_seconds: float) -> None:
-    """An attempt ended (succeeded, retrying, dead, cancelled, lost...). Never raises:
-    metrics must not fail a job."""
+def observe_attempt(
+    queue: str, task: str, outcome: str, run_seconds: float, wait_seconds: float | None = None
+) -> None:
+    """An attempt ended (succeeded, retrying, dead, cancelled, lost...), having waited
+    ``wait_seconds`` from enqueue (or due time) to its start. Never raises: metrics must
+    not fail a job. One pipelined round trip, after the job's transaction."""
     try:
         pipe = _redis().pipeline(transaction=False)
         pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
         _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
+        if wait_seconds is not None:
+            _observe(pipe, WAIT_KEY.format(queue=queue), max(0.0, wait_seconds), WAIT_BUCKETS)
         add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60))
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("metrics: attempt not counted: %r", exc)
-
-
-def observe_wait(queue: str, wait_seconds: float) -> None:
-    """A job started ``wait_seconds`` after it was enqueued (or came due)."""
-    try:
-        pipe = _redis().pipeline(transaction=False)
-        _observe(pipe, WAIT_KEY.format(queue=queue), max(0.0, wait_seconds), WAIT_BUCKETS)
-        pipe.execute()
-    except redis.RedisError as exc:
-        logger.debug("metrics: wait not counted: %r", exc)
 
 
 def count_lost(count: int = 1) -> None:
