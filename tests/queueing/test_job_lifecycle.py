@@ -65,7 +65,11 @@ def test_a_message_from_a_plain_celery_client_is_adopted(celery_worker):
 def test_duplicate_deliveries_are_dropped_by_the_claim(celery_worker):
     with transaction.atomic():
         job = queueing.enqueue("tests.record", ["dup"], countdown=3600)  # not published
-    Job.objects.filter(id=job.id).update(status=JobStatus.QUEUED, run_at=None)
+    # Queued and marked published, as after a publish: the relay must not publish it a
+    # fourth time (it would, for a queued job with no publish on record).
+    Job.objects.filter(id=job.id).update(
+        status=JobStatus.QUEUED, run_at=None, published_at=timezone.now()
+    )
     spec = PublishSpec.of(job)
     for _ in range(3):
         publish(spec)
