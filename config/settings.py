@@ -9,6 +9,8 @@ secrets have no defaults.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -37,14 +39,24 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 # --- Core -----------------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", default=False)
+# manage.py commands that only read models and migration files: they sign nothing, so they
+# run without SECRET_KEY (a migrations check in a build step or a hook, say) on a random
+# key that dies with the process. Every other entry point needs the real key.
+KEYLESS_COMMANDS = ("makemigrations", "showmigrations", "sqlmigrate")
+_keyless = (
+    len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in KEYLESS_COMMANDS
+)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    if _keyless:
+        SECRET_KEY = secrets.token_urlsafe(50)
+    elif not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off; set SECRET_KEY, or DEBUG=1 for "
             "local development (make run and make test set DEBUG=1 for you)"
         )
-    SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 - DEBUG only
+    else:
+        SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 - DEBUG only
 
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else []

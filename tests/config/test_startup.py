@@ -54,6 +54,16 @@ def test_secret_key_is_required_without_debug():
     assert "Traceback" not in result.stderr
 
 
+def test_a_migrations_check_needs_no_secret_key():
+    """Checking for missing migrations signs nothing: it runs without SECRET_KEY, while
+    a command that serves or signs (check, migrate, the worker) still refuses."""
+    check = [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"]
+    result = run(check, DEBUG="0", SECRET_KEY="")
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+    assert run(MANAGE, DEBUG="0", SECRET_KEY="").returncode != 0
+
+
 def test_visibility_timeout_must_outlast_the_hard_time_limit():
     result = run(MANAGE, TASK_TIME_LIMIT="600", BROKER_VISIBILITY_TIMEOUT="300")
     assert result.returncode != 0
