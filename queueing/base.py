@@ -47,22 +47,6 @@ _LEDGER_OPTIONS = (
 )
 
 
-_redis_client = None
-
-
-def _limits_redis():
-    """One Redis client per process for the rate limiter (fork-safe pool)."""
-    global _redis_client  # noqa: PLW0603
-    if _redis_client is None:
-        import redis
-        from django.conf import settings
-
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    return _redis_client
-
-
 class RetryRequested(Exception):
     """Raised by TaskyardTask.retry(): the ledger schedules the next attempt."""
 
@@ -282,11 +266,12 @@ class TaskyardTask(Task):
         """Take a start from each global limit of this job, or defer the job (no attempt
         spent) until one frees and drop this delivery."""
         from queueing import limits
+        from queueing.broker import shared_redis
 
         named = limits.limits_for(self, queue)
         if not named:
             return
-        limiter = limits.RateLimiter(_limits_redis())
+        limiter = limits.RateLimiter(shared_redis())
         for name, rate in named:
             wait = limiter.acquire(name, rate)
             if wait > 0:
@@ -296,12 +281,13 @@ class TaskyardTask(Task):
     def _take_concurrency_slot(self, job_id: str, args, kwargs):
         """Hold a slot of the task's concurrency key (lease-bound), or defer the job."""
         from queueing import limits
+        from queueing.broker import shared_redis
         from queueing.execution import lease_seconds
 
         key = limits.concurrency_key_for(self, list(args), dict(kwargs))
         if key is None:
             return None
-        limiter = limits.ConcurrencyLimiter(_limits_redis())
+        limiter = limits.ConcurrencyLimiter(shared_redis())
         limit = int(getattr(self, "concurrency_limit", 1) or 1)
         wait = limiter.acquire(key, limit, job_id, lease_seconds())
         if wait > 0:

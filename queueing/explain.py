@@ -12,10 +12,9 @@ import datetime as dt
 import logging
 
 import redis
-from django.conf import settings
 from django.utils import timezone
 
-from queueing.broker import control_connection
+from queueing.broker import control_connection, shared_redis
 from queueing.ledger import broker_queue_keys
 from queueing.limits import ConcurrencyLimiter, concurrency_key_for, limits_for
 from queueing.models import FINAL_STATUSES, Job, JobStatus
@@ -90,7 +89,7 @@ def explain(job: Job) -> list[dict]:
     if is_paused(job.queue):
         reasons.append(_reason("queue_paused", f"queue {job.queue} is paused"))
     task = app.tasks.get(job.task_name)
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    client = shared_redis()
     try:
         reasons += _limit_reasons(job, task, client)
     except redis.RedisError as exc:

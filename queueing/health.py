@@ -9,19 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from queueing.broker import shared_redis
 from queueing.models import Job, JobStatus, QueueState
 from queueing.registry import BEAT_KEY, RELAY_KEY, heartbeat_age, workers_per_queue
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
-    )
 
 
 def check_database() -> dict:
@@ -33,11 +27,7 @@ def check_database() -> dict:
 
 def check_broker() -> dict:
     started = time.monotonic()
-    client = _redis()
-    try:
-        client.ping()
-    finally:
-        client.close()
+    shared_redis(text=True).ping()
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
@@ -48,22 +38,14 @@ def check_workers() -> dict:
     if required is None:
         required = list(settings.TASKYARD_QUEUES)
     paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
-    client = _redis()
-    try:
-        per_queue = workers_per_queue(client)
-    finally:
-        client.close()
+    per_queue = workers_per_queue()
     missing = [q for q in required if q not in paused and not per_queue.get(q)]
     workers = {q: len(per_queue.get(q, [])) for q in required}
     return {"ok": not missing, "workers": workers, "queues_without_worker": missing}
 
 
 def check_beat() -> dict:
-    client = _redis()
-    try:
-        age = heartbeat_age(BEAT_KEY, client)
-    finally:
-        client.close()
+    age = heartbeat_age(BEAT_KEY)
     limit = settings.HEALTH_BEAT_MAX_AGE_SECONDS
     return {"ok": age is not None and age <= limit, "age_seconds": _round(age),
             "max_age_seconds": limit}  # fmt: skip
@@ -71,11 +53,7 @@ def check_beat() -> dict:
 
 def check_relay() -> dict:
     """The relay ticks, and nothing due waits for it longer than HEALTH_RELAY_MAX_LAG."""
-    client = _redis()
-    try:
-        age = heartbeat_age(RELAY_KEY, client)
-    finally:
-        client.close()
+    age = heartbeat_age(RELAY_KEY)
     now = timezone.now()
     paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
     oldest_due = (

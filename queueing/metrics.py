@@ -23,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from queueing.broker import shared_redis
 from queueing.models import DeadLetter, Job, JobStatus, QueueState
 
 logger = logging.getLogger(__name__)
@@ -35,17 +36,6 @@ WAIT_KEY = "taskyard:metrics:wait:{queue}"
 # start; the alert thresholds (0.75 s, 1.5 s) are bucket edges.
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300)
-
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _client  # noqa: PLW0603
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
-        )
-    return _client
 
 
 def _bucket(value: float, buckets: tuple[float, ...]) -> str:
@@ -82,7 +72,7 @@ def add_to_minute(pipe, queue: str, outcome: str, run_seconds: float, minute: in
 
 def minute_rollups(queues: list[str], minutes: list[int]) -> dict[str, list[dict[str, int]]]:
     """Queue -> one dict per minute (``succeeded``, ``failed``, ``run<bucket>``)."""
-    pipe = _redis().pipeline(transaction=False)
+    pipe = shared_redis(text=True).pipeline(transaction=False)
     for queue in queues:
         for minute in minutes:
             pipe.hgetall(MINUTE_KEY.format(queue=queue, minute=minute))
@@ -120,7 +110,7 @@ def observe_attempt(
     ``wait_seconds`` from enqueue (or due time) to its start. Never raises: metrics must
     not fail a job. One pipelined round trip, after the job's transaction."""
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = shared_redis(text=True).pipeline(transaction=False)
         pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
         _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
         if wait_seconds is not None:
@@ -133,7 +123,7 @@ def observe_attempt(
 
 def count_lost(count: int = 1) -> None:
     try:
-        _redis().incrby(LOST_KEY, count)
+        shared_redis(text=True).incrby(LOST_KEY, count)
     except redis.RedisError as exc:
         logger.debug("metrics: lost jobs not counted: %r", exc)
 
@@ -205,7 +195,7 @@ class TaskyardCollector(Collector):
             paused.add_metric([queue], 1 if queue in paused_names else 0)
         yield paused
 
-        client = _redis()
+        client = shared_redis(text=True)
         workers = GaugeMetricFamily("taskyard_workers", "Live workers consuming the queue",
                                     labels=["queue"])  # fmt: skip
         try:

@@ -17,7 +17,7 @@ from celery.worker.control import control_command
 from django.conf import settings
 from django.db import transaction
 
-from queueing.broker import control_connection
+from queueing.broker import control_connection, shared_redis
 from queueing.models import Job, JobStatus, QueueState
 
 logger = logging.getLogger(__name__)
@@ -27,20 +27,6 @@ PAUSED_KEY = "taskyard:paused-queues"
 
 class UnknownQueueError(ValueError):
     pass
-
-
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    """One client per process (redis-py's pool reconnects after a fork by itself); every
-    claim asks it, so it must not open a connection per call."""
-    global _client  # noqa: PLW0603
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
-        )
-    return _client
 
 
 def _check(name: str) -> None:
@@ -59,7 +45,7 @@ def _set(name: str, paused: bool, user, reason: str) -> QueueState:
         state.reason = reason[:255]
         state.save()
     try:
-        client = _redis()
+        client = shared_redis(text=True)
         (client.sadd if paused else client.srem)(PAUSED_KEY, name)
     except redis.RedisError:
         # The row is what counts; the relay copies it to Redis on its next tick.
@@ -96,14 +82,14 @@ def resume_queue(name: str, *, user=None, reason: str = "") -> QueueState:
 def paused_queues() -> set[str]:
     """The paused queues: from Redis, or from the database when Redis does not answer."""
     try:
-        return set(_redis().smembers(PAUSED_KEY))
+        return set(shared_redis(text=True).smembers(PAUSED_KEY))
     except redis.RedisError:
         return set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
 
 
 def is_paused(name: str) -> bool:
     try:
-        return bool(_redis().sismember(PAUSED_KEY, name))
+        return bool(shared_redis(text=True).sismember(PAUSED_KEY, name))
     except redis.RedisError:
         return QueueState.objects.filter(name=name, paused=True).exists()
 
@@ -111,7 +97,7 @@ def is_paused(name: str) -> bool:
 def sync_paused_set() -> set[str]:
     """Make the Redis set equal the database (a wiped Redis forgets pauses)."""
     paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
-    client = _redis()
+    client = shared_redis(text=True)
     current = client.smembers(PAUSED_KEY)
     # Add and remove the differences only: emptying the set first would let a worker's
     # claim see a paused queue as running for a moment.

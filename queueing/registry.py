@@ -25,6 +25,8 @@ import time
 import redis
 from django.conf import settings
 
+from queueing.broker import shared_redis
+
 logger = logging.getLogger(__name__)
 
 WORKERS_KEY = "taskyard:workers"
@@ -32,17 +34,6 @@ BEAT_KEY = "taskyard:beat-heartbeat"
 RELAY_KEY = "taskyard:relay-heartbeat"
 WORKER_HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 3 * WORKER_HEARTBEAT_SECONDS
-
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _client  # noqa: PLW0603
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
-        )
-    return _client
 
 
 def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
@@ -52,7 +43,7 @@ def live_workers(client: redis.Redis | None = None) -> dict[str, list[str]]:
 
 def live_worker_entries(client: redis.Redis | None = None) -> dict[str, dict]:
     """Hostname -> its heartbeat entry (queues, registered tasks, pid, time)."""
-    client = client or _redis()
+    client = client or shared_redis(text=True)
     now = time.time()
     alive: dict[str, dict] = {}
     stale = []
@@ -82,14 +73,14 @@ def workers_per_queue(client: redis.Redis | None = None) -> dict[str, list[str]]
 def beat(key: str) -> None:
     """Record a heartbeat of the beat or the relay. Never raises."""
     try:
-        _redis().set(key, f"{time.time():.3f}", ex=3600)
+        shared_redis(text=True).set(key, f"{time.time():.3f}", ex=3600)
     except redis.RedisError as exc:
         logger.debug("heartbeat %s not written: %r", key, exc)
 
 
 def heartbeat_age(key: str, client: redis.Redis | None = None) -> float | None:
     """Seconds since the last heartbeat under ``key``; None if there is none."""
-    value = (client or _redis()).get(key)
+    value = (client or shared_redis(text=True)).get(key)
     return None if value is None else max(0.0, time.time() - float(value))
 
 
@@ -114,7 +105,7 @@ class WorkerHeartbeat(threading.Thread):
     def write(self) -> None:
         entry = {"queues": self.queues(), "tasks": self.tasks(), "pid": os.getpid(),
                  "at": time.time()}  # fmt: skip
-        _redis().hset(WORKERS_KEY, self.hostname, json.dumps(entry))
+        shared_redis(text=True).hset(WORKERS_KEY, self.hostname, json.dumps(entry))
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -127,7 +118,7 @@ class WorkerHeartbeat(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         with contextlib.suppress(redis.RedisError):  # else the entry goes stale by itself
-            _redis().hdel(WORKERS_KEY, self.hostname)
+            shared_redis(text=True).hdel(WORKERS_KEY, self.hostname)
 
 
 _heartbeat: WorkerHeartbeat | None = None

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from queueing.broker import shared_redis
+
 logger = logging.getLogger(__name__)
 
 WAKE_KEY = "taskyard:relay-wake"
@@ -25,22 +27,11 @@ WAKE_KEY = "taskyard:relay-wake"
 _MAX_TOKENS = 4
 _TOKEN_TTL_SECONDS = 60
 
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _client  # noqa: PLW0603
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
-        )
-    return _client
-
 
 def nudge_relay() -> None:
     """Wake a sleeping relay now. Never raises."""
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = shared_redis(text=False).pipeline(transaction=False)
         pipe.rpush(WAKE_KEY, "1")
         pipe.ltrim(WAKE_KEY, -_MAX_TOKENS, -1)
         pipe.expire(WAKE_KEY, _TOKEN_TTL_SECONDS)

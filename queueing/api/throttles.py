@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from queueing.broker import shared_redis
 from queueing.limits import RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -20,10 +21,7 @@ _limiter: RateLimiter | None = None
 def _redis_limiter() -> RateLimiter:
     global _limiter  # noqa: PLW0603
     if _limiter is None:
-        client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
-        )
-        _limiter = RateLimiter(client)
+        _limiter = RateLimiter(shared_redis())
     return _limiter
 
 
