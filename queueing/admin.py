@@ -15,27 +15,23 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
 from queueing import audit, stats
-from queueing.control import cancel
+from queueing.control import RetryRefused, cancel, retry
 from queueing.deadletters import DeadLetterError, discard, mark_reviewed, replay
-from queueing.ledger import enqueue
 from queueing.models import (
     Alert,
     AuditEvent,
     DeadLetter,
     Job,
     JobAttempt,
-    JobOrigin,
     JobStatus,
     QueueState,
 )
 from queueing.pause import pause_queue, resume_queue
-from queueing.wake import nudge_relay
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -137,32 +133,18 @@ class JobAdmin(ReadOnlyAdmin):
     )
     def retry_jobs(self, request, queryset):
         retried = skipped = 0
-        for job in queryset.select_related("dead_letter"):
+        for job in queryset:
             with transaction.atomic():
-                if job.status in (JobStatus.RETRYING, JobStatus.SCHEDULED):
-                    Job.objects.filter(id=job.id, status=job.status).update(run_at=timezone.now())
-                    transaction.on_commit(nudge_relay)
-                    new_id = job.id
-                elif job.status == JobStatus.DEAD and hasattr(job, "dead_letter"):
-                    try:
-                        new_id = replay(job.dead_letter.id, user=request.user).id
-                    except DeadLetterError as exc:
-                        self.message_user(request, str(exc), messages.WARNING)
-                        skipped += 1
-                        continue
-                elif job.status == JobStatus.CANCELLED:
-                    new_id = enqueue(job.task_name, job.args, job.kwargs, queue=job.queue,
-                                     priority=job.priority, max_attempts=job.max_attempts,
-                                     options=job.options, user=request.user,
-                                     origin=JobOrigin.REPLAY, replay_of=job).id  # fmt: skip
-                else:
+                try:
+                    new_id = retry(job.id, user=request.user).id
+                except RetryRefused:
                     skipped += 1
                     continue
                 record(request, "job.retry", ("job", job.id), before={"status": job.status},
                        after={"job": str(new_id)})  # fmt: skip
                 retried += 1
         self.message_user(request, f"{retried} job(s) retried; {skipped} skipped "
-                          "(running, queued or succeeded jobs are not retried).")  # fmt: skip
+                          "(running, queued, succeeded or already replayed).")  # fmt: skip
 
 
 # --- dead letters -----------------------------------------------------------------------

@@ -66,3 +66,35 @@ def cancel(job_id, *, terminate: bool = False, reason: str = "cancelled by opera
     if status is None:
         raise Job.DoesNotExist(f"no job {job_id}")
     return CancelResult(str(job_id), status, "already final")
+
+
+class RetryRefused(ValueError):
+    """The job is in a state that cannot be retried (queued, running, succeeded, or a
+    dead letter already replayed or discarded)."""
+
+
+def retry(job_id, *, user=None) -> Job:
+    """An operator's retry, the same from the API and the admin. Returns the job that
+    will run: waiting (retrying or scheduled) runs now; dead is replayed through its dead
+    letter (a new job); cancelled is enqueued again (a new job, ``replay_of`` set).
+    Anything else raises RetryRefused."""
+    from django.db import transaction
+
+    from queueing.deadletters import DeadLetterError, enqueue_again, replay
+    from queueing.wake import nudge_relay
+
+    job = Job.objects.select_related("dead_letter").get(id=job_id)
+    with transaction.atomic():
+        if job.status in (JobStatus.RETRYING, JobStatus.SCHEDULED):
+            if Job.objects.filter(id=job.id, status=job.status).update(run_at=timezone.now()):
+                transaction.on_commit(nudge_relay)
+                logger.info("job %s: retry requested, runs now", job.id)
+                return Job.objects.get(id=job.id)
+        elif job.status == JobStatus.DEAD and hasattr(job, "dead_letter"):
+            try:
+                return replay(job.dead_letter.id, user=user)
+            except DeadLetterError as exc:
+                raise RetryRefused(str(exc)) from None
+        elif job.status == JobStatus.CANCELLED:
+            return enqueue_again(job, user=user)
+    raise RetryRefused(f"job {job.id} is {job.status}: nothing to retry")

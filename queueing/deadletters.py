@@ -22,6 +22,23 @@ class DeadLetterError(ValueError):
     pass
 
 
+def enqueue_again(job: Job, *, user=None) -> Job:
+    """The same work as ``job`` once more: task, arguments, queue, priority and publish
+    options, attempts reset, linked to it (``replay_of``, origin ``replay``)."""
+    return enqueue(
+        job.task_name,
+        job.args,
+        job.kwargs,
+        queue=job.queue,
+        priority=job.priority,
+        max_attempts=job.max_attempts,
+        options=job.options,
+        user=user,
+        origin=JobOrigin.REPLAY,
+        replay_of=job,
+    )
+
+
 def replay(dead_letter_id: int, *, user=None) -> Job:
     """Enqueue the dead job again: same task, arguments, queue and priority, attempts
     reset, linked to the dead one (``replay_of``). The dead letter is marked reviewed.
@@ -35,18 +52,7 @@ def replay(dead_letter_id: int, *, user=None) -> Job:
         if letter.discarded_at is not None:
             raise DeadLetterError(f"dead letter {dead_letter_id} was discarded")
         dead = letter.job
-        job = enqueue(
-            dead.task_name,
-            dead.args,
-            dead.kwargs,
-            queue=dead.queue,
-            priority=dead.priority,
-            max_attempts=dead.max_attempts,
-            options=dead.options,
-            user=user,
-            origin=JobOrigin.REPLAY,
-            replay_of=dead,
-        )
+        job = enqueue_again(dead, user=user)
         now = timezone.now()
         DeadLetter.objects.filter(id=letter.id).update(
             replayed_as=job,

@@ -28,14 +28,12 @@ from queueing.api.contracts import api_tasks, validate_arguments
 from queueing.api.errors import Conflict
 from queueing.api.permissions import CanEnqueueSomething, requires
 from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
-from queueing.control import cancel
-from queueing.deadletters import DeadLetterError, replay
+from queueing.control import RetryRefused, cancel, retry
 from queueing.ledger import EnqueueError, enqueue, resolve_queue
-from queueing.models import Job, JobOrigin, JobStatus, QueueState
+from queueing.models import Job, JobStatus, QueueState
 from queueing.pause import pause_queue, resume_queue
 from queueing.retention import clean_queue
 from queueing.roles import may_enqueue
-from queueing.wake import nudge_relay
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 429)}
 
@@ -341,30 +339,10 @@ class JobRetryView(APIView):
             raise PermissionDenied(f"your role may not retry jobs on queue {job.queue}")
         with transaction.atomic():
             before = job_state(job)
-            if job.status in (JobStatus.RETRYING, JobStatus.SCHEDULED):
-                Job.objects.filter(id=job.id, status=job.status).update(run_at=timezone.now())
-                transaction.on_commit(nudge_relay)
-                retried = Job.objects.get(id=job.id)
-            elif job.status == JobStatus.DEAD and hasattr(job, "dead_letter"):
-                try:
-                    retried = replay(job.dead_letter.id, user=request.user)
-                except DeadLetterError as exc:
-                    raise Conflict(str(exc)) from None
-            elif job.status == JobStatus.CANCELLED:
-                retried = enqueue(
-                    job.task_name,
-                    job.args,
-                    job.kwargs,
-                    queue=job.queue,
-                    priority=job.priority,
-                    max_attempts=job.max_attempts,
-                    options=job.options,
-                    user=request.user,
-                    origin=JobOrigin.REPLAY,
-                    replay_of=job,
-                )
-            else:
-                raise Conflict(f"job {job.id} is {job.status}: nothing to retry")
+            try:
+                retried = retry(job.id, user=request.user)
+            except RetryRefused as exc:
+                raise Conflict(str(exc)) from None
             record(
                 request,
                 "job.retry",
