@@ -45,13 +45,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def record(request, action: str, target: tuple[str, object], **fields) -> None:
-    audit.record(action, target=target, user=request.user, ip=client_ip(request),
-                 reason="via admin", **fields)  # fmt: skip
+    audit.record_request(request, action, target, reason="via admin", **fields)
 
 
 def confirmed(modeladmin, request, queryset, action: str, description: str):

@@ -98,6 +98,13 @@ def record(
     return event
 
 
+def record_request(request, action: str, target: tuple[str, Any], **fields) -> AuditEvent:
+    """record() for an HTTP request (API or admin): its user and peer address. The
+    address is REMOTE_ADDR; a proxy in front must set it (its own middleware)."""
+    ip = request.META.get("REMOTE_ADDR") or None
+    return record(action, target=target, user=request.user, ip=ip, **fields)
+
+
 @dataclass(frozen=True)
 class BrokenLink:
     event_id: int

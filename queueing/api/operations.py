@@ -23,7 +23,8 @@ from queueing.api.contracts import api_tasks, validate_arguments
 from queueing.api.errors import Conflict, NotImplementedYet
 from queueing.api.permissions import requires
 from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
-from queueing.api.views import ERRORS, accepted, record
+from queueing.api.views import ERRORS, accepted
+from queueing.audit import record_request
 from queueing.deadletters import DeadLetterError, mark_reviewed, replay
 from queueing.ledger import PRIORITY_MAX, PRIORITY_MIN, EnqueueError, resolve_queue
 from queueing.models import DeadLetter
@@ -170,7 +171,7 @@ class RecurringListView(_RecurringBase):
                     **_schedule_fields(data),
                 )
                 after = RecurringSerializer(periodic).data
-                record(request, "recurring.create", ("recurring", periodic.id), after=after)
+                record_request(request, "recurring.create", ("recurring", periodic.id), after=after)
         except IntegrityError:
             raise serializers.ValidationError(
                 {"name": [f"a recurring job named {data['name']!r} exists"]}
@@ -213,7 +214,7 @@ class RecurringDetailView(_RecurringBase):
                         setattr(periodic, field, value)
                 periodic.save()
                 after = RecurringSerializer(periodic).data
-                record(
+                record_request(
                     request,
                     "recurring.update",
                     ("recurring", periodic.id),
@@ -230,7 +231,7 @@ class RecurringDetailView(_RecurringBase):
         with transaction.atomic():
             before = RecurringSerializer(periodic).data
             periodic.delete()
-            record(request, "recurring.delete", ("recurring", recurring_id), before=before)
+            record_request(request, "recurring.delete", ("recurring", recurring_id), before=before)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -283,7 +284,7 @@ class DeadLetterReviewView(_DeadLetterOperation):
         with transaction.atomic():
             before = {"reviewed": letter.reviewed, "note": letter.note}
             letter = mark_reviewed(letter.id, user=request.user, note=body.validated_data["note"])
-            record(
+            record_request(
                 request,
                 "dead_letter.review",
                 ("dead_letter", letter.id),
@@ -306,7 +307,7 @@ class DeadLetterReplayView(_DeadLetterOperation):
                 job = replay(letter.id, user=request.user)
             except DeadLetterError as exc:
                 raise Conflict(str(exc)) from None
-            record(
+            record_request(
                 request,
                 "dead_letter.replay",
                 ("dead_letter", letter.id),
@@ -343,7 +344,7 @@ class DeadLetterBulkReplayView(_DeadLetterOperation):
             return Response({"matched": len(ids), "replayed": [], "dry_run": True})
         with transaction.atomic():
             replayed = [replay(letter_id, user=request.user).id for letter_id in ids]
-            record(
+            record_request(
                 request,
                 "dead_letter.bulk_replay",
                 ("dead_letter", "bulk"),

@@ -22,12 +22,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from queueing import audit, stats
+from queueing import stats
 from queueing.api import serializers as s
 from queueing.api.contracts import api_tasks, validate_arguments
 from queueing.api.errors import Conflict
 from queueing.api.permissions import CanEnqueueSomething, requires
 from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
+from queueing.audit import record_request
 from queueing.control import RetryRefused, cancel, retry
 from queueing.ledger import EnqueueError, enqueue, resolve_queue
 from queueing.models import Job, JobStatus, QueueState
@@ -36,15 +37,6 @@ from queueing.retention import clean_queue
 from queueing.roles import may_enqueue
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 429)}
-
-
-def client_ip(request) -> str | None:
-    """The peer address (a proxy in front sets REMOTE_ADDR via its own middleware)."""
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def record(request, action: str, target: tuple[str, object], **fields) -> None:
-    audit.record(action, target=target, user=request.user, ip=client_ip(request), **fields)
 
 
 def job_state(job: Job) -> dict:
@@ -251,7 +243,7 @@ class JobsView(GenericAPIView):
                 )
             except EnqueueError as exc:
                 raise serializers.ValidationError({"request": [str(exc)]}) from None
-            record(request, "job.create", ("job", job.id), after=job_state(job))
+            record_request(request, "job.create", ("job", job.id), after=job_state(job))
         return accepted(job)
 
 
@@ -309,7 +301,7 @@ class JobCancelView(APIView):
             )
             if result.outcome == "already final":
                 raise Conflict(f"job {job.id} already ended ({result.status})")
-            record(
+            record_request(
                 request,
                 "job.cancel",
                 ("job", job.id),
@@ -343,7 +335,7 @@ class JobRetryView(APIView):
                 retried = retry(job.id, user=request.user)
             except RetryRefused as exc:
                 raise Conflict(str(exc)) from None
-            record(
+            record_request(
                 request,
                 "job.retry",
                 ("job", job.id),
@@ -376,7 +368,7 @@ class QueuePauseView(_QueueOperation):
             was = QueueState.objects.filter(name=queue, paused=True).exists()
             change = pause_queue if self.paused else resume_queue
             state = change(queue, user=request.user, reason=reason)
-            record(
+            record_request(
                 request,
                 "queue.pause" if self.paused else "queue.resume",
                 ("queue", queue),
@@ -402,7 +394,7 @@ class QueueCleanView(_QueueOperation):
             queue, data["status"], data["older_than_seconds"], dry_run=data["dry_run"]
         )
         if not data["dry_run"]:
-            record(
+            record_request(
                 request,
                 "queue.clean",
                 ("queue", queue),
