@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.throughput import configure_environment, say  # noqa: E402
+from bench.throughput import configure_environment, run_with_cleanup, say  # noqa: E402
 
 # status, share of all jobs (per 1000)
 MIX = (("succeeded", 970), ("dead", 10), ("queued", 10), ("scheduled", 5), ("retrying", 5))
@@ -58,10 +58,11 @@ def fill(count: int) -> None:
 
 def _fill_rollups() -> None:
     """What the workers would have written to Redis for those attempts."""
-    from queueing.metrics import _redis, add_to_minute
+    from queueing.broker import shared_redis
+    from queueing.metrics import add_to_minute
     from queueing.models import JobAttempt
 
-    pipe = _redis().pipeline(transaction=False)
+    pipe = shared_redis(text=True).pipeline(transaction=False)
     rows = JobAttempt.objects.values_list("job__queue", "outcome", "duration_ms", "finished_at")
     for queue, outcome, ms, finished in rows.iterator(chunk_size=5000):
         add_to_minute(pipe, queue, outcome, ms / 1000, int(finished.timestamp() // 60))
@@ -192,8 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < 1000 or args.repeat < 1:
         parser.error("--jobs must be at least 1000 and --repeat positive")
-    with contextlib.ExitStack() as stack:
-        run(args, stack)
+    run_with_cleanup(run, args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from bench.throughput import (  # noqa: E402
     configure_environment,
     percentile,
     reset,
+    run_with_cleanup,
     say,
     start_relay,
     tracked_mode,
@@ -167,14 +167,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
 
 
 def main() -> None:
-    args = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        with contextlib.ExitStack() as stack:
-            run(args, stack)
-    except KeyboardInterrupt:
-        say("interrupted")
-        sys.exit(130)
+    run_with_cleanup(run, parse_args())
 
 
 if __name__ == "__main__":

@@ -491,16 +491,21 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     report(args, bare, tracked, redis_client)
 
 
-def main() -> None:
-    args = parse_args()
-    # SIGTERM (timeout, a CI job cancelled) unwinds like Ctrl-C, so every child is stopped.
+def run_with_cleanup(run_bench: Callable, args: argparse.Namespace) -> None:
+    """Run ``run_bench(args, stack)``; whatever it started on ``stack`` (Redis, workers,
+    the relay) is stopped on the way out, also on Ctrl-C or SIGTERM (a timeout, a
+    cancelled CI job), which unwinds like Ctrl-C."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         with contextlib.ExitStack() as stack:
-            run(args, stack)
+            run_bench(args, stack)
     except KeyboardInterrupt:
         say("interrupted")
         sys.exit(130)
+
+
+def main() -> None:
+    run_with_cleanup(run, parse_args())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import urllib.request
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from queueing.models import (
     JobStatus,
     QueueState,
 )
+from queueing.stats import percentile
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,6 @@ class Finding:
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.queue}"
-
-
-def _p95(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def evaluate(now: dt.datetime | None = None) -> list[Finding]:
@@ -143,7 +136,7 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
         findings.append(Finding("dead_letters", queue, "warning", letters,
                                 limits["dead_letters"],
                                 f"{letters} dead letters waiting on {queue}"))  # fmt: skip
-    p95 = _p95(data["waits"].get(queue, []))
+    p95 = percentile(data["waits"].get(queue, []), 95)
     if p95 is not None and p95 > limits["latency_warning_ms"]:
         critical = p95 > limits["latency_critical_ms"]
         findings.append(Finding(

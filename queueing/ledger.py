@@ -88,6 +88,14 @@ def _app():
     return app
 
 
+def import_task_modules() -> None:
+    """Import every task module (CELERY_IMPORTS and the apps' tasks.py): a worker has,
+    a web process may not have yet when it first enqueues or lists tasks by name."""
+    app = _app()
+    app.loader.import_default_modules()
+    app.autodiscover_tasks(force=True)
+
+
 def resolve_task(task: str | Task) -> Task:
     """The registered Celery task for a name or task object, or UnknownTask."""
     app = _app()
@@ -95,9 +103,7 @@ def resolve_task(task: str | Task) -> Task:
     if not isinstance(name, str) or not name:
         raise UnknownTask(f"not a task: {task!r}")
     if name not in app.tasks:
-        # Task modules of installed apps may not be imported yet in a web process.
-        app.loader.import_default_modules()
-        app.autodiscover_tasks(force=True)
+        import_task_modules()
     try:
         return app.tasks[name]
     except KeyError:

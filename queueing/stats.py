@@ -17,7 +17,8 @@ from queueing.models import AttemptOutcome, Job, JobAttempt, JobStatus, QueueSta
 FAILED_OUTCOMES = (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST)
 
 
-def _percentile(values: list[int], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of ``values`` (any order); None when empty."""
     if not values:
         return None
     ordered = sorted(values)
@@ -86,8 +87,8 @@ def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
         "failed": failed,
         "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
         "throughput_per_minute": round(succeeded / minutes, 3),
-        "run_ms_p50": _percentile(durations, 50),
-        "run_ms_p95": _percentile(durations, 95),
+        "run_ms_p50": percentile(durations, 50),
+        "run_ms_p95": percentile(durations, 95),
     }
 
 
@@ -117,8 +118,8 @@ def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
             "succeeded": sum(1 for outcome, _ in rows if outcome == AttemptOutcome.SUCCEEDED),
             "failed": failed,
             "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
-            "run_ms_p50": _percentile(durations, 50),
-            "run_ms_p95": _percentile(durations, 95),
+            "run_ms_p50": percentile(durations, 50),
+            "run_ms_p95": percentile(durations, 95),
             "backlog": backlog if minute == now else None,
         })  # fmt: skip
     return points

@@ -21,6 +21,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
+from queueing.ledger import import_task_modules
+
 
 class Contract(serializers.Serializer):
     """Base of task argument contracts: an unknown field is an error, not ignored."""
@@ -57,8 +59,7 @@ def _app():
     from config.celery import app
 
     if not _modules_imported:
-        app.loader.import_default_modules()
-        app.autodiscover_tasks(force=True)
+        import_task_modules()
         _modules_imported = True
     return app
 
