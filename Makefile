@@ -34,9 +34,11 @@ run: $(VENV)/.installed-run ## Start web, worker, beat and Flower (embedded SQLi
 test: $(VENV)/.installed-dev ## Run the test suite (PYTEST_ARGS="-k name" to select)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-dev ## ruff check + ruff format --check + missing migrations
+lint: $(VENV)/.installed-dev ## ruff, mypy, import layering (lint-imports), missing migrations
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: $(VENV)/.installed-dev ## Apply ruff's fixes and formatting

@@ -59,7 +59,7 @@ def fill(count: int) -> None:
 def _fill_rollups() -> None:
     """What the workers would have written to Redis for those attempts."""
     from queueing.broker import shared_redis
-    from queueing.metrics import add_to_minute
+    from queueing.counters import add_to_minute
     from queueing.models import JobAttempt
 
     pipe = shared_redis(text=True).pipeline(transaction=False)

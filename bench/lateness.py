@@ -53,7 +53,7 @@ from bench.throughput import (  # noqa: E402
 
 def waiting_messages(redis_client) -> int:
     """Messages in the default queue's Redis lists plus those a worker holds unacked."""
-    from queueing.ledger import broker_queue_keys
+    from queueing.ledger.enqueue import broker_queue_keys
 
     listed = sum(redis_client.llen(key) for key in broker_queue_keys("default"))
     return listed + redis_client.hlen("unacked")

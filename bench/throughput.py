@@ -249,7 +249,7 @@ def start_relay(redis_client) -> Child:
 
     The first tick of a relay that finds no broker epoch key republishes every queued job
     (it takes the broker for wiped), so jobs are enqueued only after that tick."""
-    from queueing.relay import EPOCH_KEY
+    from queueing.relay.loop import EPOCH_KEY
 
     redis_client.delete(EPOCH_KEY)
     relay = Child(f"relay-{uuid.uuid4().hex[:8]}", [sys.executable, "manage.py", "relay"])

@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("taskyard", task_cls="queueing.base:TaskyardTask")
+app = Celery("taskyard", task_cls="queueing.worker.task:TaskyardTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -29,8 +29,6 @@ from config.env import (
     sqlite_database,
 )
 from devstack import embedded_redis
-from queueing.limits import parse_rate, parse_rate_limits
-from queueing.queues import parse_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of a development install: SQLite file, embedded Redis data, logs.
@@ -184,8 +182,8 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_RESULT_EXPIRES = None  # retention is ours (maintenance), not celery.backend_cleanup
 
 # django-celery-beat's DatabaseScheduler (schedules in the database, editable in admin),
-# wrapped so that only one beat schedules at a time (queueing/beat.py).
-CELERY_BEAT_SCHEDULER = "queueing.beat:SingleBeatScheduler"
+# wrapped so that only one beat schedules at a time (queueing/control/beat.py).
+CELERY_BEAT_SCHEDULER = "queueing.control.beat:SingleBeatScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
 # Events for Flower: workers report task-started/succeeded/failed, clients task-sent.
@@ -255,10 +253,10 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
 # --- Queues ---------------------------------------------------------------------------
-# One declaration per queue (queueing/queues.py validates it at start): production
+# One declaration per queue (queueing/specs.py validates it at start): production
 # concurrency, pool, the worker group it shares a process with (`manage.py workers
-# --print`), default priority 0-9, and retry defaults (queueing.retry.RetryPolicy fields; a
-# task overrides them with max_attempts / retry_base_delay / retry_max_delay). Seed values.
+# --print`), default priority 0-9, and retry defaults (queueing.ledger.retry.RetryPolicy
+# fields; a job overrides them with job(retry={...})). Seed values.
 TASKYARD_QUEUES: dict[str, dict] = {
     "default": {"concurrency": 4},
     # Route solving is CPU-bound: processes, not threads.
@@ -281,17 +279,15 @@ TASKYARD_QUEUES: dict[str, dict] = {
     "datasync": {"concurrency": 3},
     "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
 }
-TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
 # Priority of a job whose call, task and queue name none: 0 is the most urgent, 9 the
 # least (as in Oban and kombu's Redis transport). The middle leaves room both ways.
 TASKYARD_DEFAULT_PRIORITY = 5
-# Named global rate limits a task opts into with `rate_limit_key = "sendgrid"`
-# (queueing/limits.py): at most N starts in any window, across every worker.
+# Named global rate limits a job opts into with `job(rate_limit="sendgrid")`
+# (queueing/control/limits.py): at most N starts in any window, across every worker.
 TASKYARD_RATE_LIMITS = {
     "sendgrid": "100/m",  # seed design: SendGrid plan limit
     "twilio": "1/s",  # seed design: one SMS per second per sender number
 }
-TASKYARD_RATE_LIMIT_SPECS = parse_rate_limits(TASKYARD_RATE_LIMITS)
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
 TASKYARD_DEFAULT_RETENTION = {
@@ -304,14 +300,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Declared queues only: a typo in a route must fail, not create a queue nobody consumes.
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]
-CELERY_TASK_ROUTES = {
-    "queueing.prune_jobs": {"queue": "maintenance"},
-    "queueing.check_alerts": {"queue": "maintenance"},
-    **{
-        f"{app}.tasks.*": {"queue": app}
-        for app in ("routing", "billing", "notifications", "datasync", "maintenance")
-    },
-}
+# A job goes to the queue its declaration names (queueing.job(queue=...)); a task without
+# one goes to the queue named after its app, when declared, else to "default". Routes
+# here override the app convention for tasks that declare no queue.
+CELERY_TASK_ROUTES: dict[str, dict] = {}
 
 # --- Job ledger (queueing/, docs/job-ledger.md) ----------------------------------------
 
@@ -391,16 +383,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "queueing.models.JobStatus"},
 }
-# Shared by every web process (Redis sliding log, queueing/limits.py): N per period.
+# Shared by every web process (Redis sliding log, queueing/control/limits.py): N per period.
 # Periods: s, m, h, or a number of minutes ("15m" is 15 minutes).
 API_THROTTLE_RATES = {
     "general": env_str("API_THROTTLE_GENERAL", "100/15m"),  # every request, per user
     "job_create": env_str("API_THROTTLE_JOB_CREATE", "20/m"),  # new jobs, per user
     "admin_ops": env_str("API_THROTTLE_ADMIN_OPS", "50/5m"),  # pause, clean, replay...
-}
-API_THROTTLE_SPECS = {
-    scope: parse_rate(rate, f"API_THROTTLE_{scope.upper()}")
-    for scope, rate in API_THROTTLE_RATES.items()
 }
 # Largest API request body; job arguments are capped lower (JOB_ARGS_MAX_BYTES).
 API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 512 * 1024, minimum=1024)
@@ -417,7 +405,7 @@ HEALTH_WORKER_QUEUES: list[str] | None = None
 HEALTH_BEAT_MAX_AGE_SECONDS = env_int("HEALTH_BEAT_MAX_AGE_SECONDS", 60, minimum=5)
 HEALTH_RELAY_MAX_LAG_SECONDS = env_int("HEALTH_RELAY_MAX_LAG_SECONDS", 30, minimum=1)
 
-# Alerts (queueing/alerts.py), checked every minute by beat. Seed design thresholds.
+# Alerts (queueing/observe/alerts.py), checked every minute by beat. Seed design thresholds.
 ALERT_THRESHOLDS = {
     "backlog": env_int("ALERT_BACKLOG", 1000, minimum=1),  # jobs queued on one queue
     "failure_rate": env_float("ALERT_FAILURE_RATE", 0.10, minimum=0.0),  # of attempts

@@ -6,9 +6,9 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from queueing import monitoring_views
 from queueing.api.errors import api_not_found
-from queueing.dashboard import dashboard_view
+from queueing.observe import views as monitoring_views
+from queueing.observe.dashboard import dashboard_view
 
 admin.site.site_header = "Taskyard"
 admin.site.site_title = "Taskyard"

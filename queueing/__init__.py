@@ -1,54 +1,78 @@
 """The platform core: job tracking, enqueue, retry policy, dead letters, queue control.
 
-Public API (importable before Django is set up; the work happens in the submodules):
+This module is the whole public surface a domain app uses (``from queueing import …``);
+``make lint`` refuses imports of the subpackages from anywhere else. docs/apps.md shows
+how an app declares its jobs, endpoints and schedules with these names.
 
-    queueing.enqueue(task, args=(), kwargs=None, *, queue=None, priority=None,
-                     run_at=None, countdown=None, unique_key=None) -> Job
+    job(...)             declare a task: queue, retry, unique key, limits, API contract,
+                         roles, atomic (checked at import; queueing/worker/declaration.py)
+    enqueue(task, ...)   insert a job in the caller's transaction, publish after commit
+    explain(job)         why a job is not running, as reason codes
+    Contract             base serializer of a task's API arguments (unknown fields refused)
+    JobEndpoint          an app's POST endpoint that validates and enqueues one task
+    PermanentError, TransientError, RateLimited, JobCancelled, EnqueueError
+    Job, JobStatus       the ledger's model and statuses
 
-The design is written down in docs/job-ledger.md.
+Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
+up; the submodules do the work. The layout is described in docs/job-ledger.md.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from celery import Task
+    from queueing.api.endpoints import JobEndpoint
+    from queueing.contracts import Contract
+    from queueing.control.operations import JobCancelled
+    from queueing.ledger.enqueue import EnqueueError, enqueue
+    from queueing.ledger.retry import PermanentError, RateLimited, TransientError
+    from queueing.models import Job, JobStatus
+    from queueing.observe.explain import explain
+    from queueing.worker.declaration import job
 
-    from queueing.models import Job
+# public name -> the module that defines it
+_EXPORTS = {
+    "job": "queueing.worker.declaration",
+    "enqueue": "queueing.ledger.enqueue",
+    "EnqueueError": "queueing.ledger.enqueue",
+    "explain": "queueing.observe.explain",
+    "Contract": "queueing.contracts",
+    "JobEndpoint": "queueing.api.endpoints",
+    "PermanentError": "queueing.ledger.retry",
+    "TransientError": "queueing.ledger.retry",
+    "RateLimited": "queueing.ledger.retry",
+    "JobCancelled": "queueing.control.operations",
+    "Job": "queueing.models",
+    "JobStatus": "queueing.models",
+}
+
+__all__ = [
+    "Contract",
+    "EnqueueError",
+    "Job",
+    "JobCancelled",
+    "JobEndpoint",
+    "JobStatus",
+    "PermanentError",
+    "RateLimited",
+    "TransientError",
+    "enqueue",
+    "explain",
+    "job",
+]
 
 
-def enqueue(
-    task: str | Task,
-    args: Iterable = (),
-    kwargs: Mapping[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    run_at: dt.datetime | str | None = None,
-    countdown: float | None = None,
-    unique_key: str | None = None,
-    **options: Any,
-) -> Job:
-    """Insert a job in the caller's transaction and publish it after commit.
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'queueing' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-    Returns the Job (or the active job already holding ``unique_key``). Raises
-    queueing.ledger.EnqueueError subclasses for an unknown task or queue, arguments that
-    are not JSON or too large, a bad priority, countdown or run_at; nothing is written
-    then. Further options: see queueing.ledger.enqueue.
-    """
-    from queueing.ledger import enqueue as _enqueue
 
-    return _enqueue(
-        task,
-        args,
-        kwargs,
-        queue=queue,
-        priority=priority,
-        run_at=run_at,
-        countdown=countdown,
-        unique_key=unique_key,
-        **options,
-    )
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

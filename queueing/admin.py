@@ -1,7 +1,7 @@
 """The operator console: the ledger read-only, changed only through actions that call the
-same functions as the API (queueing.control, queueing.deadletters, queueing.pause) and
-write the same audit events. Actions that cannot be undone ask for confirmation first.
-The dashboard is queueing/dashboard.py."""
+same functions as the API (queueing.control.operations, queueing.ledger.deadletters,
+queueing.control.pause) and write the same audit events. Actions that cannot be undone
+ask for confirmation first. The dashboard is queueing/observe/dashboard.py."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from django.utils.html import format_html
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from queueing import audit, stats
-from queueing.control import RetryRefused, cancel, retry
-from queueing.deadletters import DeadLetterError, discard, mark_reviewed, replay
+from queueing import audit
+from queueing.control.operations import RetryRefused, cancel, retry
+from queueing.control.pause import pause_queue, resume_queue
+from queueing.ledger.deadletters import DeadLetterError, discard, mark_reviewed, replay
 from queueing.models import (
     Alert,
     AuditEvent,
@@ -31,7 +32,7 @@ from queueing.models import (
     JobStatus,
     QueueState,
 )
-from queueing.pause import pause_queue, resume_queue
+from queueing.observe import stats
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -9,11 +9,16 @@ class QueueingConfig(AppConfig):
         from celery.signals import task_revoked, worker_ready, worker_shutdown
         from django.db.models.signals import post_migrate
 
-        from queueing.execution import on_task_revoked
-        from queueing.pause import on_worker_ready
+        from queueing.control.pause import on_worker_ready
+        from queueing.control.schedules import seed_after_migrate
+        from queueing.ledger.transitions import on_task_revoked
         from queueing.registry import on_worker_ready as start_heartbeat
         from queueing.registry import on_worker_shutdown as stop_heartbeat
         from queueing.roles import ensure_roles
+        from queueing.specs import check_all
+
+        # A malformed queue, rate or throttle declaration stops every process here.
+        check_all()
 
         task_revoked.connect(on_task_revoked, weak=False, dispatch_uid="taskyard-revoked")
         worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="taskyard-paused")
@@ -26,3 +31,5 @@ class QueueingConfig(AppConfig):
             weak=False,
             dispatch_uid="taskyard-roles",
         )
+        # Every app's schedules.py, seeded after migrate (missing entries only).
+        post_migrate.connect(seed_after_migrate, weak=False, dispatch_uid="taskyard-schedules")

@@ -3,7 +3,7 @@
 The database is the source of truth and the broker only a wake-up channel; the lifecycle
 is written down in ../shared/ARCHITECTURE.md ("The job lifecycle") and in
 docs/job-ledger.md. Statuses move only through conditional UPDATEs (see
-queueing/execution.py and queueing/relay.py), never by read-modify-write.
+queueing/ledger/transitions.py and queueing/relay/loop.py), never by read-modify-write.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Job(models.Model):
     # Reported by the task (self.progress()); throttled writes.
     progress = models.FloatField(null=True, blank=True)
     progress_message = models.CharField(max_length=255, blank=True, default="")
-    # Set by queueing.control.cancel() on a running job; the task sees it through
+    # Set by queueing.control.operations.cancel() on a running job; the task sees it through
     # self.is_cancelled() and stops cooperatively.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
@@ -158,12 +158,6 @@ class Job(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    def explain(self) -> list[dict]:
-        """Why this job is not running (queueing/explain.py): a list of reasons."""
-        from queueing.explain import explain
-
-        return explain(self)
-
 
 class AttemptOutcome(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
@@ -211,7 +205,7 @@ class DeadLetter(models.Model):
     error_class = models.CharField(max_length=255, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     # Groups dead letters with the same cause: error class plus the message with its
-    # numbers and ids blanked out (queueing/deadletters.py: fingerprint()).
+    # numbers and ids blanked out (queueing/ledger/deadletters.py: fingerprint()).
     fingerprint = models.CharField(max_length=64, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -303,7 +297,7 @@ class AlertStatus(models.TextChoices):
 
 
 class Alert(models.Model):
-    """A threshold crossed (queueing/alerts.py): opened once, updated while it lasts,
+    """A threshold crossed (queueing/observe/alerts.py): opened once, updated while it lasts,
     resolved when the condition clears. At most one open alert per key."""
 
     key = models.CharField(max_length=150)  # kind:queue, e.g. "backlog:billing"

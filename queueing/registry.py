@@ -1,6 +1,6 @@
 """Live workers, beat and relay, as heartbeats in Redis: who is alive and which queues each
 worker consumes right now, readable in a millisecond (the dashboard, health checks,
-metrics and job.explain() need it; a control-broadcast inspect takes a full second).
+metrics and queueing.explain(job) need it; a control-broadcast inspect takes a full second).
 
 - each worker process writes ``taskyard:workers`` field ``<hostname>`` = JSON
   ``{"queues": [...], "tasks": [...], "pid": ..., "at": <epoch s>}`` every

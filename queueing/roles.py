@@ -9,11 +9,18 @@ everything.
                dead letters, enqueue any API-enabled task
   manager      billing, data sync and routing jobs; every job; stats; dead letters (read)
   dispatcher   routing and notification jobs; only the jobs they enqueued
+
+Per queue, ``enqueue_<queue>`` lets a role enqueue, cancel and retry that queue's jobs. A
+job that declares ``roles=`` (queueing.job) is enqueueable over the API by exactly those
+roles (and admins), whatever its queue: the app, not this module, says who may start it.
   customer     no queue access
   driver       no queue access
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": (
@@ -80,12 +87,28 @@ def enqueue_permission(queue: str) -> str:
     return f"queueing.enqueue_{queue.replace('-', '_')}"
 
 
-def may_enqueue(user, queue: str) -> bool:
+def may_enqueue(user: Any, queue: str) -> bool:
+    """May enqueue (and so cancel or retry) jobs on ``queue``."""
     return user.has_perm("queueing.enqueue_any") or user.has_perm(enqueue_permission(queue))
 
 
-def may_enqueue_anything(user) -> bool:
-    """Holds at least one enqueue permission (so may see its own jobs)."""
-    return user.is_superuser or any(
+def may_enqueue_task(user: Any, task: Any, queue: str) -> bool:
+    """May enqueue ``task`` over the API: enqueue_any, else the roles the task declares
+    (``job(roles=...)``), else (no roles declared) the queue's enqueue permission."""
+    if user.has_perm("queueing.enqueue_any"):
+        return True
+    roles = getattr(task, "enqueue_roles", None)
+    if roles is None:
+        return user.has_perm(enqueue_permission(queue))
+    return bool(user.is_active and user.groups.filter(name__in=roles).exists())
+
+
+def may_enqueue_anything(user: Any, declared_roles: Iterable[str] = ()) -> bool:
+    """Holds at least one enqueue permission, or a role some task declares (so may
+    create jobs and see its own)."""
+    if user.is_superuser or any(
         perm.startswith("queueing.enqueue_") for perm in user.get_all_permissions()
-    )
+    ):
+        return True
+    roles = set(declared_roles)
+    return bool(roles and user.groups.filter(name__in=roles).exists())

@@ -1,31 +1,34 @@
-"""Celery tasks of the platform core."""
+"""Celery tasks of the platform core, declared like any app's (queueing.job)."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from queueing.api.contracts import NoArgs, PingArgs
+from queueing.worker.declaration import job
 
 # A demo message longer than this is refused by the demo view (not by the task).
 PING_MESSAGE_MAX_LENGTH = 200
 
 
-@shared_task(bind=True, name="queueing.ping", api_contract="queueing.api.contracts.PingArgs")
-def ping(self, message: str = "pong") -> dict:
+@job(queue="default", name="queueing.ping", bind=True, api=PingArgs)
+def ping(self: Any, message: str = "pong") -> dict:
     """Echo ``message`` with the name of the worker that ran it: the smallest proof that
     a web process, the broker, a worker and the result store are wired together."""
     return {"message": message, "worker": self.request.hostname}
 
 
-@shared_task(name="queueing.prune_jobs", api_contract="queueing.api.contracts.NoArgs")
+@job(queue="maintenance", name="queueing.prune_jobs", api=NoArgs)
 def prune_jobs() -> dict:
     """Delete finished jobs past their retention (seeded to run hourly by beat)."""
-    from queueing.retention import prune
+    from queueing.control.retention import prune
 
     return prune()
 
 
-@shared_task(name="queueing.check_alerts")
+@job(queue="maintenance", name="queueing.check_alerts")
 def check_alerts() -> dict:
     """Open, update and resolve alerts against the thresholds (seeded every minute)."""
-    from queueing.alerts import check
+    from queueing.observe.alerts import check
 
     return check()

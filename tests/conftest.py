@@ -11,7 +11,7 @@ from celery.signals import before_task_publish
 from django.conf import settings
 
 from config.celery import app as celery_app
-from queueing.relay import LOCK_KEY
+from queueing.relay.loop import LOCK_KEY
 from tests.broker import broker as session_broker
 from tests.harness import (
     ConditionTimeout,
@@ -134,7 +134,7 @@ def published() -> list[str]:
 @pytest.fixture(autouse=True)
 def _close_publish_breaker():
     """A test that stopped Redis leaves this process's publish breaker open for a few
-    seconds (queueing.ledger); the next test starts with a broker that is up."""
-    from queueing import ledger
+    seconds (queueing.ledger.enqueue); the next test starts with a broker that is up."""
+    from queueing.ledger import enqueue as ledger
 
     ledger._publisher.open_until = 0.0

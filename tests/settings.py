@@ -14,9 +14,8 @@ os.environ.setdefault("RELAY_REPUBLISH_AFTER_SECONDS", "5")
 
 from config.settings import *  # noqa: F403
 from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, TASKYARD_QUEUES
-from queueing.queues import parse_queues
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects", "tests.sampleapp"]  # noqa: F405
 
 # Tests create many users; the production hasher is slow on purpose.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -28,8 +27,10 @@ TASKYARD_QUEUES = {
     "isolated": {"concurrency": 2},
     # A globally rate-limited queue, for the rate-limit tests.
     "limited": {"concurrency": 2, "rate_limit": "10/s"},
+    # The sample app's own queue (tests/sampleapp): tasks it defines without naming a
+    # queue go here, by the app-label convention.
+    "sampleapp": {"concurrency": 1, "retry": {"max_attempts": 4}},
 }
-TASKYARD_QUEUE_SPECS = parse_queues(TASKYARD_QUEUES)
 # Readiness and the no-worker alert expect workers only where the session worker runs.
 HEALTH_WORKER_QUEUES = [name for name in TASKYARD_QUEUES if name not in ("isolated", "limited")]
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASKYARD_QUEUES]  # noqa: F405

@@ -2,7 +2,7 @@
 
 A task is API-enabled by naming a contract, a serializer of its keyword arguments::
 
-    @shared_task(name="billing.run_invoices", api_contract="billing.serializers.RunArgs")
+    @job(queue="billing", name="billing.run_invoices", api=RunArgs, roles=("manager",))
 
 The API validates the request's ``args`` object against it before anything is written,
 so bad arguments are a 400 with field errors and never reach a worker. Tasks without a
@@ -13,7 +13,6 @@ API-enabled get the same answer, so the API does not reveal internal task names)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
@@ -21,22 +20,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.module_loading import import_string
 from rest_framework import serializers
 
-from queueing.ledger import import_task_modules
-
-
-class Contract(serializers.Serializer):
-    """Base of task argument contracts: an unknown field is an error, not ignored."""
-
-    def to_internal_value(self, data: Any) -> dict:
-        if not isinstance(data, Mapping):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["must be an object of named arguments"]}
-            )
-        unknown = sorted(set(data) - set(self.fields))
-        value = super().to_internal_value(data)
-        if unknown:
-            raise serializers.ValidationError({name: ["unknown argument"] for name in unknown})
-        return value
+from queueing.contracts import Contract
+from queueing.ledger.enqueue import import_task_modules
 
 
 class PingArgs(Contract):
@@ -71,6 +56,11 @@ def api_tasks() -> dict[str, Task]:
         for name, task in sorted(_app().tasks.items())
         if getattr(task, "api_contract", None)
     }
+
+
+def declared_roles() -> set[str]:
+    """Every role some API-enabled task names in ``job(roles=...)``."""
+    return {role for task in api_tasks().values() for role in (task.enqueue_roles or ())}
 
 
 def contract_for(task: Task) -> type[Contract]:

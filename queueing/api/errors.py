@@ -70,12 +70,6 @@ class Conflict(exceptions.APIException):
     default_detail = "the target's current state does not allow this"
 
 
-class NotImplementedYet(exceptions.APIException):
-    status_code = status.HTTP_501_NOT_IMPLEMENTED
-    default_code = "not_implemented"
-    default_detail = "not implemented yet"
-
-
 def exception_handler(exc: Exception, context: dict) -> Response:
     # Django's own 404 and 403 become DRF's, as DRF's handler does, before classifying.
     if isinstance(exc, Http404):

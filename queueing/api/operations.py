@@ -1,5 +1,4 @@
-"""Views of the queue API: recurring jobs (django-celery-beat), dead letters, and the
-domain shortcuts."""
+"""Views of the queue API: recurring jobs (django-celery-beat) and dead letters."""
 
 from __future__ import annotations
 
@@ -10,25 +9,22 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from queueing.api import serializers as s
-from queueing.api.contracts import api_tasks, validate_arguments
-from queueing.api.errors import Conflict, NotImplementedYet
+from queueing.api.contracts import validate_arguments
+from queueing.api.endpoints import ERRORS, accepted, api_task, routed_queue
+from queueing.api.errors import Conflict
 from queueing.api.permissions import requires
-from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
-from queueing.api.views import ERRORS, accepted
+from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle
 from queueing.audit import record_request
-from queueing.deadletters import DeadLetterError, mark_reviewed, replay
-from queueing.ledger import PRIORITY_MAX, PRIORITY_MIN, EnqueueError, resolve_queue
+from queueing.ledger.deadletters import DeadLetterError, mark_reviewed, replay
+from queueing.ledger.enqueue import PRIORITY_MAX, PRIORITY_MIN
 from queueing.models import DeadLetter
-from queueing.roles import may_enqueue
 
 # --- recurring jobs ---------------------------------------------------------------------
 
@@ -122,16 +118,9 @@ def _schedule_fields(data: dict) -> dict:
 
 
 def _checked_task(request, name: str, args, queue: str | None) -> tuple[str, dict]:
-    task = api_tasks().get(name)
-    if task is None:
-        raise serializers.ValidationError({"task": [f"no API-enabled task {name!r}"]})
+    task = api_task(name)
     kwargs = validate_arguments(task, args)
-    try:
-        routed = resolve_queue(task, queue, [], kwargs)
-    except EnqueueError as exc:
-        raise serializers.ValidationError({"queue": [str(exc)]}) from None
-    if not may_enqueue(request.user, routed):
-        raise PermissionDenied(f"your role may not enqueue jobs on queue {routed}")
+    routed_queue(request, task, kwargs, queue)
     return task.name, kwargs
 
 
@@ -353,37 +342,3 @@ class DeadLetterBulkReplayView(_DeadLetterOperation):
                 reason=json.dumps({k: str(v) for k, v in data.items()}),
             )
         return Response({"matched": len(ids), "replayed": replayed, "dry_run": False})
-
-
-# --- domain shortcuts -------------------------------------------------------------------
-
-
-def domain_shortcut(queue: str, what: str, app: str) -> type[APIView]:
-    """A POST endpoint that will validate and enqueue a domain task on ``queue``; until
-    its app's tasks exist it answers 501 (after the permission check)."""
-
-    class MayEnqueue(BasePermission):
-        message = f"your role may not enqueue jobs on queue {queue}"
-
-        def has_permission(self, request, view) -> bool:
-            user = request.user
-            return bool(user and user.is_authenticated and may_enqueue(user, queue))
-
-    class Shortcut(APIView):
-        permission_classes = [MayEnqueue]
-        throttle_classes = [GeneralThrottle, JobCreateThrottle]
-
-        @extend_schema(
-            request=None,
-            responses={
-                501: OpenApiResponse(s.ErrorSerializer, description=f"until the {app} app exists"),
-                **ERRORS,
-            },
-            description=f"Enqueue {what}. Not implemented yet: the {app} app has no tasks, "
-            "so this answers 501 Not Implemented.",
-        )
-        def post(self, request):
-            raise NotImplementedYet(f"{what} cannot be enqueued yet: the {app} app has no tasks")
-
-    Shortcut.__name__ = Shortcut.__qualname__ = f"{app.title()}Shortcut"
-    return Shortcut

@@ -29,7 +29,8 @@ class CanEnqueueSomething(BasePermission):
     message = "requires a role that may enqueue jobs"
 
     def has_permission(self, request, view) -> bool:
+        from queueing.api.contracts import declared_roles
         from queueing.roles import may_enqueue_anything
 
         user = request.user
-        return bool(user and user.is_authenticated and may_enqueue_anything(user))
+        return bool(user and user.is_authenticated and may_enqueue_anything(user, declared_roles()))

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from queueing.ledger import PRIORITY_MAX, PRIORITY_MIN
+from queueing.contracts import StrictSerializer
+from queueing.control.retention import CLEANABLE_STATUSES
+from queueing.ledger.enqueue import PRIORITY_MAX, PRIORITY_MIN
 from queueing.models import DeadLetter, Job, JobAttempt, JobStatus
-from queueing.retention import CLEANABLE_STATUSES
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown fields are errors: a typo in an option must not be silently ignored."""
-
-    def to_internal_value(self, data: Any) -> dict:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["must be a JSON object"]})
-        unknown = sorted(set(data) - set(self.fields))
-        value = super().to_internal_value(data)
-        if unknown:
-            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
-        return value
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -111,8 +97,10 @@ class JobDetailSerializer(JobSerializer):
         read_only_fields = fields
 
     def get_explain(self, job: Job) -> list[dict]:
-        """Why the job is not running (queueing/explain.py); [] when it runs or ended."""
-        return job.explain()
+        """Why the job is not running (queueing/observe/explain.py); [] when it runs or ended."""
+        from queueing.observe.explain import explain
+
+        return explain(job)
 
 
 class JobCreateSerializer(StrictSerializer):

@@ -1,5 +1,5 @@
 """API throttles shared by every web process: a sliding log per user and scope in Redis
-(the same Lua script as the job rate limits, queueing/limits.py), so N requests per period
+(the same Lua script as the job rate limits, queueing/control/limits.py), so N requests per period
 hold across processes and hosts. Rates: settings.API_THROTTLE_RATES."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 
 import redis
-from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from queueing.broker import shared_redis
-from queueing.limits import RateLimiter
+from queueing.control.limits import RateLimiter
+from queueing.specs import throttle_specs
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,7 @@ class RedisThrottle(BaseThrottle):
             f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
         )
         try:
-            wait = _redis_limiter().acquire(
-                f"api:{self.scope}:{who}", settings.API_THROTTLE_SPECS[self.scope]
-            )
+            wait = _redis_limiter().acquire(f"api:{self.scope}:{who}", throttle_specs()[self.scope])
         except redis.RedisError as exc:
             # Throttling is protection, not a gate: without Redis the API stays usable
             # (enqueue works without the broker too) and says so in the log.

@@ -1,11 +1,30 @@
-"""Routes of the queue API, mounted at /api/v1/queue/ (config/urls.py)."""
+"""Routes of the queue API, mounted at /api/v1/queue/ (config/urls.py), with every
+installed app's ``api.py`` urlpatterns mounted among them (docs/apps.md)."""
 
-from django.urls import path
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver, path
 
 from queueing.api import operations as ops
 from queueing.api import views
+from queueing.discovery import app_modules
 
 app_name = "queue-api"
+
+
+def app_urlpatterns() -> list[URLPattern | URLResolver]:
+    """The ``urlpatterns`` of each installed app's ``api`` module, in app order."""
+    found: list[URLPattern | URLResolver] = []
+    for config, module in app_modules("api"):
+        if config.name == "queueing":
+            continue
+        patterns = getattr(module, "urlpatterns", None)
+        if not isinstance(patterns, list | tuple):
+            raise ImproperlyConfigured(f"{config.name}/api.py must define a urlpatterns list")
+        found.extend(patterns)
+    return found
+
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
@@ -35,31 +54,8 @@ urlpatterns = [
         ops.DeadLetterReplayView.as_view(),
         name="dead-letter-replay",
     ),
-    path(
-        "route-optimization",
-        ops.domain_shortcut("routing", "route optimisation", "routing").as_view(),
-        name="route-optimization",
-    ),
-    path(
-        "billing",
-        ops.domain_shortcut("billing", "billing runs", "billing").as_view(),
-        name="billing",
-    ),
-    path(
-        "notifications",
-        ops.domain_shortcut("notifications", "notifications", "notifications").as_view(),
-        name="notifications",
-    ),
-    path(
-        "data-sync",
-        ops.domain_shortcut("datasync", "data sync runs", "datasync").as_view(),
-        name="data-sync",
-    ),
-    path(
-        "maintenance",
-        ops.domain_shortcut("maintenance", "maintenance jobs", "maintenance").as_view(),
-        name="maintenance",
-    ),
+    # Each app's own endpoints (<app>/api.py), before the queue catch-alls below.
+    *app_urlpatterns(),
     # Queue operations last: "{queue}/..." must not shadow the fixed paths above.
     path("<str:queue>/pause", views.QueuePauseView.as_view(), name="queue-pause"),
     path("<str:queue>/resume", views.QueueResumeView.as_view(), name="queue-resume"),

@@ -11,7 +11,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -22,26 +21,19 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from queueing import stats
 from queueing.api import serializers as s
-from queueing.api.contracts import api_tasks, validate_arguments
+from queueing.api.contracts import validate_arguments
+from queueing.api.endpoints import ERRORS, accept_job, accepted, api_task, job_state
 from queueing.api.errors import Conflict
 from queueing.api.permissions import CanEnqueueSomething, requires
 from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
 from queueing.audit import record_request
-from queueing.control import RetryRefused, cancel, retry
-from queueing.ledger import EnqueueError, enqueue, resolve_queue
+from queueing.control.operations import RetryRefused, cancel, retry
+from queueing.control.pause import pause_queue, resume_queue
+from queueing.control.retention import clean_queue
 from queueing.models import Job, JobStatus, QueueState
-from queueing.pause import pause_queue, resume_queue
-from queueing.retention import clean_queue
+from queueing.observe import stats
 from queueing.roles import may_enqueue
-
-ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 429)}
-
-
-def job_state(job: Job) -> dict:
-    return {"status": job.status, "attempts": job.attempts, "run_at": job.run_at}
-
 
 # --- health and stats -------------------------------------------------------------------
 
@@ -175,12 +167,6 @@ JOB_FILTERS = [
 ]
 
 
-def accepted(job: Job, serializer=s.JobSerializer) -> Response:
-    response = Response(serializer(job).data, status=status.HTTP_202_ACCEPTED)
-    response["Location"] = reverse("queue-api:job-detail", args=[job.id])
-    return response
-
-
 # Sees every job, or (a role that may enqueue) the jobs it enqueued: visible_jobs() filters.
 SEES_JOBS = requires("view_all_jobs") | CanEnqueueSomething
 
@@ -217,36 +203,18 @@ class JobsView(GenericAPIView):
         body = s.JobCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        task = api_tasks().get(data["task"])
-        if task is None:
-            raise serializers.ValidationError({"task": [f"no API-enabled task {data['task']!r}"]})
-        kwargs = validate_arguments(task, data.get("args"))
-        try:
-            queue = resolve_queue(task, data.get("queue"), [], kwargs)
-        except EnqueueError as exc:
-            raise serializers.ValidationError({"queue": [str(exc)]}) from None
-        # Checked on the routed queue, so the answer is the same however it was chosen.
-        if not may_enqueue(request.user, queue):
-            raise PermissionDenied(f"your role may not enqueue jobs on queue {queue}")
-        with transaction.atomic():
-            try:
-                job = enqueue(
-                    task,
-                    (),
-                    kwargs,
-                    queue=queue,
-                    priority=data.get("priority"),
-                    countdown=data.get("countdown"),
-                    run_at=data.get("run_at"),
-                    unique_key=data.get("unique_key"),
-                    on_conflict=data["on_conflict"],
-                    max_attempts=data.get("max_attempts"),
-                    user=request.user,
-                )
-            except EnqueueError as exc:
-                raise serializers.ValidationError({"request": [str(exc)]}) from None
-            record_request(request, "job.create", ("job", job.id), after=job_state(job))
-        return accepted(job)
+        task = api_task(data["task"])
+        options = {
+            key: data.get(key)
+            for key in ("queue", "priority", "countdown", "run_at", "unique_key", "max_attempts")
+        }
+        return accept_job(
+            request,
+            task,
+            validate_arguments(task, data.get("args")),
+            on_conflict=data["on_conflict"],
+            **options,
+        )
 
 
 def visible_job(request, job_id) -> Job:

@@ -2,12 +2,9 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from queueing.schedules import seed_schedules
-
-    seed_schedules(
-        apps.get_model("django_celery_beat", "PeriodicTask"),
-        apps.get_model("django_celery_beat", "CrontabSchedule"),
-    )
+    """Schedules are now seeded after every migrate (post_migrate) from each app's
+    schedules.py (queueing/control/schedules.py); this migration stays as a no-op so
+    databases migrated before keep a consistent history."""
 
 
 class Migration(migrations.Migration):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from queueing.limits import parse_rate
 from queueing.models import Job
 
 API = "/api/v1/queue"
@@ -30,10 +29,10 @@ def test_the_21st_job_creation_in_a_minute_is_refused(clients):
 
 @pytest.mark.django_db(transaction=True)
 def test_general_and_admin_operation_limits(clients, settings):
-    settings.API_THROTTLE_SPECS = {
-        **settings.API_THROTTLE_SPECS,
-        "general": parse_rate("5/15m", "test"),
-        "admin_ops": parse_rate("2/5m", "test"),
+    settings.API_THROTTLE_RATES = {
+        **settings.API_THROTTLE_RATES,
+        "general": "5/15m",
+        "admin_ops": "2/5m",
     }
     statuses = [clients["manager"].get(f"{API}/status").status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
@@ -42,6 +41,6 @@ def test_general_and_admin_operation_limits(clients, settings):
     ops = [admin.post(f"{API}/isolated/{verb}", {}, format="json").status_code
            for verb in ("pause", "resume", "pause")]  # fmt: skip
     assert ops == [200, 200, 429]
-    from queueing.pause import resume_queue
+    from queueing.control.pause import resume_queue
 
     resume_queue("isolated")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 import queueing
-from queueing.execution import claim, record_failure
+from queueing.ledger.retry import Decision, FailureKind, PermanentError
+from queueing.ledger.transitions import claim, record_failure
 from queueing.models import DeadLetter
-from queueing.retry import Decision, FailureKind, PermanentError
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +26,6 @@ def test_ledger_pages_render_with_data_and_are_read_only(admin_client):
         response = admin_client.get(url)
         assert response.status_code == 200, url
     page = admin_client.get(f"/admin/queueing/job/{job.id}/change/").content.decode()
-    assert "queueing.retry.PermanentError" in page  # the attempt row inline
+    assert "queueing.ledger.retry.PermanentError" in page  # the attempt row inline
     assert admin_client.get("/admin/queueing/job/add/").status_code == 403
     assert admin_client.post(f"/admin/queueing/job/{job.id}/delete/").status_code == 403

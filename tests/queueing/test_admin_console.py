@@ -7,10 +7,10 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 import queueing
-from queueing.execution import claim, record_failure
+from queueing.control.pause import resume_queue
+from queueing.ledger.retry import Decision, FailureKind, PermanentError
+from queueing.ledger.transitions import claim, record_failure
 from queueing.models import AuditEvent, DeadLetter, Job, JobStatus, QueueState
-from queueing.pause import resume_queue
-from queueing.retry import Decision, FailureKind, PermanentError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

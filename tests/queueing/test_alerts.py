@@ -15,9 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import queueing
-from queueing.alerts import check
-from queueing.control import cancel
+from queueing.control.operations import cancel
 from queueing.models import Alert, AlertStatus
+from queueing.observe.alerts import check
 from tests.harness import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from django.db import transaction
 from django_celery_results.models import TaskResult
 
 import queueing
-from queueing.control import cancel
-from queueing.ledger import PublishSpec, publish
+from queueing.control.operations import cancel
+from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.models import AttemptOutcome, Job, JobStatus
 from tests.harness import wait_until
 from tests.sideeffects.models import SideEffect

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 import queueing
-from queueing.limits import ConcurrencyLimiter
+from queueing.control.limits import ConcurrencyLimiter
 from queueing.models import Job, JobStatus
 from tests.harness import start_worker, wait_until
 from tests.worker_tasks import KEY_PREFIX

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import queueing
-from queueing import deadletters
-from queueing.execution import claim, fingerprint, record_failure
+from queueing.ledger import deadletters
+from queueing.ledger.retry import Decision, FailureKind, PermanentError
+from queueing.ledger.transitions import claim, fingerprint, record_failure
 from queueing.models import DeadLetter, Job, JobOrigin, JobStatus
-from queueing.retry import Decision, FailureKind, PermanentError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

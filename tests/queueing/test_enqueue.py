@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import queueing
-from queueing.ledger import (
+from queueing.ledger.enqueue import (
     ArgumentsTooLarge,
     EnqueueError,
     InvalidArguments,

@@ -1,4 +1,4 @@
-"""job.explain(): every waiting job says why, in codes a script can act on."""
+"""queueing.explain(job): every waiting job says why, in codes a script can act on."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import pytest
 from django.db import transaction
 
 import queueing
+from queueing.control.pause import pause_queue, resume_queue
 from queueing.models import Job, JobStatus
-from queueing.pause import pause_queue, resume_queue
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 
 def codes(job: Job) -> set[str]:
-    return {reason["code"] for reason in job.explain()}
+    return {reason["code"] for reason in queueing.explain(job)}
 
 
 def test_reasons_for_waiting_jobs(celery_worker):
     later = queueing.enqueue("tests.record", ["later"], countdown=600)
-    reasons = later.explain()
+    reasons = queueing.explain(later)
     assert reasons[0]["code"] == "scheduled" and reasons[0]["until"]
 
     with transaction.atomic():
@@ -40,6 +40,6 @@ def test_reasons_for_waiting_jobs(celery_worker):
 def test_running_and_finished_jobs(celery_worker):
     job = queueing.enqueue("tests.record", ["done"])
     Job.objects.filter(id=job.id).update(status=JobStatus.RUNNING)
-    assert job.explain() == []
+    assert queueing.explain(job) == []
     Job.objects.filter(id=job.id).update(status=JobStatus.SUCCEEDED)
     assert codes(job) == {"finished"}

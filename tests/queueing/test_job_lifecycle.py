@@ -13,7 +13,7 @@ from django_celery_results.models import TaskResult
 
 import queueing
 from config.celery import app as celery_app
-from queueing.ledger import PublishSpec, publish
+from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
 from queueing.tasks import ping
 from tests.harness import wait_until
@@ -90,7 +90,7 @@ def test_permanent_error_is_dead_on_the_first_attempt(celery_worker, relay, redi
     job = finished(job.id)
     assert job.status == JobStatus.DEAD
     assert job.attempts == 1
-    assert job.last_error_class == "queueing.retry.PermanentError"
+    assert job.last_error_class == "queueing.ledger.retry.PermanentError"
     assert "no billing address" in job.last_error_message
     assert "Traceback" in job.last_error_traceback
     letter = DeadLetter.objects.get(job=job)

@@ -9,9 +9,9 @@ from django.db import transaction
 
 import queueing
 from config.celery import app as celery_app
-from queueing.ledger import PublishSpec, publish
+from queueing.control.pause import PAUSED_KEY, UnknownQueueError, pause_queue, resume_queue
+from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.models import Job, JobStatus, QueueState
-from queueing.pause import PAUSED_KEY, UnknownQueueError, pause_queue, resume_queue
 from tests.harness import start_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import queueing
-from queueing.ledger import broker_queue_keys
+from queueing.ledger.enqueue import broker_queue_keys
 from queueing.models import Job, JobStatus
 from tests.harness import start_worker, wait_until
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from queueing.queues import parse_queues, worker_commands
+from queueing.specs import parse_queues, worker_commands
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 import queueing
-from queueing.limits import Rate, RateLimiter, parse_rate
+from queueing.control.limits import RateLimiter
 from queueing.models import Job, JobStatus
-from queueing.queues import parse_queues
+from queueing.specs import Rate, parse_queues, parse_rate
 from tests.harness import start_worker, wait_until
 
 

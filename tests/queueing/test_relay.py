@@ -17,10 +17,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import queueing
-from queueing.execution import LeaseLost, assert_lease, claim, record_success
-from queueing.ledger import broker_queue_keys
+from queueing.ledger.enqueue import broker_queue_keys
+from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
-from queueing.relay import EPOCH_KEY, LOCK_KEY, Relay
+from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, Relay
 from tests.harness import start_relay, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -204,7 +204,7 @@ def test_a_duplicate_claim_gets_nothing(broker_client):
 @pytest.mark.django_db(transaction=True)
 def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(relay, broker_client, settings):
     """The relay sleeps until the next due job; one scheduled during that sleep for an
-    earlier time wakes it (queueing.wake), so it is not held to the 10 s tick."""
+    earlier time wakes it (queueing.ledger.wake), so it is not held to the 10 s tick."""
     settings.RELAY_INTERVAL_SECONDS = 10  # here as in the relay: enqueue decides to nudge
     with relay.paused():
         slow = start_relay(env={"RELAY_INTERVAL_SECONDS": "10"})

@@ -11,9 +11,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from queueing.control.retention import prune
 from queueing.models import DeadLetter, Job, JobAttempt, JobStatus
-from queueing.queues import parse_queues
-from queueing.retention import prune
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +40,6 @@ def billing_retention(settings, seconds: float) -> None:
     queues = {**settings.TASKYARD_QUEUES}
     queues["billing"] = {"concurrency": 1, "retention": {"succeeded": seconds}}
     settings.TASKYARD_QUEUES = queues
-    settings.TASKYARD_QUEUE_SPECS = parse_queues(queues)
 
 
 def test_prune_keeps_what_is_young_or_active_and_deletes_the_rest(settings):

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import OperationalError
 
-from queueing.retry import (
+from queueing.ledger.retry import (
     Classification,
     FailureKind,
     PermanentError,

@@ -5,7 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from queueing.health import readiness
+from queueing.observe.health import readiness
 
 
 class Command(BaseCommand):

@@ -1,10 +1,10 @@
-"""Delete finished jobs past their retention (queueing/retention.py)."""
+"""Delete finished jobs past their retention (queueing/control/retention.py)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from queueing.retention import PRUNE_BATCH_SIZE, prune
+from queueing.control.retention import PRUNE_BATCH_SIZE, prune
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Run the relay and reaper loop (queueing/relay.py) until stopped."""
+"""Run the relay and reaper loop (queueing/relay/loop.py) until stopped."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
-from queueing.relay import Relay
+from queueing.relay.loop import Relay
 
 
 class Command(BaseCommand):

@@ -1,14 +1,14 @@
-"""Create the platform's recurring jobs in django-celery-beat, if missing."""
+"""Create the apps' declared recurring jobs in django-celery-beat, if missing."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from queueing.schedules import seed_schedules
+from queueing.control.schedules import seed_schedules
 
 
 class Command(BaseCommand):
-    help = "Create missing platform schedules (never overwrites an operator's edits)."
+    help = "Create missing declared schedules (never overwrites an operator's edits)."
 
     def handle(self, *args, **options):
         created = seed_schedules()

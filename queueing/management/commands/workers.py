@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from queueing.queues import worker_commands
+from queueing.specs import queue_specs, worker_commands
 
 
 class Command(BaseCommand):
@@ -23,5 +22,5 @@ class Command(BaseCommand):
             "# One line per queue group; run each on every worker host (N hosts = N copies).\n"
             "# Concurrency is per host. Queues without a group run in a worker of their own."
         )
-        for line in worker_commands(settings.TASKYARD_QUEUE_SPECS):
+        for line in worker_commands(queue_specs()):
             self.stdout.write(line)

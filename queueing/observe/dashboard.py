@@ -5,7 +5,7 @@ time percentiles, paused flag and live workers.
 Built to stay fast on a large ledger: counts only of the non-finished statuses and dead
 (a partial index, job_open_idx); the last hour's throughput, failures and run-time
 percentiles from per-minute roll-ups in Redis that workers write as attempts end
-(queueing/metrics.py), never from a scan of the attempts. Percentiles are bucket upper
+(queueing/observe/metrics.py), never from a scan of the attempts. Percentiles are bucket upper
 bounds. bench/dashboard.py measures it with 1,000,000 jobs.
 """
 
@@ -21,9 +21,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from queueing.metrics import RUN_BUCKETS, minute_rollups, run_percentile
+from queueing.counters import RUN_BUCKETS, minute_rollups, run_percentile
 from queueing.models import Job, JobStatus, QueueState
-from queueing.stats import status_counts
+from queueing.observe.stats import status_counts
 
 OPEN_STATUSES = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING,
                  JobStatus.DEAD)  # fmt: skip

@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from queueing import metrics
+from queueing import counters as metrics
+from queueing.ledger.retry import Decision
+from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import (
     AttemptOutcome,
     DeadLetter,
@@ -32,8 +34,6 @@ from queueing.models import (
     JobOrigin,
     JobStatus,
 )
-from queueing.retry import Decision
-from queueing.wake import nudge_relay_if_soon
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def adopt(job_id: str, task, args: list, kwargs: dict, queue: str, owner: str) -
     """Create the ledger row of a message published without the ledger (``celery call``,
     Flower's API, ``send_task`` from another service), already running under our lease.
     None if a row appeared meanwhile (a concurrent duplicate delivery)."""
-    from queueing.ledger import retry_policy_for
+    from queueing.ledger.enqueue import retry_policy_for
 
     now = timezone.now()
     if queue not in settings.TASKYARD_QUEUES:

@@ -80,8 +80,8 @@ def retry(job_id, *, user=None) -> Job:
     Anything else raises RetryRefused."""
     from django.db import transaction
 
-    from queueing.deadletters import DeadLetterError, enqueue_again, replay
-    from queueing.wake import nudge_relay
+    from queueing.ledger.deadletters import DeadLetterError, enqueue_again, replay
+    from queueing.ledger.wake import nudge_relay
 
     job = Job.objects.select_related("dead_letter").get(id=job_id)
     with transaction.atomic():

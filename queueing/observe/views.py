@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from queueing.health import readiness
-from queueing.metrics import TaskyardCollector
+from queueing.observe.health import readiness
+from queueing.observe.metrics import TaskyardCollector
 
 _registry = CollectorRegistry(auto_describe=False)
 _registry.register(TaskyardCollector())

@@ -15,10 +15,10 @@ import redis
 from django.utils import timezone
 
 from queueing.broker import control_connection, shared_redis
-from queueing.ledger import broker_queue_keys
-from queueing.limits import ConcurrencyLimiter, concurrency_key_for, limits_for
+from queueing.control.limits import ConcurrencyLimiter, concurrency_key_for, limits_for
+from queueing.control.pause import is_paused
+from queueing.ledger.enqueue import broker_queue_keys
 from queueing.models import FINAL_STATUSES, Job, JobStatus
-from queueing.pause import is_paused
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from queueing.models import (
     JobStatus,
     QueueState,
 )
-from queueing.stats import percentile
+from queueing.observe.stats import percentile
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 It makes every task of the project tracked by the job ledger:
 
-- ``delay()`` / ``apply_async()`` go through ``queueing.ledger.enqueue``: a Job row in the
+- ``delay()`` / ``apply_async()`` go through ``queueing.ledger.enqueue.enqueue``: a Job row in the
   caller's transaction, the message published after commit.
 - On the worker, ``__call__`` claims the job (or adopts a message published without the
   ledger), keeps its lease while the body runs, and records the outcome under the fencing
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore, Retry
@@ -24,7 +25,7 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-LEDGER_HEADER = "taskyard_ledger"  # queueing.ledger.LEDGER_HEADER (no import cycle here)
+LEDGER_HEADER = "taskyard_ledger"  # queueing.ledger.enqueue.LEDGER_HEADER (no import cycle here)
 
 # Celery re-sends a task whose pool process died (task_retry_on_worker_lost) after
 # ``default_retry_delay`` seconds. For tracked tasks the ledger's lease decides instead
@@ -68,12 +69,36 @@ class TaskyardTask(Task):
     #: (filled from the job's arguments). Lease-bound: a dead worker frees its slot.
     concurrency_key: str | None = None
     concurrency_limit: int = 1
-    #: A named global rate limit from settings.TASKYARD_RATE_LIMITS (queueing/limits.py).
+    #: A named global rate limit from settings.TASKYARD_RATE_LIMITS (queueing/control/limits.py).
     rate_limit_key: str | None = None
-    #: Override the queue's retry defaults (queueing.retry.RetryPolicy).
+    #: Override the queue's retry defaults (queueing.ledger.retry.RetryPolicy).
     max_attempts: int | None = None
     retry_base_delay: float | None = None
     retry_max_delay: float | None = None
+    #: A unique-key template filled from the job's arguments ("invoice:{invoice_id}"),
+    #: used when the caller passes no unique_key.
+    unique_key: str | None = None
+    #: Exceptions never retried, besides PermanentError and HTTP 4xx.
+    permanent_for: tuple[type[BaseException], ...] = ()
+    #: The API contract (a queueing.Contract): absent, the job is not enqueueable over HTTP.
+    api_contract: Any = None
+    #: Roles that may enqueue it over the API (besides enqueue_any); None: the queue's
+    #: enqueue permission decides.
+    enqueue_roles: tuple[str, ...] | None = None
+    #: Declared with queueing.job() (its options were checked there).
+    declared = False
+    #: job(queue=...) and job(priority=...).
+    declared_queue: str | None = None
+    declared_priority: int | None = None
+
+    @classmethod
+    def on_bound(cls, app) -> None:
+        """Refuse Celery options that the ledger replaces, and typos, on tracked tasks
+        declared with plain @shared_task (job() checks its own at import)."""
+        super().on_bound(app)
+        from queueing.worker.declaration import check_task_class
+
+        check_task_class(cls, app.conf)
 
     @property
     def is_tracked(self) -> bool:
@@ -96,8 +121,8 @@ class TaskyardTask(Task):
             return super().apply_async(
                 args, kwargs, task_id, producer, link, link_error, shadow, **options
             )
-        from queueing.execution import job_exists
-        from queueing.ledger import enqueue
+        from queueing.ledger.enqueue import enqueue
+        from queueing.ledger.transitions import job_exists
 
         if task_id and job_exists(task_id):
             # Celery re-sending a job the ledger already has (its worker-lost retry):
@@ -147,7 +172,7 @@ class TaskyardTask(Task):
     def assert_lease(self) -> None:
         """Inside ``transaction.atomic()``: raise LeaseLost unless this attempt still holds
         the job. Locks the job row until the transaction ends."""
-        from queueing.execution import assert_lease
+        from queueing.ledger.transitions import assert_lease
 
         claim = getattr(self.request, "taskyard_claim", None)
         if claim is not None:
@@ -155,15 +180,15 @@ class TaskyardTask(Task):
 
     def lease_lost(self) -> bool:
         """True once the lease was taken over: a long task should stop early."""
-        from queueing.execution import LeaseKeeper
+        from queueing.ledger.transitions import LeaseKeeper
 
         claim = getattr(self.request, "taskyard_claim", None)
         return claim is not None and LeaseKeeper.get().is_lost(claim)
 
     def is_cancelled(self) -> bool:
-        """True once an operator asked this job to stop (queueing.control.cancel). A long
+        """True once an operator asked this job to stop (queueing.control.operations.cancel). A long
         task checks it between steps and raises JobCancelled (or returns)."""
-        from queueing.execution import is_cancel_requested
+        from queueing.ledger.transitions import is_cancel_requested
 
         claim = getattr(self.request, "taskyard_claim", None)
         return claim is not None and is_cancel_requested(claim)
@@ -172,8 +197,8 @@ class TaskyardTask(Task):
         """Report progress (0-100) on the job and as Celery state PROGRESS for Flower.
         Throttled: at most one write per PROGRESS_MIN_INTERVAL_SECONDS, except 100 %.
         Returns whether it was written."""
-        from queueing.control import PROGRESS_MIN_INTERVAL_SECONDS
-        from queueing.execution import record_progress
+        from queueing.control.operations import PROGRESS_MIN_INTERVAL_SECONDS
+        from queueing.ledger.transitions import record_progress
 
         if isinstance(percent, bool) or not isinstance(percent, int | float):
             raise TypeError(f"percent must be a number, not {percent!r}")
@@ -210,7 +235,7 @@ class TaskyardTask(Task):
             # The worker already pushed this delivery's request; Task.__call__ would
             # push an empty one over it.
             return self.run(*args, **kwargs)
-        from queueing.pause import is_paused, put_back
+        from queueing.control.pause import is_paused, put_back
 
         request = self.request
         owner = f"{request.hostname}/{os.getpid()}"
@@ -229,8 +254,8 @@ class TaskyardTask(Task):
                 slot[0].release(slot[1], request.id)
 
     def _claim_and_run(self, request, owner, queue, slot, args, kwargs):
-        from queueing import execution
-        from queueing.control import JobCancelled
+        from queueing.control.operations import JobCancelled
+        from queueing.ledger import transitions as execution
 
         claim = execution.claim(request.id, owner)
         from_ledger = bool(request.get(LEDGER_HEADER))
@@ -265,8 +290,8 @@ class TaskyardTask(Task):
     def _wait_for_rate_limits(self, job_id: str, queue: str) -> None:
         """Take a start from each global limit of this job, or defer the job (no attempt
         spent) until one frees and drop this delivery."""
-        from queueing import limits
         from queueing.broker import shared_redis
+        from queueing.control import limits
 
         named = limits.limits_for(self, queue)
         if not named:
@@ -280,9 +305,9 @@ class TaskyardTask(Task):
 
     def _take_concurrency_slot(self, job_id: str, args, kwargs):
         """Hold a slot of the task's concurrency key (lease-bound), or defer the job."""
-        from queueing import limits
         from queueing.broker import shared_redis
-        from queueing.execution import lease_seconds
+        from queueing.control import limits
+        from queueing.ledger.transitions import lease_seconds
 
         key = limits.concurrency_key_for(self, list(args), dict(kwargs))
         if key is None:
@@ -300,13 +325,13 @@ class TaskyardTask(Task):
     def _slot_renewer(slot, claim):
         if slot is None:
             return None
-        from queueing.execution import lease_seconds
+        from queueing.ledger.transitions import lease_seconds
 
         limiter, key = slot
         return lambda: limiter.renew(key, claim.job_id, lease_seconds())
 
     def _run_attempt(self, claim, args, kwargs):
-        from queueing import execution
+        from queueing.ledger import transitions as execution
 
         if self.atomic:
             with transaction.atomic():
@@ -321,8 +346,9 @@ class TaskyardTask(Task):
         return value
 
     def _after_failure(self, claim, exc: BaseException):
-        from queueing import execution, retry
-        from queueing.ledger import retry_policy_for
+        from queueing.ledger import retry
+        from queueing.ledger import transitions as execution
+        from queueing.ledger.enqueue import retry_policy_for
 
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise exc  # the worker is stopping: the lease brings the job back
@@ -342,7 +368,10 @@ class TaskyardTask(Task):
                 decision = retry.Decision(True, exc.countdown, decision.kind, "retry requested")
         else:
             cause = exc
-            decision = retry.decide(retry.classify(exc), claim.attempt, policy)
+            classification = retry.classify(exc)
+            if self.permanent_for and isinstance(exc, self.permanent_for):
+                classification = retry.Classification(retry.FailureKind.PERMANENT)
+            decision = retry.decide(classification, claim.attempt, policy)
         status = execution.record_failure(claim, cause, decision)
         if status is None:
             execution.record_superseded(claim, cause)

@@ -12,7 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from queueing.ledger import enqueue
+from queueing.ledger.enqueue import enqueue
 from queueing.models import DeadLetter, Job, JobOrigin, JobStatus
 
 logger = logging.getLogger(__name__)

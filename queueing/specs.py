@@ -1,20 +1,62 @@
-"""Declared queues: one declaration per queue in settings.TASKYARD_QUEUES.
+"""The TASKYARD_* settings as validated, typed values: queues, rates, throttles.
 
-Each declaration names the queue's concurrency, pool, worker group, default priority and
-retry defaults; Celery's ``task_queues`` and the production worker command lines
-(``manage.py workers --print``) derive from it. A malformed declaration stops every
-process at start with a message naming the queue and the field.
+Settings are plain data (config/settings.py imports no app code); this module parses
+them on first use and again whenever a setting is replaced (tests' override_settings),
+and QueueingConfig.ready() calls every parser, so a malformed declaration stops every
+process at start with a message naming the setting and the field. Celery's
+``task_queues`` and the production worker command lines (``manage.py workers --print``)
+derive from the queue declarations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from queueing.limits import Rate, parse_rate
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period: float  # seconds
+
+    def __str__(self) -> str:
+        for unit, seconds in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+            if self.period % seconds == 0:
+                count = int(self.period // seconds)
+                return f"{self.limit}/{count if count > 1 else ''}{unit}"
+        return f"{self.limit}/{self.period}s"
+
+
+def parse_rate(value: object, where: str) -> Rate:
+    """'100/m' → Rate(100, 60), '100/15m' → Rate(100, 900). Anything else:
+    ImproperlyConfigured naming ``where``."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(
+            f"{where}: rate {value!r} is not like '100/m' or '100/15m' "
+            "(a positive count per s, m or h, or per N of them)"
+        )
+    multiple = int(match.group(2) or 1)
+    if multiple < 1:
+        raise ImproperlyConfigured(f"{where}: rate {value!r} has a zero period")
+    return Rate(int(match.group(1)), multiple * _PERIODS[match.group(3)])
+
+
+def parse_rate_limits(raw: dict) -> dict[str, Rate]:
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("TASKYARD_RATE_LIMITS must be a dict of name: 'N/period'")
+    return {
+        name: parse_rate(value, f"TASKYARD_RATE_LIMITS[{name!r}]") for name, value in raw.items()
+    }
+
 
 POOLS = ("prefork", "threads")
 _RETRY_FIELDS = {"max_attempts", "base_delay", "max_delay"}
@@ -33,7 +75,7 @@ class QueueSpec:
     retry: Mapping[str, Any] = field(default_factory=dict)
     # Seconds a finished job is kept, per final status (overrides the global defaults).
     retention: Mapping[str, float] = field(default_factory=dict)
-    # Starts per window across the whole cluster (queueing/limits.py), e.g. "60/m".
+    # Starts per window across the whole cluster (queueing/control/limits.py), e.g. "60/m".
     rate_limit: Rate | None = None
 
 
@@ -107,3 +149,45 @@ def worker_commands(specs: Mapping[str, QueueSpec]) -> list[str]:
             f"--pool={members[0].pool} --hostname={group}@%h --loglevel=INFO"
         )
     return lines
+
+
+T = TypeVar("T")
+_parsed: dict[str, tuple[Any, Any]] = {}
+
+
+def _cached(setting: str, parse: Callable[[Any], T]) -> T:
+    """``parse(settings.<setting>)``, parsed again only when the setting object changes."""
+    raw = getattr(settings, setting)
+    hit = _parsed.get(setting)
+    if hit is not None and hit[0] is raw:
+        return hit[1]
+    value = parse(raw)
+    _parsed[setting] = (raw, value)
+    return value
+
+
+def queue_specs() -> dict[str, QueueSpec]:
+    """settings.TASKYARD_QUEUES, validated."""
+    return _cached("TASKYARD_QUEUES", parse_queues)
+
+
+def rate_limit_specs() -> dict[str, Rate]:
+    """settings.TASKYARD_RATE_LIMITS, validated."""
+    return _cached("TASKYARD_RATE_LIMITS", parse_rate_limits)
+
+
+def throttle_specs() -> dict[str, Rate]:
+    """settings.API_THROTTLE_RATES (per-user API limits), validated."""
+    return _cached(
+        "API_THROTTLE_RATES",
+        lambda raw: {
+            scope: parse_rate(rate, f"API_THROTTLE_{scope.upper()}") for scope, rate in raw.items()
+        },
+    )
+
+
+def check_all() -> None:
+    """Parse every declaration now (at start): ImproperlyConfigured on the first bad one."""
+    queue_specs()
+    rate_limit_specs()
+    throttle_specs()

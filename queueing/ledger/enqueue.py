@@ -3,7 +3,7 @@
 A job is a ``Job`` row inserted in the caller's transaction; its message is published
 only after that transaction commits (``transaction.on_commit``). So a rollback leaves no
 job and no execution, and a broker that is down at commit costs the caller nothing: the
-publish fails quietly, the row stays unpublished, and the relay (queueing/relay.py)
+publish fails quietly, the row stays unpublished, and the relay (queueing/relay/loop.py)
 publishes it when the broker answers again. See docs/job-ledger.md.
 """
 
@@ -22,15 +22,17 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import QueueNotFound
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from queueing.limits import concurrency_key_for
+from queueing.ledger.keys import concurrency_key_for, fill_key
+from queueing.ledger.retry import RetryPolicy
+from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
-from queueing.retry import RetryPolicy
-from queueing.wake import nudge_relay_if_soon
+from queueing.specs import queue_specs
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +113,26 @@ def resolve_task(task: str | Task) -> Task:
 
 
 def resolve_queue(task: Task, queue: str | None, args: list, kwargs: dict) -> str:
-    """The queue a job goes to: explicit, else Celery's routes (CELERY_TASK_ROUTES)."""
-    name = queue
+    """The queue a job goes to, first found of: the call's ``queue``; the task's declared
+    queue (``job(queue=...)`` or ``@shared_task(queue=...)``); a route in
+    CELERY_TASK_ROUTES; the queue named after the Django app that defines the task (its
+    label), when declared; the default queue. UnknownQueue when the answer is
+    not a declared queue."""
+    name = queue or getattr(task, "declared_queue", None) or getattr(task, "queue", None)
     if not name:
-        try:
-            route = _app().amqp.router.route({}, task.name, args, kwargs)
-        except QueueNotFound as exc:
-            raise UnknownQueue(f"task {task.name!r} routes to an undeclared queue: {exc}") from None
-        name = route["queue"].name
+        router = _app().amqp.router
+        route = router.lookup_route(task.name, args, kwargs, {}, task) if router.routes else None
+        if route:
+            try:
+                name = router.expand_destination(route)["queue"].name
+            except QueueNotFound as exc:
+                raise UnknownQueue(
+                    f"task {task.name!r} routes to an undeclared queue: {exc}"
+                ) from None
+    if not name:
+        config = apps.get_containing_app_config(getattr(task, "__module__", "") or "")
+        name = config.label if config and config.label in settings.TASKYARD_QUEUES else None
+    name = name or settings.CELERY_TASK_DEFAULT_QUEUE
     if name not in settings.TASKYARD_QUEUES:
         raise UnknownQueue(
             f"unknown queue {name!r}; declared queues: {', '.join(settings.TASKYARD_QUEUES)}"
@@ -176,12 +190,20 @@ def _check_arguments(
     return args, kwargs, passthrough
 
 
+def _declared_unique_key(task: Task, args: list, kwargs: dict) -> str | None:
+    try:
+        return fill_key(task, "unique_key", args, kwargs)
+    except ImproperlyConfigured as exc:
+        raise InvalidArguments(str(exc)) from None
+
+
 def default_priority(task: Task, queue_name: str) -> int:
     """The priority of a job enqueued without one: the task's ``priority`` attribute,
     else its queue's declared default, else TASKYARD_DEFAULT_PRIORITY (0 most urgent)."""
     for candidate in (
+        getattr(task, "declared_priority", None),
         getattr(task, "priority", None),
-        settings.TASKYARD_QUEUE_SPECS[queue_name].priority,
+        queue_specs()[queue_name].priority,
     ):
         if candidate is not None:
             return _check_priority(candidate)
@@ -264,6 +286,8 @@ def enqueue(
     """
     celery_task = resolve_task(task)
     args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
+    if unique_key is None:
+        unique_key = _declared_unique_key(celery_task, args, kwargs)
     queue_name = resolve_queue(celery_task, queue, args, kwargs)
     priority = _check_priority(priority)
     if priority is None:

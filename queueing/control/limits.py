@@ -14,22 +14,19 @@ then; the worker moves on to other work meanwhile.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
-import re
 import uuid
-from dataclasses import dataclass
 
 import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from queueing.wake import nudge_relay_if_soon
+from queueing.ledger.keys import concurrency_key_for  # noqa: F401 - re-exported for callers
+from queueing.ledger.wake import nudge_relay_if_soon
+from queueing.specs import Rate, queue_specs, rate_limit_specs
 
 logger = logging.getLogger(__name__)
 
-_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
 
 # KEYS[1] the log; ARGV: limit, window in ms, a unique member. Redis's own clock, so
 # workers on hosts with skewed clocks share one time line. Returns 0 when the start is
@@ -50,42 +47,6 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 """
 
 
-@dataclass(frozen=True)
-class Rate:
-    limit: int
-    period: float  # seconds
-
-    def __str__(self) -> str:
-        for unit, seconds in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-            if self.period % seconds == 0:
-                count = int(self.period // seconds)
-                return f"{self.limit}/{count if count > 1 else ''}{unit}"
-        return f"{self.limit}/{self.period}s"
-
-
-def parse_rate(value: object, where: str) -> Rate:
-    """'100/m' → Rate(100, 60), '100/15m' → Rate(100, 900). Anything else:
-    ImproperlyConfigured naming ``where``."""
-    match = _RATE.match(value) if isinstance(value, str) else None
-    if not match or int(match.group(1)) < 1:
-        raise ImproperlyConfigured(
-            f"{where}: rate {value!r} is not like '100/m' or '100/15m' "
-            "(a positive count per s, m or h, or per N of them)"
-        )
-    multiple = int(match.group(2) or 1)
-    if multiple < 1:
-        raise ImproperlyConfigured(f"{where}: rate {value!r} has a zero period")
-    return Rate(int(match.group(1)), multiple * _PERIODS[match.group(3)])
-
-
-def parse_rate_limits(raw: dict) -> dict[str, Rate]:
-    if not isinstance(raw, dict):
-        raise ImproperlyConfigured("TASKYARD_RATE_LIMITS must be a dict of name: 'N/period'")
-    return {
-        name: parse_rate(value, f"TASKYARD_RATE_LIMITS[{name!r}]") for name, value in raw.items()
-    }
-
-
 class RateLimiter:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -102,16 +63,15 @@ class RateLimiter:
 
 def limits_for(task, queue: str) -> list[tuple[str, Rate]]:
     """The named limits a job of ``task`` on ``queue`` must pass."""
-    from django.conf import settings
 
     found = []
-    spec = settings.TASKYARD_QUEUE_SPECS.get(queue)
+    spec = queue_specs().get(queue)
     if spec is not None and spec.rate_limit is not None:
         found.append((f"queue:{queue}", spec.rate_limit))
     key = getattr(task, "rate_limit_key", None)
     if key:
         try:
-            found.append((key, settings.TASKYARD_RATE_LIMIT_SPECS[key]))
+            found.append((key, rate_limit_specs()[key]))
         except KeyError:
             raise ImproperlyConfigured(
                 f"task {task.name} names rate limit {key!r}, which TASKYARD_RATE_LIMITS lacks"
@@ -164,24 +124,6 @@ return 1
 # A job that finds its concurrency key full waits at least this long before it is
 # published again (the holder will usually finish before its lease lapses).
 CONCURRENCY_RETRY_SECONDS = 1.0
-
-
-def concurrency_key_for(task, args: list, kwargs: dict) -> str | None:
-    """The task's ``concurrency_key`` filled from the job's arguments, e.g.
-    "billing:{customer_id}" → "billing:42". None when the task declares none."""
-    template = getattr(task, "concurrency_key", None)
-    if not template:
-        return None
-    try:
-        named = inspect.signature(task.run).bind_partial(*args, **kwargs).arguments
-    except TypeError:
-        named = dict(kwargs)
-    try:
-        return template.format(*args, **named)
-    except (IndexError, KeyError) as exc:
-        raise ImproperlyConfigured(
-            f"task {task.name}: concurrency_key {template!r} needs argument {exc}"
-        ) from None
 
 
 class ConcurrencyLimiter:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from queueing.models import Job
+from queueing.specs import queue_specs
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ PRUNE_BATCH_SIZE = 1000
 def retention_seconds(queue: str, status: str) -> float:
     """The queue's retention for a final status, never shorter than the broker's
     visibility timeout: a late redelivery must still find its (finished) row."""
-    spec = settings.TASKYARD_QUEUE_SPECS.get(queue)
+    spec = queue_specs().get(queue)
     seconds = (spec.retention if spec else {}).get(status)
     if seconds is None:
         seconds = settings.TASKYARD_DEFAULT_RETENTION[status]

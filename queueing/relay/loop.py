@@ -33,9 +33,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from queueing import metrics
-from queueing.execution import fingerprint
-from queueing.ledger import PublishSpec, broker_queue_keys, publish
+from queueing import counters as metrics
+from queueing.control.pause import sync_paused_set
+from queueing.ledger.enqueue import PublishSpec, broker_queue_keys, publish
+from queueing.ledger.transitions import fingerprint
+from queueing.ledger.wake import wait_for_nudge
 from queueing.models import (
     AttemptOutcome,
     DeadLetter,
@@ -44,9 +46,7 @@ from queueing.models import (
     JobAttempt,
     JobStatus,
 )
-from queueing.pause import sync_paused_set
 from queueing.registry import RELAY_KEY, beat
-from queueing.wake import wait_for_nudge
 
 logger = logging.getLogger(__name__)
 
@@ -396,5 +396,5 @@ class Relay:
             # A full batch means more is waiting: go again at once.
             if report.published >= self.batch or report.promoted >= self.batch:
                 continue
-            # Sleep until then, unless someone schedules a job due sooner (queueing.wake).
+            # Sleep until then, unless someone schedules a job due sooner (queueing.ledger.wake).
             wait_for_nudge(self.redis, wake - time.monotonic())

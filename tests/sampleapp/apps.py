@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SampleAppConfig(AppConfig):
+    name = "tests.sampleapp"
+    label = "sampleapp"
+    verbose_name = "Sample app (tests)"

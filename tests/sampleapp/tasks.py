@@ -1,0 +1,44 @@
+"""Jobs of the sample app, declared only with the public names of queueing."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from rest_framework import serializers
+
+from queueing import Contract, job
+
+
+class PlanCollectionArgs(Contract):
+    route_id = serializers.IntegerField(min_value=1)
+    note = serializers.CharField(max_length=100, required=False)
+
+
+@job(
+    queue="routing",
+    name="sampleapp.plan_collection",
+    api=PlanCollectionArgs,
+    roles=("dispatcher",),
+    unique_key="collection:{route_id}",
+    retry={"max_attempts": 2, "base_delay": 0.1},
+)
+def plan_collection(route_id: int, note: str = "") -> dict:
+    """Pretend to plan the collection round of one route."""
+    return {"route_id": route_id, "note": note, "planned": True}
+
+
+@job(queue="billing", name="tests.declared_on_billing")
+def declared_on_billing(value: int) -> int:
+    """Declared on billing, named outside it: routing follows the declaration."""
+    return value
+
+
+@shared_task(name="tests.plain_queue_billing", queue="billing")
+def plain_queue_billing(value: int) -> int:
+    """Plain Celery declaration naming a queue: the ledger honours it."""
+    return value
+
+
+@shared_task(name="billing.sample_run_invoices")
+def plain_named_like_billing(value: int) -> int:
+    """Plain Celery, no queue: goes to the queue named after the app defining it."""
+    return value
