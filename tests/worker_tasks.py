@@ -15,8 +15,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from queueing.api.contracts import Contract
-from queueing.control import JobCancelled
-from queueing.retry import PermanentError, RateLimited
+from queueing.control.operations import JobCancelled
+from queueing.ledger.retry import PermanentError, RateLimited
 from tests.sideeffects.models import SideEffect
 
 KEY_PREFIX = "taskyard-test"

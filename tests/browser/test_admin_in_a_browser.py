@@ -10,10 +10,10 @@ import pytest
 from django.conf import settings
 
 import queueing
-from queueing.execution import claim, record_failure
+from queueing.control.pause import resume_queue
+from queueing.ledger.retry import Decision, FailureKind, PermanentError
+from queueing.ledger.transitions import claim, record_failure
 from queueing.models import DeadLetter, JobStatus, QueueState
-from queueing.pause import resume_queue
-from queueing.retry import Decision, FailureKind, PermanentError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"

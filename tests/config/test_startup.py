@@ -83,5 +83,5 @@ def test_celery_is_configured_for_json_and_reliable_delivery():
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
-    assert conf.beat_scheduler == "queueing.beat:SingleBeatScheduler"
+    assert conf.beat_scheduler == "queueing.control.beat:SingleBeatScheduler"
     assert conf.worker_send_task_events is True
