@@ -10,7 +10,8 @@ how an app declares its jobs, endpoints and schedules with these names.
     explain(job)         why a job is not running, as reason codes
     Contract             base serializer of a task's API arguments (unknown fields refused)
     JobEndpoint          an app's POST endpoint that validates and enqueues one task
-    PermanentError, TransientError, RateLimited, JobCancelled, EnqueueError
+    PermanentError, TransientError, RateLimited, JobCancelled, EnqueueError,
+    JobDeclarationError  a job() declaration that cannot work (at import)
     Job, JobStatus       the ledger's model and statuses
 
 Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
@@ -30,13 +31,14 @@ if TYPE_CHECKING:
     from queueing.ledger.retry import PermanentError, RateLimited, TransientError
     from queueing.models import Job, JobStatus
     from queueing.observe.explain import explain
-    from queueing.worker.declaration import job
+    from queueing.worker.declaration import JobDeclarationError, job
 
 # public name -> the module that defines it
 _EXPORTS = {
     "job": "queueing.worker.declaration",
     "enqueue": "queueing.ledger.enqueue",
     "EnqueueError": "queueing.ledger.enqueue",
+    "JobDeclarationError": "queueing.worker.declaration",
     "explain": "queueing.observe.explain",
     "Contract": "queueing.contracts",
     "JobEndpoint": "queueing.api.endpoints",
@@ -53,6 +55,7 @@ __all__ = [
     "EnqueueError",
     "Job",
     "JobCancelled",
+    "JobDeclarationError",
     "JobEndpoint",
     "JobStatus",
     "PermanentError",

@@ -68,11 +68,13 @@ def contract_for(task: Task) -> type[Contract]:
     return import_string(contract) if isinstance(contract, str) else contract
 
 
-def validate_arguments(task: Task, data: Any) -> dict:
-    """The task's keyword arguments, checked and JSON-ready; ValidationError otherwise
-    (fields named ``args.<name>``)."""
+def validate_arguments(task: Task, data: Any, *, field: str | None = "args") -> dict[str, Any]:
+    """The task's keyword arguments, checked and JSON-ready; ValidationError otherwise,
+    its fields under ``field`` (``args.<name>``), or top-level with ``field=None``."""
     serializer = contract_for(task)(data=data if data is not None else {})
     if not serializer.is_valid():
-        raise serializers.ValidationError({"args": serializer.errors})
+        raise serializers.ValidationError(
+            {field: serializer.errors} if field else serializer.errors
+        )
     # Dates, decimals, UUIDs as the worker will receive them (JSON).
     return json.loads(json.dumps(serializer.validated_data, cls=DjangoJSONEncoder))

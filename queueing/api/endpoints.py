@@ -115,4 +115,4 @@ class JobEndpoint(APIView):
     @extend_schema(responses={202: s.JobSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
         task = self.get_task()
-        return accept_job(request, task, validate_arguments(task, request.data))
+        return accept_job(request, task, validate_arguments(task, request.data, field=None))

@@ -66,6 +66,18 @@ JOB_OPTIONS = (
     "permanent_for",
 )
 RETRY_FIELDS = ("max_attempts", "base_delay", "max_delay")
+# Names a newcomer tries (the base class's attribute names, Oban/Sidekiq words) and the
+# option that does it.
+OPTION_HINTS = {
+    "max_attempts": "retry={'max_attempts': N}",
+    "retry_base_delay": "retry={'base_delay': seconds}",
+    "retry_max_delay": "retry={'max_delay': seconds}",
+    "rate_limit_key": "rate_limit='<name in TASKYARD_RATE_LIMITS>'",
+    "concurrency": "concurrency_key='<template>', concurrency_limit=N",
+    "api_contract": "api=<Contract>",
+    "enqueue_roles": "roles=(...)",
+    "unique": "unique_key='<template>'",
+}
 # What a per-worker Celery rate ("10/m", "5/s") looks like, to explain the difference.
 _CELERY_RATE = re.compile(r"^\s*\d+(\.\d+)?\s*/\s*\d*\s*[smh]\s*$")
 
@@ -195,6 +207,8 @@ def refuse_unknown(options: Iterable[str], where: str) -> None:
             )
     known = (*JOB_OPTIONS, *CELERY_OPTIONS)
     for key in options:
+        if key in OPTION_HINTS:
+            raise JobDeclarationError(f"{where}: unknown option {key!r}; use {OPTION_HINTS[key]}")
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

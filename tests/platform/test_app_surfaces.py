@@ -68,7 +68,7 @@ def test_the_same_endpoint_through_post_jobs_is_guarded_the_same_way(roles):
         ({"route_id": 0}, "route_id"),
         ({"route_id": 1, "colour": "red"}, "colour"),
         ({"route_id": 1, "note": "x" * 101}, "note"),
-        ([1, 2], "non_field_errors"),
+        ([1, 2], "request"),
     ],
 )
 def test_bad_arguments_are_a_400_naming_the_field_and_nothing_is_written(roles, body, field):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from rest_framework import serializers
 
-from queueing import Contract, job
+from queueing import Contract, TransientError, job
 
 
 class PlanCollectionArgs(Contract):
@@ -42,3 +42,20 @@ def plain_queue_billing(value: int) -> int:
 def plain_named_like_billing(value: int) -> int:
     """Plain Celery, no queue: goes to the queue named after the app defining it."""
     return value
+
+
+@job(queue="sampleapp", name="sampleapp.flaky", retry={"max_attempts": 2, "base_delay": 0.1})
+def flaky(key: str) -> None:
+    """Always fails with an error worth retrying: two attempts, then a dead letter."""
+    raise TransientError(f"{key}: the remote is down")
+
+
+@job(
+    queue="sampleapp",
+    name="sampleapp.rejects",
+    retry={"max_attempts": 5, "base_delay": 0.1},
+    permanent_for=(ValueError,),
+)
+def rejects(value: str) -> None:
+    """Fails with an error the job declares permanent: one attempt only."""
+    raise ValueError(f"{value!r} is not a route")
