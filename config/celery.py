@@ -31,3 +31,16 @@ def _check_settings() -> None:
 
 
 _check_settings()
+
+
+@app.on_after_configure.connect
+def _setup_django(sender: Celery, **_: object) -> None:
+    """Set Django up for Celery commands that do not (``celery -A config call``,
+    ``inspect``...): sending goes through the ledger and the results table, which need
+    the models. Web and worker processes are set up (or being set up) already."""
+    from django.apps import apps
+
+    if not apps.ready and not apps.loading:
+        import django
+
+        django.setup()

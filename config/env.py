@@ -213,3 +213,20 @@ def broker_url_from_redis_url(url: str) -> str:
     if url.startswith("unix://"):
         return "redis+socket://" + url[len("unix://") :]
     return url
+
+
+def load_env_file(path: Path) -> bool:
+    """Fill unset environment variables from ``path`` (KEY=VALUE lines, # comments);
+    variables already set win. Returns whether the file exists. A line that is not
+    KEY=VALUE is an ImproperlyConfigured naming the file and line."""
+    if not path.is_file():
+        return False
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ImproperlyConfigured(f"{path}:{number}: expected KEY=VALUE, got {text!r}")
+        os.environ.setdefault(key.strip(), value.strip())
+    return True

@@ -24,6 +24,7 @@ from config.env import (
     env_int,
     env_list,
     env_str,
+    load_env_file,
     parse_database_url,
     parse_redis_url,
     sqlite_database,
@@ -33,6 +34,11 @@ from devstack import embedded_redis
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of a development install: SQLite file, embedded Redis data, logs.
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+# Written by the first `make run` (devstack): DEBUG=1 and a generated SECRET_KEY, so
+# manage.py and celery commands work from a plain shell on a development machine. Only
+# fills variables that are unset; a production host has no such file (and must not).
+LOCAL_ENV_FILE = VAR_DIR / "local.env"
+LOCAL_ENV_LOADED = load_env_file(LOCAL_ENV_FILE)
 
 # --- Core -----------------------------------------------------------------------------
 
@@ -45,14 +51,14 @@ _keyless = (
     len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in KEYLESS_COMMANDS
 )
 SECRET_KEY = env_str("SECRET_KEY")
+_secret_key_missing = False
 if not SECRET_KEY:
     if _keyless:
         SECRET_KEY = secrets.token_urlsafe(50)
     elif not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is required when DEBUG is off; set SECRET_KEY, or DEBUG=1 for "
-            "local development (make run and make test set DEBUG=1 for you)"
-        )
+        # Raised at the end of this module, so a malformed variable read later (say
+        # DATABASE_URL) is still the error reported first.
+        _secret_key_missing = True
     else:
         SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 - DEBUG only
 
@@ -457,3 +463,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+if _secret_key_missing:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is required when DEBUG is off; set SECRET_KEY, or DEBUG=1 for local "
+        "development (make run writes both to var/local.env, make test sets DEBUG=1)"
+    )

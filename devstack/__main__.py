@@ -13,6 +13,7 @@ acknowledge it.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -63,8 +64,27 @@ def _wait_ignoring_sigint(process: subprocess.Popen) -> int:
         signal.signal(signal.SIGTERM, previous_term)
 
 
+LOCAL_ENV = """# Written by the first `make run`: development defaults for every command run from a
+# plain shell (manage.py, celery). Variables set in the environment win. Never copy this
+# file to a production host.
+DEBUG=1
+SECRET_KEY={secret}
+"""
+
+
+def write_local_env(var_dir: Path) -> Path:
+    """Create var/local.env (DEBUG=1, a generated SECRET_KEY) unless it exists."""
+    path = var_dir / "local.env"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(LOCAL_ENV.format(secret=secrets.token_urlsafe(50)))
+        path.chmod(0o600)
+    return path
+
+
 def run() -> int:
     os.environ.setdefault("DEBUG", "1")
+    write_local_env(Path(os.environ.get("VAR_DIR", BASE_DIR / "var")))
     settings = _settings()
     redis = None
     if settings.REDIS_IS_EMBEDDED:

@@ -23,9 +23,10 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 from django.db import transaction
 
+from queueing.broker import LEDGER_HEADER
+
 logger = logging.getLogger(__name__)
 
-LEDGER_HEADER = "taskyard_ledger"  # queueing.ledger.enqueue.LEDGER_HEADER (no import cycle here)
 
 # Celery re-sends a task whose pool process died (task_retry_on_worker_lost) after
 # ``default_retry_delay`` seconds. For tracked tasks the ledger's lease decides instead
@@ -46,6 +47,18 @@ _LEDGER_OPTIONS = (
     "on_conflict",
     "max_attempts",
 )
+
+
+def _ensure_django() -> None:
+    """Set Django up if nobody has: ``celery -A config call <task>`` (and any script
+    that only imports the Celery app) sends through the ledger, which needs the models.
+    Web and worker processes are set up already and skip this."""
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        django.setup()
 
 
 class RetryRequested(Exception):
@@ -117,6 +130,7 @@ class TaskyardTask(Task):
         shadow=None,
         **options,
     ):
+        _ensure_django()
         if not self.is_tracked or self.app.conf.task_always_eager:
             return super().apply_async(
                 args, kwargs, task_id, producer, link, link_error, shadow, **options
@@ -211,7 +225,8 @@ class TaskyardTask(Task):
         last = getattr(self.request, "taskyard_progress_at", None)
         if last is not None and now - last < PROGRESS_MIN_INTERVAL_SECONDS and percent < 100:
             return False
-        self.request.taskyard_progress_at = now
+        # Celery's Context takes any attribute; its stub lists Celery's own only.
+        self.request.taskyard_progress_at = now  # type: ignore[attr-defined]
         if not record_progress(claim, float(percent), str(message)):
             return False
         self.update_state(state=PROGRESS_STATE, meta={"percent": percent, "message": message})
@@ -379,11 +394,13 @@ class TaskyardTask(Task):
         if decision.retry:
             # Celery records RETRY (Flower, results table) and acks; no message is sent:
             # the relay publishes the job when its run_at comes.
-            raise Retry(exc=cause, when=decision.delay) from None
+            # celery-stubs want exc: Exception and when: numbers.Real, which mypy cannot
+            # match to a float (no numeric tower); Celery takes any exception and number.
+            raise Retry(exc=cause, when=decision.delay) from None  # type: ignore[arg-type]
         if cause is not exc:
             raise cause from None
         raise exc
 
     def _queue_of(self, claim) -> str:
         queue = (self.request.delivery_info or {}).get("routing_key")
-        return queue or self.queue or "default"
+        return queue or getattr(self, "queue", None) or "default"
