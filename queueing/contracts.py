@@ -13,7 +13,7 @@ from typing import Any
 from rest_framework import serializers
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer[Any]):
     """Unknown fields are errors: a typo in an option must not be silently ignored."""
 
     #: What a value that is not an object is called in the error message.
@@ -21,11 +21,11 @@ class StrictSerializer(serializers.Serializer):
     #: The error an unknown field gets.
     unknown_field = "unknown field"
 
-    def to_internal_value(self, data: Any) -> dict:
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             raise serializers.ValidationError({"non_field_errors": [self.not_an_object]})
         unknown = sorted(set(data) - set(self.fields))
-        value = super().to_internal_value(data)
+        value: dict[str, Any] = super().to_internal_value(data)
         if unknown:
             raise serializers.ValidationError({name: [self.unknown_field] for name in unknown})
         return value

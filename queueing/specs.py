@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -50,7 +50,7 @@ def parse_rate(value: object, where: str) -> Rate:
     return Rate(int(match.group(1)), multiple * _PERIODS[match.group(3)])
 
 
-def parse_rate_limits(raw: dict) -> dict[str, Rate]:
+def parse_rate_limits(raw: dict[str, Any]) -> dict[str, Rate]:
     if not isinstance(raw, dict):
         raise ImproperlyConfigured("TASKYARD_RATE_LIMITS must be a dict of name: 'N/period'")
     return {
@@ -113,7 +113,9 @@ def parse_queue(name: str, raw: Mapping[str, Any]) -> QueueSpec:
     return QueueSpec(name, concurrency, pool, group, priority, retry, retention, rate_limit)
 
 
-def _numbers(name: str, section: str, raw: Any, allowed: set[str], minimum: float) -> dict:
+def _numbers(
+    name: str, section: str, raw: Any, allowed: set[str], minimum: float
+) -> dict[str, Any]:
     """A dict section of numbers (retry, retention) with only the allowed keys."""
     if not isinstance(raw, Mapping) or set(raw) - allowed:
         raise _fail(name, f"{section} takes only {sorted(allowed)}")
@@ -160,7 +162,7 @@ def _cached(setting: str, parse: Callable[[Any], T]) -> T:
     raw = getattr(settings, setting)
     hit = _parsed.get(setting)
     if hit is not None and hit[0] is raw:
-        return hit[1]
+        return cast(T, hit[1])
     value = parse(raw)
     _parsed[setting] = (raw, value)
     return value

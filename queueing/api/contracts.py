@@ -60,12 +60,20 @@ def api_tasks() -> dict[str, Task]:
 
 def declared_roles() -> set[str]:
     """Every role some API-enabled task names in ``job(roles=...)``."""
-    return {role for task in api_tasks().values() for role in (task.enqueue_roles or ())}
+    return {
+        role
+        for task in api_tasks().values()
+        for role in (getattr(task, "enqueue_roles", None) or ())
+    }
 
 
 def contract_for(task: Task) -> type[Contract]:
-    contract = task.api_contract
-    return import_string(contract) if isinstance(contract, str) else contract
+    """The task's contract class (a dotted path is imported on first use)."""
+    contract = getattr(task, "api_contract", None)
+    resolved = import_string(contract) if isinstance(contract, str) else contract
+    if not (isinstance(resolved, type) and issubclass(resolved, Contract)):
+        raise TypeError(f"task {task.name}: api contract {contract!r} is not a Contract")
+    return resolved
 
 
 def validate_arguments(task: Task, data: Any, *, field: str | None = "args") -> dict[str, Any]:

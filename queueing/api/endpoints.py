@@ -40,7 +40,7 @@ from queueing.roles import may_enqueue_task
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 429)}
 
 
-def job_state(job: Job) -> dict:
+def job_state(job: Job) -> dict[str, Any]:
     return {"status": job.status, "attempts": job.attempts, "run_at": job.run_at}
 
 
@@ -59,7 +59,9 @@ def api_task(name: str) -> Any:
     return task
 
 
-def routed_queue(request: Request, task: Any, kwargs: dict, queue: str | None = None) -> str:
+def routed_queue(
+    request: Request, task: Any, kwargs: dict[str, Any], queue: str | None = None
+) -> str:
     """The queue the job goes to, after checking the caller may enqueue the task there
     (the same answer however the queue was chosen)."""
     try:
@@ -71,7 +73,7 @@ def routed_queue(request: Request, task: Any, kwargs: dict, queue: str | None = 
     return routed
 
 
-def accept_job(request: Request, task: Any, kwargs: dict, **options: Any) -> Response:
+def accept_job(request: Request, task: Any, kwargs: dict[str, Any], **options: Any) -> Response:
     """Enqueue ``task`` with checked ``kwargs`` for the caller: permission, enqueue and
     audit in one transaction, then 202 + Location. ``options``: enqueue's (queue,
     priority, countdown, run_at, unique_key, on_conflict, max_attempts)."""

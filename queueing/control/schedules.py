@@ -72,9 +72,9 @@ def _entry(app_label: str, name: str, raw: Any) -> Schedule:
         )
     kwargs = raw.get("kwargs") or {}
     try:
-        task = resolve_task(raw.get("task"))
+        task = resolve_task(str(raw.get("task") or ""))
         queue = resolve_queue(task, None, [], dict(kwargs))
-        cron = parse_cron(raw.get("cron"))
+        cron = parse_cron(str(raw.get("cron") or ""))
         json.dumps(kwargs)
     except (EnqueueError, ValueError, TypeError) as exc:
         raise ImproperlyConfigured(f"{where}: {exc}") from None

@@ -31,7 +31,7 @@ def template_fields(template: str) -> list[str]:
     return names
 
 
-def fill_key(task: Any, attribute: str, args: list, kwargs: dict) -> str | None:
+def fill_key(task: Any, attribute: str, args: list[Any], kwargs: dict[str, Any]) -> str | None:
     """The task's key template ``attribute`` (``concurrency_key``, ``unique_key``) filled
     from the job's arguments, e.g. "billing:{customer_id}" -> "billing:42"; None when
     the task declares none. ImproperlyConfigured when the arguments lack a name."""
@@ -43,13 +43,13 @@ def fill_key(task: Any, attribute: str, args: list, kwargs: dict) -> str | None:
     except TypeError:
         named = dict(kwargs)
     try:
-        return template.format(*args, **named)
+        return str(template.format(*args, **named))
     except (IndexError, KeyError, AttributeError) as exc:
         raise ImproperlyConfigured(
             f"task {task.name}: {attribute} {template!r} needs argument {exc}"
         ) from None
 
 
-def concurrency_key_for(task: Any, args: list, kwargs: dict) -> str | None:
+def concurrency_key_for(task: Any, args: list[Any], kwargs: dict[str, Any]) -> str | None:
     """The task's ``concurrency_key`` filled from the job's arguments."""
     return fill_key(task, "concurrency_key", args, kwargs)

@@ -147,7 +147,7 @@ def task_options_for(
     return result
 
 
-def _limits(options: Mapping[str, Any], parameters: set[str] | None, where: str) -> dict:
+def _limits(options: Mapping[str, Any], parameters: set[str] | None, where: str) -> dict[str, Any]:
     """Unique key, concurrency key and limit, named rate limit."""
     result: dict[str, Any] = {}
     for key in ("unique_key", "concurrency_key"):
@@ -166,7 +166,7 @@ def _limits(options: Mapping[str, Any], parameters: set[str] | None, where: str)
     return result
 
 
-def _api(options: Mapping[str, Any], parameters: set[str] | None, where: str) -> dict:
+def _api(options: Mapping[str, Any], parameters: set[str] | None, where: str) -> dict[str, Any]:
     """The API contract and the roles that may enqueue over the API."""
     result: dict[str, Any] = {}
     if options.get("api") is not None:
@@ -180,7 +180,7 @@ def _api(options: Mapping[str, Any], parameters: set[str] | None, where: str) ->
     return result
 
 
-def _flags(options: Mapping[str, Any], where: str) -> dict:
+def _flags(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """atomic, priority, permanent_for."""
     result: dict[str, Any] = {}
     if "atomic" in options:
