@@ -400,6 +400,62 @@ API_THROTTLE_RATES = {
 API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 512 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 
+# --- Providers (queueing/control/providers.py, docs/providers.md) ------------------------
+# Every call to a third-party service goes through the provider guard: a circuit breaker
+# and an adaptive rate shared by all workers (Redis), cost and health recorded. Without a
+# real key in DEBUG, each points at its local fake (devstack/fakes, started by make run);
+# with the key set (or DEBUG off) at the real service.
+
+
+def _provider_url(key_variable: str, url_variable: str, real: str, fake_port: int) -> str:
+    if env_str(url_variable):
+        return env_str(url_variable)
+    return real if env_str(key_variable) or not DEBUG else f"http://127.0.0.1:{fake_port}"
+
+
+TASKYARD_PROVIDERS: dict[str, dict] = {
+    "stripe": {
+        "base_url": _provider_url(
+            "STRIPE_API_KEY", "STRIPE_API_BASE", "https://api.stripe.com", 12111
+        ),
+        "timeout": 20,  # Stripe's own client default is 80 s; a payment job should not hang
+        "rate_limit": "25/s",  # Stripe live mode allows 100/s; leave room for the dashboard
+        "concurrency": 4,
+        "monthly_budget": env_float("STRIPE_MONTHLY_BUDGET", 0.0, minimum=0.0) or None,
+    },
+    "twilio": {
+        "base_url": _provider_url(
+            "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE", "https://api.twilio.com", 12112
+        ),
+        "timeout": 15,
+        "rate_limit": "1/s",  # one SMS per second per sender number (seed design)
+        "cost_per_call": 0.0079,  # USD per SMS segment, US
+        "monthly_budget": env_float("TWILIO_MONTHLY_BUDGET", 0.0, minimum=0.0) or None,
+    },
+    "sendgrid": {
+        "base_url": _provider_url(
+            "SENDGRID_API_KEY", "SENDGRID_API_BASE", "https://api.sendgrid.com", 12113
+        ),
+        "timeout": 15,
+        "rate_limit": "100/m",  # SendGrid plan limit (seed design)
+        "cost_per_call": 0.0006,  # USD per email on a Pro plan
+        "monthly_budget": env_float("SENDGRID_MONTHLY_BUDGET", 0.0, minimum=0.0) or None,
+    },
+    "airtable": {
+        "base_url": _provider_url(
+            "AIRTABLE_API_KEY", "AIRTABLE_API_BASE", "https://api.airtable.com", 12114
+        ),
+        "timeout": 30,
+        "rate_limit": "5/s",  # Airtable: 5 requests per second per base
+    },
+    "osrm": {
+        "base_url": _provider_url("OSRM_URL", "OSRM_URL", "https://router.project-osrm.org", 12115),
+        "timeout": 30,
+        "rate_limit": "10/s",
+        "concurrency": 2,
+    },
+}
+
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------
 
 # Prometheus scrapes /metrics with "Authorization: Bearer $METRICS_TOKEN" (staff logins

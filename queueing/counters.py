@@ -116,3 +116,49 @@ def count_lost(count: int = 1) -> None:
         shared_redis(text=True).incrby(LOST_KEY, count)
     except redis.RedisError as exc:
         logger.debug("metrics: lost jobs not counted: %r", exc)
+
+
+# --- Provider calls (queueing/control/providers.py) -------------------------------------
+
+PROVIDER_CALLS_KEY = "taskyard:metrics:provider_calls"  # field "provider|outcome" -> count
+PROVIDER_COST_KEY = "taskyard:metrics:provider_cost"  # field provider -> total cost
+PROVIDER_LATENCY_KEY = "taskyard:metrics:provider_latency:{provider}"
+PROVIDER_DAY_COST_KEY = "taskyard:provider:{provider}:cost:day:{day}"
+PROVIDER_MONTH_COST_KEY = "taskyard:provider:{provider}:cost:month:{month}"
+PROVIDER_RECENT_KEY = "taskyard:provider:{provider}:recent"
+# The last calls kept per provider for its error rate and p95 (admin, API).
+PROVIDER_RECENT_CALLS = 500
+# Seconds: an SMS send takes ~0.2 s, an Airtable page ~0.5 s, a matrix of 500 stops ~5 s.
+PROVIDER_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_DAY_TTL_SECONDS = 40 * 86400
+_MONTH_TTL_SECONDS = 400 * 86400
+
+
+def observe_provider_call(
+    provider: str, outcome: str, latency: float, cost: float, *, health: bool = False
+) -> None:
+    """One call to ``provider`` ended with ``outcome`` after ``latency`` seconds, costing
+    ``cost``. One pipelined round trip; Redis errors are logged, never raised."""
+    now = time.time()
+    day = time.strftime("%Y-%m-%d", time.gmtime(now))
+    try:
+        pipe = shared_redis(text=True).pipeline(transaction=False)
+        pipe.hincrby(PROVIDER_CALLS_KEY, f"{provider}|{outcome}", 1)
+        _observe(
+            pipe, PROVIDER_LATENCY_KEY.format(provider=provider), latency, PROVIDER_LATENCY_BUCKETS
+        )
+        if cost:
+            pipe.hincrbyfloat(PROVIDER_COST_KEY, provider, cost)
+            day_key = PROVIDER_DAY_COST_KEY.format(provider=provider, day=day)
+            month_key = PROVIDER_MONTH_COST_KEY.format(provider=provider, month=day[:7])
+            pipe.incrbyfloat(day_key, cost)
+            pipe.expire(day_key, _DAY_TTL_SECONDS)
+            pipe.incrbyfloat(month_key, cost)
+            pipe.expire(month_key, _MONTH_TTL_SECONDS)
+        if not health:
+            recent = PROVIDER_RECENT_KEY.format(provider=provider)
+            pipe.lpush(recent, f"{int(now * 1000)}|{outcome}|{latency * 1000:.1f}")
+            pipe.ltrim(recent, 0, PROVIDER_RECENT_CALLS - 1)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("provider %s: call not counted: %r", provider, exc)

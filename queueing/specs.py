@@ -188,8 +188,130 @@ def throttle_specs() -> dict[str, Rate]:
     )
 
 
+# --- Providers (queueing/control/providers.py, docs/providers.md) -----------------------
+
+_PROVIDER_FIELDS = {
+    "base_url",
+    "timeout",
+    "rate_limit",
+    "concurrency",
+    "breaker",
+    "cost_per_call",
+    "cost_unit",
+    "monthly_budget",
+    "health_url",
+    "health_check",
+}
+_BREAKER_FIELDS = {"failures", "failure_ratio", "min_calls", "window", "open_seconds", "probes"}
+
+
+@dataclass(frozen=True)
+class BreakerSpec:
+    """Opens after ``failures`` failures in a row, or when at least ``min_calls`` calls in
+    the last ``window`` seconds failed at ``failure_ratio`` or more; stays open
+    ``open_seconds``; then lets ``probes`` calls through (half-open)."""
+
+    failures: int = 5
+    failure_ratio: float = 0.5
+    min_calls: int = 10
+    window: float = 60.0
+    open_seconds: float = 30.0
+    probes: int = 1
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    base_url: str
+    timeout: float = 10.0
+    # The ceiling of the adaptive rate: 429s lower the effective rate, success raises it
+    # back to this.
+    rate_limit: Rate | None = None
+    concurrency: int | None = None
+    breaker: BreakerSpec = field(default_factory=BreakerSpec)
+    cost_per_call: float = 0.0
+    cost_unit: str = "USD"
+    monthly_budget: float | None = None
+    health_url: str = ""  # absolute, or relative to base_url
+    health_check: str = ""  # dotted path of a callable(spec) -> None, raising on failure
+
+
+def _provider_fail(name: str, message: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"TASKYARD_PROVIDERS[{name!r}]: {message}")
+
+
+def _positive(name: str, key: str, value: Any, *, integer: bool = False) -> Any:
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise _provider_fail(name, f"{key} must be {kind}, not {value!r}")
+    return value
+
+
+def parse_provider(name: str, raw: Mapping[str, Any]) -> ProviderSpec:
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise _provider_fail(str(name), "a provider name is letters, digits, - and _")
+    if not isinstance(raw, Mapping):
+        raise _provider_fail(name, "must be a dict of settings")
+    unknown = set(raw) - _PROVIDER_FIELDS
+    if unknown:
+        raise _provider_fail(
+            name, f"unknown field(s) {sorted(unknown)}; known: {sorted(_PROVIDER_FIELDS)}"
+        )
+    base_url = raw.get("base_url")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise _provider_fail(name, f"base_url must be an http(s) URL, not {base_url!r}")
+    breaker_raw = raw.get("breaker", {})
+    if not isinstance(breaker_raw, Mapping) or set(breaker_raw) - _BREAKER_FIELDS:
+        raise _provider_fail(name, f"breaker takes only {sorted(_BREAKER_FIELDS)}")
+    breaker = BreakerSpec(
+        **{
+            key: _positive(
+                name, f"breaker.{key}", value, integer=key in ("failures", "min_calls", "probes")
+            )
+            for key, value in breaker_raw.items()
+        }
+    )
+    if breaker.failure_ratio > 1:
+        raise _provider_fail(name, "breaker.failure_ratio is a fraction, at most 1")
+    rate = raw.get("rate_limit")
+    budget = raw.get("monthly_budget")
+    cost = raw.get("cost_per_call", 0.0)
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0:
+        raise _provider_fail(name, f"cost_per_call must be a number >= 0, not {cost!r}")
+    return ProviderSpec(
+        name=name,
+        base_url=base_url.rstrip("/"),
+        timeout=float(_positive(name, "timeout", raw.get("timeout", 10.0))),
+        rate_limit=parse_rate(rate, f"TASKYARD_PROVIDERS[{name!r}].rate_limit") if rate else None,
+        concurrency=_positive(name, "concurrency", raw["concurrency"], integer=True)
+        if raw.get("concurrency") is not None
+        else None,
+        breaker=breaker,
+        cost_per_call=float(cost),
+        cost_unit=str(raw.get("cost_unit", "USD")),
+        monthly_budget=float(_positive(name, "monthly_budget", budget))
+        if budget is not None
+        else None,
+        health_url=str(raw.get("health_url", "")),
+        health_check=str(raw.get("health_check", "")),
+    )
+
+
+def parse_providers(raw: Mapping[str, Any]) -> dict[str, ProviderSpec]:
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("TASKYARD_PROVIDERS must be a dict of name: settings")
+    return {name: parse_provider(name, value) for name, value in raw.items()}
+
+
+def provider_specs() -> dict[str, ProviderSpec]:
+    """settings.TASKYARD_PROVIDERS, validated."""
+    return _cached("TASKYARD_PROVIDERS", parse_providers)
+
+
 def check_all() -> None:
     """Parse every declaration now (at start): ImproperlyConfigured on the first bad one."""
     queue_specs()
     rate_limit_specs()
     throttle_specs()
+    provider_specs()
