@@ -456,6 +456,48 @@ TASKYARD_PROVIDERS: dict[str, dict] = {
     },
 }
 
+# --- Inbound webhooks (datasync/, docs/webhooks.md) --------------------------------------
+# POST /webhooks/<source>/: verified, stored, de-duplicated, processed as a job on
+# external-api. A source is enabled by its secret; the development defaults (DEBUG only)
+# match the local fakes' signing keys, so `make run` accepts the fakes' callbacks.
+_DEV_WEBHOOK = DEBUG
+WEBHOOK_SOURCES: dict[str, dict] = {
+    "stripe": {
+        "scheme": "stripe",  # Stripe-Signature: t=...,v1=HMAC-SHA256("t.body")
+        "secret": env_str(
+            "STRIPE_WEBHOOK_SECRET", "whsec_taskyard_development_only" if _DEV_WEBHOOK else ""
+        ),
+    },
+    "twilio": {
+        "scheme": "twilio",  # X-Twilio-Signature: HMAC-SHA1 of URL + sorted form params
+        "secret": env_str(
+            "TWILIO_AUTH_TOKEN", "taskyard-development-twilio-token" if _DEV_WEBHOOK else ""
+        ),
+    },
+    "sendgrid": {
+        "scheme": "sendgrid",  # ECDSA P-256 over timestamp + body (signed event webhook)
+        # The fakes' development verification key (public, like every verification key).
+        "secret": env_str(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKkwc8XcSHUW5rue8Y3LrkJaDImUvDd860OIZ66i1M6pM"
+            "udGZLpXt35qXgcuCGKVRJeJP8EnBVNdaAnbJGGd36Q=="
+            if _DEV_WEBHOOK
+            else "",
+        ),
+    },
+    "airtable": {
+        "scheme": "hmac",  # X-Taskyard-Signature: sha256=HMAC-SHA256("timestamp.body")
+        "secret": env_str("AIRTABLE_WEBHOOK_SECRET", "taskyard-dev-hmac" if _DEV_WEBHOOK else ""),
+    },
+}
+# A provider's event is a few KiB; SendGrid batches events into posts of a few hundred
+# KiB. Django also refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (the API's limit).
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 512 * 1024, minimum=1024)
+# Signed timestamps older (or newer) than this are replays: 400. Stripe's own default.
+WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
+# The same payload from the same source within this window is one delivery.
+WEBHOOK_DEDUPE_SECONDS = 300
+
 # --- Monitoring (docs/monitoring.md) ----------------------------------------------------
 
 # Prometheus scrapes /metrics with "Authorization: Bearer $METRICS_TOKEN" (staff logins

@@ -27,6 +27,7 @@ urlpatterns = [
     path("health/ready", monitoring_views.ready, name="health-ready"),
     path("metrics", monitoring_views.metrics, name="metrics"),
     path("api/v1/queue/", include("queueing.api.urls")),
+    path("", include("datasync.urls")),
     path("api/token/", TokenObtainPairView.as_view(), name="token-obtain"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
