@@ -73,9 +73,11 @@ def _fill_rollups() -> None:
 
 def _jobs_sql(vendor: str, status: str, start: int, n: int, queues: list[str]) -> str:
     finished = status in ("succeeded", "dead")
-    queue_case = "CASE " + " ".join(
-        f"WHEN i % {len(queues)} = {k} THEN '{q}'" for k, q in enumerate(queues)
-    ) + " END"  # fmt: skip
+    queue_case = (
+        "CASE "
+        + " ".join(f"WHEN i % {len(queues)} = {k} THEN '{q}'" for k, q in enumerate(queues))
+        + " END"
+    )
     if vendor == "postgresql":
         rows = f"generate_series({start}, {start + n - 1}) AS i"
         uid = "gen_random_uuid()"
@@ -105,8 +107,11 @@ def _jobs_sql(vendor: str, status: str, start: int, n: int, queues: list[str]) -
 
 
 def _attempts_sql(vendor: str) -> str:
-    hour_ago = ("now() - interval '1 hour'" if vendor == "postgresql"
-                else "strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hour')")  # fmt: skip
+    hour_ago = (
+        "now() - interval '1 hour'"
+        if vendor == "postgresql"
+        else "strftime('%Y-%m-%d %H:%M:%f', 'now', '-1 hour')"
+    )
     return f"""
         INSERT INTO queueing_jobattempt (job_id, number, fencing_token, worker, started_at,
             finished_at, duration_ms, outcome, error_class, error_message, error_kind)
@@ -150,8 +155,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     say(f"inserting {args.jobs} jobs")
     started = time.monotonic()
     fill(args.jobs)
-    say(f"inserted {Job.objects.count()} jobs and {JobAttempt.objects.count()} attempts "
-        f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+    say(
+        f"inserted {Job.objects.count()} jobs and {JobAttempt.objects.count()} attempts "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     user = User.objects.create_superuser("bench", password=None)
     client = Client()
     client.force_login(user)
@@ -173,8 +180,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
         "(baseline) /metrics scrape": timed(metrics, args.repeat),
     }
     print()
-    print(f"Dashboard with {Job.objects.count():,} jobs, {describe_database()}, "
-          f"{args.repeat} runs each")  # fmt: skip
+    print(
+        f"Dashboard with {Job.objects.count():,} jobs, {describe_database()}, "
+        f"{args.repeat} runs each"
+    )
     print(f"{'':34} {'median ms':>10} {'max ms':>8}")
     for label, samples in results.items():
         print(f"{label:34} {statistics.median(samples):10.1f} {max(samples):8.1f}")

@@ -38,7 +38,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.throughput import (  # noqa: E402
     Mode,
-    Worker,
     bare_mode,
     configure_environment,
     percentile,
@@ -46,6 +45,7 @@ from bench.throughput import (  # noqa: E402
     run_with_cleanup,
     say,
     start_relay,
+    start_worker,
     tracked_mode,
     wait_for_jobs,
 )
@@ -62,7 +62,7 @@ def waiting_messages(redis_client) -> int:
 def measure(mode: Mode, app, redis_client, args: argparse.Namespace) -> dict[str, float]:
     """Enqueue the jobs due at RATE/s after LEAD s, wait for all, return the lateness."""
     count = round(args.rate * args.seconds)
-    worker = Worker(app, concurrency=args.concurrency)
+    worker = start_worker(concurrency=args.concurrency)
     try:
         first_due = time.time() + args.lead
         say(f"{mode.label}: enqueuing {count} jobs due at {args.rate:g}/s from +{args.lead:g} s")
@@ -73,8 +73,9 @@ def measure(mode: Mode, app, redis_client, args: argparse.Namespace) -> dict[str
             mode.task.apply_async((due,), eta=eta)
         spare = first_due - time.time()
         if spare < 0:
-            say(f"warning: enqueuing ended {-spare:.1f} s after the first job was due; "
-                "raise --lead")  # fmt: skip
+            say(
+                f"warning: enqueuing ended {-spare:.1f} s after the first job was due; raise --lead"
+            )
         held = waiting_messages(redis_client)
         say(f"{mode.label}: {held} messages in Redis while the jobs wait; draining")
         wait_for_jobs(mode, count, worker)
@@ -112,15 +113,23 @@ def report(args: argparse.Namespace, bare: dict, tracked: dict) -> None:
         f"{describe_database()}, one worker, prefork, concurrency {args.concurrency}"
     )
     print(f"{'':32} {'(a) Celery ETA':>15} {'(b) Taskyard':>13} {'b/a':>6}")
-    for key, label in (("p50", "p50 lateness ms"), ("p95", "p95 lateness ms"),
-                       ("p99", "p99 lateness ms"), ("max", "max lateness ms")):  # fmt: skip
+    for key, label in (
+        ("p50", "p50 lateness ms"),
+        ("p95", "p95 lateness ms"),
+        ("p99", "p99 lateness ms"),
+        ("max", "max lateness ms"),
+    ):
         a, b = bare[key] * 1000, tracked[key] * 1000
         ratio = b / a if a > 0 else float("nan")
         print(f"{label:32} {a:15.1f} {b:13.1f} {ratio:6.2f}")
-    print(f"{'messages in Redis while waiting':32} {bare['messages_waiting']:15d} "
-          f"{tracked['messages_waiting']:13d}")  # fmt: skip
-    print(f"(b) relay publish lateness: p99 {tracked['relay_p99'] * 1000:.1f} ms, "
-          f"max {tracked['relay_max'] * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"{'messages in Redis while waiting':32} {bare['messages_waiting']:15d} "
+        f"{tracked['messages_waiting']:13d}"
+    )
+    print(
+        f"(b) relay publish lateness: p99 {tracked['relay_p99'] * 1000:.1f} ms, "
+        f"max {tracked['relay_max'] * 1000:.1f} ms"
+    )
     verdict = "met" if tracked["p99"] < 1.0 else "NOT met"
     print(f"bar (p99 lateness < 1 s at {args.rate:g} due jobs/s): {verdict}")
 

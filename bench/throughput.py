@@ -40,20 +40,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from tests.harness import ManagedProcess, WorkerProcess
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ first on sys.path; the project root is what we need.
@@ -66,17 +68,12 @@ SQLITE_PATH = VAR_DIR / "bench.sqlite3"
 BENCH_DATABASE = "taskyard_bench"
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 
-# A worker or the relay imports Django and connects before it answers; 60 s covers a
-# cold start on a loaded 2-core machine.
-START_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 20.0
 POLL_SECONDS = 0.25
 # Waiting for jobs fails when none has finished for this long (a stuck worker), however
 # long the whole drain takes.
 STALL_TIMEOUT_SECONDS = 120.0
 # .delay() calls per mode before anything is timed (connections, imports), then discarded.
 WARMUP_JOBS = 20
-PR_SET_PDEATHSIG = 1
 
 # The issue's bar (on PostgreSQL).
 BAR_DRAIN_RATIO = 0.6
@@ -146,120 +143,61 @@ def configure_environment(stack: contextlib.ExitStack) -> None:
 
 
 # --- child processes --------------------------------------------------------------------
+# Started and stopped by the test harness (tests/harness.py), on config.settings and the
+# bench's database and Redis instead of the test ones, logging to var/bench-logs/.
+
+BENCH_PROCESS_ENV = {"DJANGO_SETTINGS_MODULE": "config.settings"}
 
 
-def _own_group_and_die_with_parent() -> None:  # runs in the child, before exec
-    os.setsid()  # its own process group: stop() reaches a worker's pool processes too
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the benchmark killed: the child stops
+def start_worker(concurrency: int = 2) -> WorkerProcess:
+    """One ``celery worker`` process with ``concurrency`` prefork pool processes, on the
+    default queue, running the bench tasks."""
+    from tests import harness
+
+    return harness.start_worker(
+        concurrency=concurrency,
+        queues=["default"],
+        env=BENCH_PROCESS_ENV,
+        name=f"bench-{uuid.uuid4().hex[:8]}@localhost",
+        # Not INFO: a log line per job would cost the worker what we measure.
+        loglevel="WARNING",
+        extra_args=["--include=bench.tasks"],
+        log_dir=LOG_DIR,
+    )
 
 
-class Child:
-    """A process group this benchmark started (the relay, or a worker with its pool)."""
-
-    def __init__(self, name: str, argv: list[str]) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log_path = LOG_DIR / f"{name}.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=BASE_DIR,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_own_group_and_die_with_parent,  # noqa: PLW1509
-            )
-
-    def check(self) -> None:
-        """Stop the benchmark if the process died."""
-        code = self.process.poll()
-        if code is not None:
-            raise SystemExit(f"bench: {self.name} exited with code {code}; see {self.log_path}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Send ``sig`` to the main process, then kill whatever is left of the group."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(STOP_TIMEOUT_SECONDS)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-
-def wait_for(condition: Callable[[], object], what: str, child: Child, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        child.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
-class Worker(Child):
-    """One ``celery worker`` process with ``concurrency`` (2) prefork pool processes, as
-    tests/harness.py starts them (same environment: settings, bench database, bench Redis)."""
-
-    def __init__(self, app, concurrency: int = 2) -> None:
-        self.app = app
-        self.hostname = f"bench-{uuid.uuid4().hex[:8]}@localhost"
-        argv = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
-            f"--concurrency={concurrency}", "--pool=prefork", "--queues=default",
-            "--include=bench.tasks", f"--hostname={self.hostname}",
-            "--without-mingle", "--without-gossip", "--loglevel=WARNING",
-        ]  # fmt: skip
-        super().__init__(self.hostname.split("@")[0], argv)
-        try:
-            wait_for(self.answers_ping, f"{self.name} to answer a ping", self,
-                     START_TIMEOUT_SECONDS)  # fmt: skip
-        except BaseException:
-            self.stop()
-            raise
-
-    def answers_ping(self) -> bool:
-        import kombu.exceptions
-        import redis
-
-        try:
-            with self.app.connection_for_write() as connection:
-                replies = self.app.control.ping(
-                    destination=[self.hostname], timeout=0.5, connection=connection
-                )
-        except (OSError, redis.RedisError, kombu.exceptions.OperationalError):
-            return False
-        return any(self.hostname in reply for reply in replies)
-
-    def cpu_seconds(self) -> float:
-        """User+system CPU so far of the main process and its pool (live or reaped)."""
-        import psutil
-
-        main = psutil.Process(self.process.pid)
-        total = 0.0
-        for process in [main, *main.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
-        return total
-
-
-def start_relay(redis_client) -> Child:
+def start_relay(redis_client) -> ManagedProcess:
     """Start ``manage.py relay``; return after its first tick.
 
     The first tick of a relay that finds no broker epoch key republishes every queued job
     (it takes the broker for wiped), so jobs are enqueued only after that tick."""
     from queueing.relay.loop import EPOCH_KEY
+    from tests import harness
 
     redis_client.delete(EPOCH_KEY)
-    relay = Child(f"relay-{uuid.uuid4().hex[:8]}", [sys.executable, "manage.py", "relay"])
-    try:
-        wait_for(lambda: redis_client.exists(EPOCH_KEY), "the relay's first tick", relay,
-                 START_TIMEOUT_SECONDS)  # fmt: skip
-    except BaseException:
-        relay.stop()
-        raise
-    return relay
+    return harness.start_relay(
+        BENCH_PROCESS_ENV, ready=lambda: redis_client.exists(EPOCH_KEY), log_dir=LOG_DIR
+    )
+
+
+def check_alive(child: ManagedProcess) -> None:
+    """Stop the benchmark if ``child`` died."""
+    code = child.process.poll()
+    if code is not None:
+        raise SystemExit(f"bench: {child.name} exited with code {code}; see {child.log_path}")
+
+
+def cpu_seconds(worker: ManagedProcess) -> float:
+    """User+system CPU so far of the worker's main process and its pool (live or reaped)."""
+    import psutil
+
+    main = psutil.Process(worker.pid)
+    total = 0.0
+    for process in [main, *main.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 # --- one mode ---------------------------------------------------------------------------
@@ -323,12 +261,12 @@ def reset(app) -> None:
     connection.ops.execute_sql_flush(statements)
 
 
-def wait_for_jobs(mode: Mode, count: int, worker: Worker) -> None:
+def wait_for_jobs(mode: Mode, count: int, worker: ManagedProcess) -> None:
     """Poll until ``count`` jobs have finished; fail if the worker dies or stalls."""
     done, last_progress = mode.done(), time.monotonic()
     while done < count:
         time.sleep(POLL_SECONDS)
-        worker.check()
+        check_alive(worker)
         now_done = mode.done()
         if now_done > done:
             done, last_progress = now_done, time.monotonic()
@@ -357,18 +295,18 @@ def measure(mode: Mode, app, args: argparse.Namespace) -> dict[str, float]:
     results = {"enqueue jobs/s": args.jobs / (time.perf_counter() - started)}
 
     say(f"{mode.label}: draining them with one worker (prefork, concurrency 2)")
-    worker = Worker(app)
+    worker = start_worker()
     try:
         # A few jobs may finish between the worker's start and its ping answer: they are
         # left out of the timing.
-        done_before, cpu_before, clock = mode.done(), worker.cpu_seconds(), time.time()
+        done_before, cpu_before, clock = mode.done(), cpu_seconds(worker), time.time()
         wait_for_jobs(mode, args.jobs, worker)
-        cpu_seconds = worker.cpu_seconds() - cpu_before
+        cpu_used = cpu_seconds(worker) - cpu_before
         timed = args.jobs - done_before
         if timed < 1:
             raise SystemExit("bench: all jobs ran before the worker answered; raise --jobs")
         results["drain jobs/s"] = timed / (mode.last_finish() - clock)
-        results["worker CPU ms/job"] = cpu_seconds * 1000 / timed
+        results["worker CPU ms/job"] = cpu_used * 1000 / timed
 
         reset(app)
         count = max(1, round(args.rate * args.latency_seconds))
@@ -415,10 +353,14 @@ def report(args, bare: dict[str, float], tracked: dict[str, float], redis_client
     print()
     print(f"database   {describe_database()}")
     print(f"broker     Redis {redis_version} ({os.environ['REDIS_URL']})")
-    print(f"jobs       N={args.jobs} for enqueue and drain; latency at {args.rate:g} jobs/s for "
-          f"{args.latency_seconds:g} s; worker: 1 process, prefork, concurrency 2")  # fmt: skip
-    print(f"versions   Python {platform.python_version()}, Django {django.get_version()}, "
-          f"Celery {celery.__version__}")  # fmt: skip
+    print(
+        f"jobs       N={args.jobs} for enqueue and drain; latency at {args.rate:g} jobs/s for "
+        f"{args.latency_seconds:g} s; worker: 1 process, prefork, concurrency 2"
+    )
+    print(
+        f"versions   Python {platform.python_version()}, Django {django.get_version()}, "
+        f"Celery {celery.__version__}"
+    )
     print()
     print(f"{'metric':26} {'(a) bare+results':>16} {'(b) tracked':>14} {'(b)/(a)':>9}")
     for metric, value in bare.items():
@@ -429,11 +371,15 @@ def report(args, bare: dict[str, float], tracked: dict[str, float], redis_client
     p99 = tracked["p99 enqueue-to-start ms"]
     where = "" if connection.vendor == "postgresql" else " (the bar is set for PostgreSQL)"
     print(f"bar{where}:")
-    print(f"  tracked drain >= {BAR_DRAIN_RATIO:g}x bare: {drain_ratio:.2f}x  "
-          f"{'met' if drain_ratio >= BAR_DRAIN_RATIO else 'NOT met'}")  # fmt: skip
+    print(
+        f"  tracked drain >= {BAR_DRAIN_RATIO:g}x bare: {drain_ratio:.2f}x  "
+        f"{'met' if drain_ratio >= BAR_DRAIN_RATIO else 'NOT met'}"
+    )
     rate_note = "" if args.rate == BAR_RATE else f" (measured at {args.rate:g} jobs/s)"
-    print(f"  tracked p99 enqueue-to-start < {BAR_P99_MS:g} ms at {BAR_RATE:g} jobs/s: "
-          f"{p99:.1f} ms  {'met' if p99 < BAR_P99_MS else 'NOT met'}{rate_note}")  # fmt: skip
+    print(
+        f"  tracked p99 enqueue-to-start < {BAR_P99_MS:g} ms at {BAR_RATE:g} jobs/s: "
+        f"{p99:.1f} ms  {'met' if p99 < BAR_P99_MS else 'NOT met'}{rate_note}"
+    )
     for label, results in (("(a)", bare), ("(b)", tracked)):
         print_caveats(label, results, args.rate)
 
@@ -441,8 +387,10 @@ def report(args, bare: dict[str, float], tracked: dict[str, float], redis_client
 def print_caveats(label: str, results: dict[str, float], rate: float) -> None:
     """Say when the latency run did not measure what it is meant to."""
     if results["steady rate sent jobs/s"] < 0.95 * rate:
-        print(f"  note: {label} enqueue kept up with only {results['steady rate sent jobs/s']:.0f}"
-              f" of the {rate:g} jobs/s asked in the latency run")  # fmt: skip
+        print(
+            f"  note: {label} enqueue kept up with only {results['steady rate sent jobs/s']:.0f}"
+            f" of the {rate:g} jobs/s asked in the latency run"
+        )
     if results["drain jobs/s"] < rate:
         print(
             f"  note: {label} drains {results['drain jobs/s']:.0f} jobs/s, below the latency "
@@ -457,8 +405,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20000, help="N jobs to enqueue and drain")
     parser.add_argument("--rate", type=float, default=200.0, help="jobs/s of the latency run")
-    parser.add_argument("--latency-seconds", type=float, default=20.0,
-                        help="length of the latency run")  # fmt: skip
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20.0, help="length of the latency run"
+    )
     args = parser.parse_args()
     if args.jobs < 1 or args.rate <= 0 or args.latency_seconds <= 0:
         parser.error("--jobs, --rate and --latency-seconds must be positive")

@@ -332,9 +332,6 @@ RELAY_BATCH_SIZE = env_int("RELAY_BATCH_SIZE", 500, minimum=1)
 # broker (or its message is stuck in a dead consumer): publish it again. A duplicate is
 # harmless, since the claim absorbs it.
 RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 60, minimum=1)
-# Grace before the relay publishes a queued job that was never published: the caller's
-# own after-commit publish is normally already on its way.
-RELAY_PUBLISH_GRACE_SECONDS = 2.0
 # Results bigger than this are summarised in Job.result (the full value is still in the
 # results table).
 JOB_RESULT_SUMMARY_MAX_BYTES = 16 * 1024

@@ -13,6 +13,8 @@ how an app declares its jobs, endpoints and schedules with these names.
     PermanentError, TransientError, RateLimited, JobCancelled, EnqueueError,
     JobDeclarationError  a job() declaration that cannot work (at import)
     Job, JobStatus       the ledger's model and statuses
+    provider_call(name)  guard one call to a third-party provider (docs/providers.md);
+                         ProviderDeferred when it must wait (no attempt spent)
 
 Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
 up; the submodules do the work. The layout is described in docs/job-ledger.md.
@@ -26,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from queueing.api.endpoints import JobEndpoint
     from queueing.contracts import Contract
+    from queueing.control.breaker import ProviderDeferred
     from queueing.control.operations import JobCancelled
+    from queueing.control.providers import provider_call
     from queueing.ledger.enqueue import EnqueueError, enqueue
     from queueing.ledger.retry import PermanentError, RateLimited, TransientError
     from queueing.models import Job, JobStatus
@@ -46,6 +50,8 @@ _EXPORTS = {
     "TransientError": "queueing.ledger.retry",
     "RateLimited": "queueing.ledger.retry",
     "JobCancelled": "queueing.control.operations",
+    "provider_call": "queueing.control.providers",
+    "ProviderDeferred": "queueing.control.breaker",
     "Job": "queueing.models",
     "JobStatus": "queueing.models",
 }
@@ -59,11 +65,13 @@ __all__ = [
     "JobEndpoint",
     "JobStatus",
     "PermanentError",
+    "ProviderDeferred",
     "RateLimited",
     "TransientError",
     "enqueue",
     "explain",
     "job",
+    "provider_call",
 ]
 
 

@@ -74,8 +74,16 @@ class JobAttemptInline(admin.TabularInline):
     model = JobAttempt
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("number", "outcome", "worker", "started_at", "duration_ms",
-                                "error_kind", "error_class", "error_message")  # fmt: skip
+    fields = readonly_fields = (
+        "number",
+        "outcome",
+        "worker",
+        "started_at",
+        "duration_ms",
+        "error_kind",
+        "error_class",
+        "error_message",
+    )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -86,8 +94,18 @@ class JobAttemptInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "task_name", "queue", "status", "priority", "attempts",
-                    "max_attempts", "enqueued_at", "started_at", "finished_at")  # fmt: skip
+    list_display = (
+        "id",
+        "task_name",
+        "queue",
+        "status",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+    )
     list_filter = ("status", "queue", "origin", "task_name", "enqueued_at")
     search_fields = ("=id", "task_name", "unique_key")
     date_hierarchy = "enqueued_at"
@@ -107,8 +125,9 @@ class JobAdmin(ReadOnlyAdmin):
         permissions=["operate"],
     )
     def cancel_jobs(self, request, queryset):
-        page = confirmed(self, request, queryset, "cancel_jobs",
-                         "cancel these jobs; a cancelled job never runs")  # fmt: skip
+        page = confirmed(
+            self, request, queryset, "cancel_jobs", "cancel these jobs; a cancelled job never runs"
+        )
         if page:
             return page
         done = 0
@@ -116,11 +135,19 @@ class JobAdmin(ReadOnlyAdmin):
             with transaction.atomic():
                 result = cancel(job.id, reason=f"cancelled in the admin by {request.user}")
                 if result.outcome != "already final":
-                    record(request, "job.cancel", ("job", job.id), before={"status": job.status},
-                           after={"status": result.status, "outcome": result.outcome})  # fmt: skip
+                    record(
+                        request,
+                        "job.cancel",
+                        ("job", job.id),
+                        before={"status": job.status},
+                        after={"status": result.status, "outcome": result.outcome},
+                    )
                     done += 1
-        self.message_user(request, f"{done} job(s) cancelled or asked to stop; "
-                          f"{queryset.count() - done} had already ended.")  # fmt: skip
+        self.message_user(
+            request,
+            f"{done} job(s) cancelled or asked to stop; "
+            f"{queryset.count() - done} had already ended.",
+        )
         return None
 
     @admin.action(
@@ -136,11 +163,19 @@ class JobAdmin(ReadOnlyAdmin):
                 except RetryRefused:
                     skipped += 1
                     continue
-                record(request, "job.retry", ("job", job.id), before={"status": job.status},
-                       after={"job": str(new_id)})  # fmt: skip
+                record(
+                    request,
+                    "job.retry",
+                    ("job", job.id),
+                    before={"status": job.status},
+                    after={"job": str(new_id)},
+                )
                 retried += 1
-        self.message_user(request, f"{retried} job(s) retried; {skipped} skipped "
-                          "(running, queued, succeeded or already replayed).")  # fmt: skip
+        self.message_user(
+            request,
+            f"{retried} job(s) retried; {skipped} skipped "
+            "(running, queued, succeeded or already replayed).",
+        )
 
 
 # --- dead letters -----------------------------------------------------------------------
@@ -148,8 +183,18 @@ class JobAdmin(ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ("job", "task", "queue", "reason", "error_class", "same_cause", "created_at",
-                    "reviewed", "replayed_as", "discarded_at")  # fmt: skip
+    list_display = (
+        "job",
+        "task",
+        "queue",
+        "reason",
+        "error_class",
+        "same_cause",
+        "created_at",
+        "reviewed",
+        "replayed_as",
+        "discarded_at",
+    )
     list_filter = ("reason", "reviewed", "error_class", "job__queue", "job__task_name")
     search_fields = ("=job__id", "error_class", "error_message", "=fingerprint")
     list_select_related = ("job", "replayed_as")
@@ -161,8 +206,10 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         # Grouped by cause: how many dead letters share this one's fingerprint.
         same = (
             DeadLetter.objects.filter(fingerprint=OuterRef("fingerprint"))
-            .values("fingerprint").annotate(n=Count("id")).values("n")
-        )  # fmt: skip
+            .values("fingerprint")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
         return super().get_queryset(request).annotate(same_cause_count=Subquery(same))
 
     @admin.display(description="same cause", ordering="same_cause_count")
@@ -185,16 +232,26 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         for letter in queryset:
             with transaction.atomic():
                 mark_reviewed(letter.id, user=request.user)
-                record(request, "dead_letter.review", ("dead_letter", letter.id),
-                       before={"reviewed": letter.reviewed}, after={"reviewed": True})  # fmt: skip
+                record(
+                    request,
+                    "dead_letter.review",
+                    ("dead_letter", letter.id),
+                    before={"reviewed": letter.reviewed},
+                    after={"reviewed": True},
+                )
         self.message_user(request, f"{queryset.count()} dead letter(s) marked reviewed.")
 
     @admin.action(
         description="Replay selected (enqueue the same work again)", permissions=["manage"]
     )
     def replay_letters(self, request, queryset):
-        page = confirmed(self, request, queryset, "replay_letters",
-                         "run these dead jobs again with the same arguments")  # fmt: skip
+        page = confirmed(
+            self,
+            request,
+            queryset,
+            "replay_letters",
+            "run these dead jobs again with the same arguments",
+        )
         if page:
             return page
         replayed = 0
@@ -202,8 +259,12 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             try:
                 with transaction.atomic():
                     job = replay(letter.id, user=request.user)
-                    record(request, "dead_letter.replay", ("dead_letter", letter.id),
-                           after={"replayed_as": str(job.id)})  # fmt: skip
+                    record(
+                        request,
+                        "dead_letter.replay",
+                        ("dead_letter", letter.id),
+                        after={"replayed_as": str(job.id)},
+                    )
                 replayed += 1
             except DeadLetterError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
@@ -214,15 +275,24 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         description="Discard selected (keep the record, never replay)", permissions=["manage"]
     )
     def discard_letters(self, request, queryset):
-        page = confirmed(self, request, queryset, "discard_letters",
-                         "discard these dead letters: no replay afterwards")  # fmt: skip
+        page = confirmed(
+            self,
+            request,
+            queryset,
+            "discard_letters",
+            "discard these dead letters: no replay afterwards",
+        )
         if page:
             return page
         for letter in queryset:
             with transaction.atomic():
                 discard(letter.id, user=request.user)
-                record(request, "dead_letter.discard", ("dead_letter", letter.id),
-                       after={"discarded": True})  # fmt: skip
+                record(
+                    request,
+                    "dead_letter.discard",
+                    ("dead_letter", letter.id),
+                    after={"discarded": True},
+                )
         self.message_user(request, f"{queryset.count()} dead letter(s) discarded.")
         return None
 
@@ -235,8 +305,20 @@ class QueueAdmin(ReadOnlyAdmin):
     """Every declared queue, with live counts; a Pause/Resume button per row (and the same
     as bulk actions), each confirmed on a page of its own before anything changes."""
 
-    list_display = ("name", "state", "button", "waiting", "running", "scheduled", "retrying",
-                    "dead", "workers", "reason", "changed_by", "changed_at")  # fmt: skip
+    list_display = (
+        "name",
+        "state",
+        "button",
+        "waiting",
+        "running",
+        "scheduled",
+        "retrying",
+        "dead",
+        "workers",
+        "reason",
+        "changed_by",
+        "changed_at",
+    )
     actions = ["pause_queues", "resume_queues"]
     ordering = ("name",)
     # The counts of the page being rendered: per thread, as one admin instance serves all.
@@ -258,9 +340,12 @@ class QueueAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         own = [
-            path("<int:state_id>/<str:verb>/", self.admin_site.admin_view(self.button_view),
-                 name="queueing_queuestate_button"),
-        ]  # fmt: skip
+            path(
+                "<int:state_id>/<str:verb>/",
+                self.admin_site.admin_view(self.button_view),
+                name="queueing_queuestate_button",
+            ),
+        ]
         return own + super().get_urls()
 
     @admin.display(description="")
@@ -282,9 +367,14 @@ class QueueAdmin(ReadOnlyAdmin):
             raise Http404("no such queue")
         action = f"{verb}_queues"
         if request.method != "POST" or request.POST.get("confirm") != "yes":
-            return confirmed(self, request, queryset, action,
-                             f"{verb} this queue" + (": no job of it starts until resumed"
-                                                     if verb == "pause" else ""))  # fmt: skip
+            return confirmed(
+                self,
+                request,
+                queryset,
+                action,
+                f"{verb} this queue"
+                + (": no job of it starts until resumed" if verb == "pause" else ""),
+            )
         self._set(request, queryset, verb == "pause")
         return HttpResponseRedirect(reverse("admin:queueing_queuestate_changelist"))
 
@@ -328,9 +418,13 @@ class QueueAdmin(ReadOnlyAdmin):
         for queue in queryset:
             with transaction.atomic():
                 state = change(queue.name, user=request.user, reason="via admin")
-                record(request, "queue.pause" if paused else "queue.resume",
-                       ("queue", queue.name), before={"paused": queue.paused},
-                       after={"paused": state.paused})  # fmt: skip
+                record(
+                    request,
+                    "queue.pause" if paused else "queue.resume",
+                    ("queue", queue.name),
+                    before={"paused": queue.paused},
+                    after={"paused": state.paused},
+                )
         verb = "paused" if paused else "resumed"
         self.message_user(request, f"{queryset.count()} queue(s) {verb}.")
 
@@ -342,8 +436,13 @@ class QueueAdmin(ReadOnlyAdmin):
         permissions=["operate"],
     )
     def pause_queues(self, request, queryset):
-        page = confirmed(self, request, queryset, "pause_queues",
-                         "pause these queues: no job of theirs starts until resumed")  # fmt: skip
+        page = confirmed(
+            self,
+            request,
+            queryset,
+            "pause_queues",
+            "pause these queues: no job of theirs starts until resumed",
+        )
         if page:
             return page
         self._set(request, queryset, True)
@@ -359,8 +458,17 @@ class QueueAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "at", "actor_name", "role", "ip", "action", "target_type",
-                    "target_id", "reason")  # fmt: skip
+    list_display = (
+        "id",
+        "at",
+        "actor_name",
+        "role",
+        "ip",
+        "action",
+        "target_type",
+        "target_id",
+        "reason",
+    )
     list_filter = ("action", "target_type", "role")
     search_fields = ("=target_id", "actor_name", "action")
     date_hierarchy = "at"
@@ -369,8 +477,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ("key", "severity", "status", "message", "value", "threshold", "opened_at",
-                    "last_seen_at", "resolved_at", "notified_at")  # fmt: skip
+    list_display = (
+        "key",
+        "severity",
+        "status",
+        "message",
+        "value",
+        "threshold",
+        "opened_at",
+        "last_seen_at",
+        "resolved_at",
+        "notified_at",
+    )
     list_filter = ("status", "severity", "kind", "queue")
     search_fields = ("key", "message")
 

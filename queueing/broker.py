@@ -1,5 +1,7 @@
 """Connections to Redis: the broker connection for control broadcasts (pause, resume,
-revoke, inspect) and the shared client for the platform's own keys."""
+revoke, inspect), the shared client for the platform's own keys, the lease lock that
+keeps one beat (and, on SQLite, one relay) at work, and the header that marks a message
+published by the ledger."""
 
 from __future__ import annotations
 
@@ -8,6 +10,11 @@ import threading
 import redis
 from django.conf import settings
 from kombu import Connection
+
+# Marks a message the ledger published (queueing.ledger.enqueue). A worker that finds no
+# row for such a message drops it (the job was deleted or pruned); only unmarked messages
+# (``celery call``, Flower, another service) are adopted.
+LEDGER_HEADER = "taskyard_ledger"
 
 
 def control_connection() -> Connection:
@@ -20,6 +27,12 @@ def control_connection() -> Connection:
     from config.celery import app
 
     return app.connection_for_write()
+
+
+def as_text(reply: bytes | str) -> str:
+    """A string reply from either client flavour as str (redis-py types every reply as
+    ``bytes | str`` whatever ``decode_responses`` says)."""
+    return reply.decode() if isinstance(reply, bytes) else reply
 
 
 _clients: dict[bool, redis.Redis] = {}
@@ -45,3 +58,35 @@ def shared_redis(*, text: bool = False) -> redis.Redis:
                 )
                 _clients[text] = client
     return client
+
+
+class RedisLock:
+    """A lock held by one ``owner`` at a time that lapses when its holder stops renewing
+    it (stopped or dead), so a standby can take over."""
+
+    def __init__(self, client: redis.Redis, key: str, owner: str) -> None:
+        self.client = client
+        self.key = key
+        self.owner = owner
+
+    def hold(self, ttl_seconds: float) -> bool:
+        """Take the lock or, when this owner has it, renew it for ``ttl_seconds``; False
+        when another owner holds it. Raises redis.RedisError when Redis does not answer
+        (the caller decides whether to go on without the lock)."""
+        ttl_ms = int(ttl_seconds * 1000)
+        if self.client.set(self.key, self.owner, nx=True, px=ttl_ms):
+            return True
+        if self.holder() == self.owner:
+            self.client.pexpire(self.key, ttl_ms)
+            return True
+        return False
+
+    def holder(self) -> str | None:
+        """The owner holding the lock now, if any."""
+        value = self.client.get(self.key)
+        return None if value is None else as_text(value)
+
+    def release(self) -> None:
+        """Give the lock up if this owner holds it."""
+        if self.holder() == self.owner:
+            self.client.delete(self.key)

@@ -32,9 +32,6 @@ ACTIVE_STATUSES = (
     JobStatus.RUNNING,
     JobStatus.RETRYING,
 )
-# Statuses from which a delivered message may claim the job (the relay may publish a
-# scheduled or retrying job a moment before its own status update commits).
-CLAIMABLE_STATUSES = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING)
 FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
 
 
@@ -197,6 +194,12 @@ class DeadLetterReason(models.TextChoices):
     LOST = "lost", "Lost too many times"
 
 
+class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
+    def open(self) -> DeadLetterQuerySet:
+        """The letters still waiting for a decision: neither replayed nor discarded."""
+        return self.filter(replayed_as__isnull=True, discarded_at__isnull=True)
+
+
 class DeadLetter(models.Model):
     """A dead job waiting for a human: review it, replay it, or discard it."""
 
@@ -223,6 +226,8 @@ class DeadLetter(models.Model):
     replayed_as = models.ForeignKey(
         Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = DeadLetterQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -25,7 +25,7 @@ import time
 import redis
 from django.conf import settings
 
-from queueing.broker import shared_redis
+from queueing.broker import as_text, shared_redis
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def live_worker_entries(client: redis.Redis | None = None) -> dict[str, dict]:
         if now - float(entry.get("at", 0)) > STALE_AFTER_SECONDS:
             stale.append(name)
         else:
-            alive[name] = entry
+            alive[as_text(name)] = entry
     if stale:
         client.hdel(WORKERS_KEY, *stale)
     return alive
@@ -103,8 +103,12 @@ class WorkerHeartbeat(threading.Thread):
         return sorted(n for n in self.consumer.app.tasks if not n.startswith("celery."))
 
     def write(self) -> None:
-        entry = {"queues": self.queues(), "tasks": self.tasks(), "pid": os.getpid(),
-                 "at": time.time()}  # fmt: skip
+        entry = {
+            "queues": self.queues(),
+            "tasks": self.tasks(),
+            "pid": os.getpid(),
+            "at": time.time(),
+        }
         shared_redis(text=True).hset(WORKERS_KEY, self.hostname, json.dumps(entry))
 
     def run(self) -> None:

@@ -32,3 +32,13 @@ def check_alerts() -> dict:
     from queueing.observe.alerts import check
 
     return check()
+
+
+@job(queue="external-api", name="queueing.check_providers", retry={"max_attempts": 1})
+def check_providers() -> dict:
+    """Health-check every declared provider (seeded every minute); results in Redis for
+    the admin's Providers page, the API, /metrics and readiness."""
+    from queueing.control.providers import check_health
+    from queueing.specs import provider_specs
+
+    return {name: check_health(spec) for name, spec in provider_specs().items()}

@@ -60,7 +60,7 @@ def demo_status(request: HttpRequest, task_id: str) -> HttpResponse:
         uuid.UUID(task_id)
     except ValueError:
         raise Http404("not a task id") from None
-    result = AsyncResult(task_id)
+    result: AsyncResult[object] = AsyncResult(task_id)
     state = result.state
     payload = {
         "task_id": task_id,

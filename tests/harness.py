@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -182,7 +182,7 @@ def _own_session_and_die_with_parent() -> None:  # runs in the child before exec
 
 
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None):
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("w")
     process = subprocess.Popen(
         argv,
@@ -200,20 +200,28 @@ def stop_all() -> None:
         process.stop()
 
 
-def start_relay(env: dict[str, str] | None = None) -> ManagedProcess:
-    """Start ``manage.py relay`` on the test database; return once its loop runs."""
+def start_relay(
+    env: dict[str, str] | None = None,
+    *,
+    ready: Callable[[], object] | None = None,
+    log_dir: Path = LOG_DIR,
+) -> ManagedProcess:
+    """Start ``manage.py relay`` on the test database; return once its loop runs (its
+    start is logged), or once ``ready()`` is true when given."""
     name = f"relay-{uuid.uuid4().hex[:8]}"
-    log_path = LOG_DIR / f"{name}.log"
+    log_path = log_dir / f"{name}.log"
     process, log_file = _spawn([sys.executable, "manage.py", "relay"], log_path, env)
     relay = ManagedProcess(name, process, log_path, log_file)
 
-    def ready() -> bool:
+    def started() -> object:
         if not relay.is_alive():
             raise AssertionError(f"relay exited at start:\n{relay.log()}")
+        if ready is not None:
+            return ready()
         return "relay relay-" in relay.log_path.read_text(errors="replace")
 
     try:
-        wait_until(ready, timeout=WORKER_START_TIMEOUT, interval=0.1, message=relay.log)
+        wait_until(started, timeout=WORKER_START_TIMEOUT, interval=0.1, message=relay.log)
     except BaseException:
         relay.stop()
         raise
@@ -224,8 +232,16 @@ def start_beat() -> ManagedProcess:
     """Start ``celery beat`` (the project's scheduler) on the test database."""
     name = f"beat-{uuid.uuid4().hex[:8]}"
     log_path = LOG_DIR / f"{name}.log"
-    argv = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
-            f"--pidfile={LOG_DIR / name}.pid"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "beat",
+        "--loglevel=INFO",
+        f"--pidfile={LOG_DIR / name}.pid",
+    ]
     process, log_file = _spawn(argv, log_path, None)
     beat = ManagedProcess(name, process, log_path, log_file)
     wait_until(
@@ -243,18 +259,24 @@ def start_worker(
     queues: list[str] | None = None,
     env: dict[str, str] | None = None,
     name: str | None = None,
+    loglevel: str = "INFO",
+    extra_args: Sequence[str] = (),
+    log_dir: Path = LOG_DIR,
 ) -> WorkerProcess:
-    """Start a ``celery worker`` process and return once it answers a control ping."""
+    """Start a ``celery worker`` process (prefork pool) and return once it answers a
+    control ping. ``extra_args`` go on its command line (e.g. ``--include=...``)."""
     name = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
-    log_path = LOG_DIR / f"{name.split('@')[0]}.log"
+    log_path = log_dir / f"{name.split('@')[0]}.log"
     argv = [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
-        "--loglevel=INFO",
+        sys.executable,
+        *("-m", "celery", "-A", "config", "worker"),
+        f"--loglevel={loglevel}",
         f"--concurrency={concurrency}",
         f"--hostname={name}",
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
-    argv.append(f"--queues={','.join(queues or session_queues())}")
+        *("--without-mingle", "--without-gossip"),
+        f"--queues={','.join(queues or session_queues())}",
+        *extra_args,
+    ]
     process, log_file = _spawn(argv, log_path, env)
     worker = WorkerProcess(name, process, log_path, log_file)
 

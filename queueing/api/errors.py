@@ -81,9 +81,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         reference = uuid.uuid4().hex[:12]
         request = context.get("request")
         logger.exception(
-            "API error %s on %s %s", reference, getattr(request, "method", "?"),
+            "API error %s on %s %s",
+            reference,
+            getattr(request, "method", "?"),
             getattr(request, "path", "?"),
-        )  # fmt: skip
+        )
         return Response(
             error_body("server_error", f"internal error (reference {reference})"),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,

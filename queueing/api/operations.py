@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from celery.schedules import crontab
 from django.conf import settings
@@ -51,7 +52,7 @@ class RecurringSerializer(s.StrictSerializer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["queue"].choices = list(settings.TASKYARD_QUEUES)
+        cast(serializers.ChoiceField, self.fields["queue"]).choices = list(settings.TASKYARD_QUEUES)
 
     def validate_cron(self, value: str) -> str:
         parts = value.split()
@@ -318,7 +319,7 @@ class DeadLetterBulkReplayView(_DeadLetterOperation):
         body = s.BulkReplaySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        letters = DeadLetter.objects.filter(replayed_as__isnull=True, discarded_at__isnull=True)
+        letters = DeadLetter.objects.open()
         for field, lookup in (
             ("fingerprint", "fingerprint"),
             ("task", "job__task_name"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
@@ -11,11 +13,18 @@ from queueing.control.retention import CLEANABLE_STATUSES
 from queueing.ledger.enqueue import PRIORITY_MAX, PRIORITY_MIN
 from queueing.models import DeadLetter, Job, JobAttempt, JobStatus
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    # The error shape's key is "fields"; DRF's metaclass pops declared fields off the
+    # class, so this does not shadow Serializer.fields (the stub cannot know that).
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField())
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -46,7 +55,9 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     task = serializers.CharField(source="task_name", read_only=True)
-    enqueued_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    enqueued_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -80,12 +91,6 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_url(self, job: Job) -> str:
         return reverse("queue-api:job-detail", args=[job.id])
-
-
-class ReasonSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    until = serializers.DateTimeField(required=False)
 
 
 class JobDetailSerializer(JobSerializer):
@@ -123,7 +128,7 @@ class JobCreateSerializer(StrictSerializer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["queue"].choices = list(settings.TASKYARD_QUEUES)
+        cast(serializers.ChoiceField, self.fields["queue"]).choices = list(settings.TASKYARD_QUEUES)
 
     def validate(self, data: dict) -> dict:
         if data.get("countdown") is not None and data.get("run_at") is not None:
@@ -185,7 +190,9 @@ class CleanResultSerializer(serializers.Serializer):
 class DeadLetterSerializer(serializers.ModelSerializer):
     task = serializers.CharField(source="job.task_name", read_only=True)
     queue = serializers.CharField(source="job.queue", read_only=True)
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewed_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = DeadLetter

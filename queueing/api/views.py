@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.http import Http404
+from django.db.models import QuerySet
+from django.http import Http404, QueryDict
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -142,7 +143,7 @@ def visible_jobs(user):
     return jobs
 
 
-def filter_jobs(jobs, params) -> object:
+def filter_jobs(jobs: QuerySet[Job], params: QueryDict) -> QuerySet[Job]:
     query = s.JobListQuerySerializer(data=params.dict())
     query.is_valid(raise_exception=True)
     data = query.validated_data

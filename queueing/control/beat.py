@@ -9,6 +9,7 @@ previous beat recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ import redis
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from queueing.broker import RedisLock
 from queueing.registry import BEAT_KEY, beat
 
 logger = logging.getLogger(__name__)
@@ -31,20 +33,16 @@ STANDBY_POLL_SECONDS = 5.0
 
 class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs) -> None:
-        self._lock_owner = f"{socket.gethostname()}/{os.getpid()}"
         self._leading = False
-        self._redis = redis.Redis.from_url(
+        client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
         )
+        self._beat_lock = RedisLock(client, LOCK_KEY, f"{socket.gethostname()}/{os.getpid()}")
         super().__init__(*args, **kwargs)
 
     def _hold_lock(self) -> bool:
-        ttl_ms = LOCK_TTL_SECONDS * 1000
         try:
-            if self._redis.set(LOCK_KEY, self._lock_owner, nx=True, px=ttl_ms):
-                return True
-            if self._redis.get(LOCK_KEY) == self._lock_owner.encode():
-                self._redis.pexpire(LOCK_KEY, ttl_ms)
+            if self._beat_lock.hold(LOCK_TTL_SECONDS):
                 return True
         except redis.RedisError as exc:
             # Without Redis no beat can send anything anyway; do not run blind.
@@ -54,16 +52,15 @@ class SingleBeatScheduler(DatabaseScheduler):
     def tick(self, *args, **kwargs):
         leading = self._hold_lock()
         if leading and not self._leading:
-            logger.warning("beat %s holds the beat lock: scheduling", self._lock_owner)
+            logger.warning("beat %s holds the beat lock: scheduling", self._beat_lock.owner)
             # Reload from the database: the previous beat may have run entries since.
             self._initial_read = True
             self._heap = None
         elif not leading and (self._leading or not hasattr(self, "_standby_logged")):
-            holder = self._redis.get(LOCK_KEY)
             logger.warning(
                 "beat %s: another beat (%s) holds the beat lock; standing by",
-                self._lock_owner,
-                holder.decode() if holder else "?",
+                self._beat_lock.owner,
+                self._beat_lock.holder() or "?",
             )
             self._standby_logged = True
         self._leading = leading
@@ -76,8 +73,5 @@ class SingleBeatScheduler(DatabaseScheduler):
         try:
             super().close()
         finally:
-            try:
-                if self._redis.get(LOCK_KEY) == self._lock_owner.encode():
-                    self._redis.delete(LOCK_KEY)
-            except redis.RedisError:
-                pass  # the lock lapses by itself
+            with contextlib.suppress(redis.RedisError):  # the lock lapses by itself
+                self._beat_lock.release()

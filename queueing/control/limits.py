@@ -21,6 +21,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from queueing.broker import as_text
 from queueing.ledger.keys import concurrency_key_for  # noqa: F401 - re-exported for callers
 from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.specs import Rate, queue_specs, rate_limit_specs
@@ -150,4 +151,6 @@ class ConcurrencyLimiter:
         self.client.zrem(self._key(key), job_id)
 
     def holders(self, key: str) -> list[str]:
-        return [m.decode() for m in self.client.zrange(self._key(key), 0, -1)]
+        members = self.client.zrange(self._key(key), 0, -1)
+        # Without withscores, ZRANGE replies with the members only.
+        return [as_text(m) for m in members if isinstance(m, bytes | str)]

@@ -17,7 +17,7 @@ from celery.worker.control import control_command
 from django.conf import settings
 from django.db import transaction
 
-from queueing.broker import control_connection, shared_redis
+from queueing.broker import as_text, control_connection, shared_redis
 from queueing.models import Job, JobStatus, QueueState
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,18 @@ def resume_queue(name: str, *, user=None, reason: str = "") -> QueueState:
     return state
 
 
+def paused_queues_in_database() -> set[str]:
+    """The paused queues as the database records them (the source of truth; Redis holds
+    a copy for the hot paths, see sync_paused_set())."""
+    return set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+
+
 def paused_queues() -> set[str]:
     """The paused queues: from Redis, or from the database when Redis does not answer."""
     try:
-        return set(shared_redis(text=True).smembers(PAUSED_KEY))
+        return {as_text(name) for name in shared_redis(text=True).smembers(PAUSED_KEY)}
     except redis.RedisError:
-        return set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+        return paused_queues_in_database()
 
 
 def is_paused(name: str) -> bool:
@@ -96,7 +102,7 @@ def is_paused(name: str) -> bool:
 
 def sync_paused_set() -> set[str]:
     """Make the Redis set equal the database (a wiped Redis forgets pauses)."""
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    paused = paused_queues_in_database()
     client = shared_redis(text=True)
     current = client.smembers(PAUSED_KEY)
     # Add and remove the differences only: emptying the set first would let a worker's

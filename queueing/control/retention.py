@@ -35,8 +35,9 @@ def retention_seconds(queue: str, status: str) -> float:
     return max(float(seconds), float(settings.BROKER_VISIBILITY_TIMEOUT))
 
 
-def prune(*, now: dt.datetime | None = None, batch_size: int = PRUNE_BATCH_SIZE,
-          dry_run: bool = False) -> dict[str, int]:  # fmt: skip
+def prune(
+    *, now: dt.datetime | None = None, batch_size: int = PRUNE_BATCH_SIZE, dry_run: bool = False
+) -> dict[str, int]:
     """Delete expired finished jobs; return how many per status (or would, dry run)."""
     now = now or timezone.now()
     counts: dict[str, int] = {}
@@ -69,8 +70,9 @@ def delete_in_batches(jobs, batch_size: int = PRUNE_BATCH_SIZE) -> int:
 CLEANABLE_STATUSES = ("succeeded", "dead", "cancelled")
 
 
-def clean_queue(queue: str, status: str, older_than_seconds: float, *,
-                dry_run: bool = False) -> int:  # fmt: skip
+def clean_queue(
+    queue: str, status: str, older_than_seconds: float, *, dry_run: bool = False
+) -> int:
     """An operator's clean-up: delete ``queue``'s jobs in a final ``status`` that finished
     more than ``older_than_seconds`` ago. Returns how many (would be) deleted."""
     if status not in CLEANABLE_STATUSES:
@@ -80,6 +82,7 @@ def clean_queue(queue: str, status: str, older_than_seconds: float, *,
     if dry_run:
         return jobs.count()
     deleted = delete_in_batches(jobs)
-    logger.warning("queue %s: cleaned %s %s jobs older than %ss", queue, deleted, status,
-                   older_than_seconds)  # fmt: skip
+    logger.warning(
+        "queue %s: cleaned %s %s jobs older than %ss", queue, deleted, status, older_than_seconds
+    )
     return deleted

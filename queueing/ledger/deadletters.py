@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from queueing.ledger.enqueue import enqueue
-from queueing.models import DeadLetter, Job, JobOrigin, JobStatus
+from queueing.models import DeadLetter, DeadLetterQuerySet, Job, JobOrigin, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +81,15 @@ def discard(dead_letter_id: int, *, user=None, note: str = "") -> DeadLetter:
     """Close a dead letter without replaying it. The job stays ``dead`` (its history is
     kept until retention prunes it); the letter leaves the review list."""
     letter = mark_reviewed(dead_letter_id, user=user, note=note)
-    updated = DeadLetter.objects.filter(
-        id=dead_letter_id, discarded_at=None, replayed_as=None
-    ).update(discarded_at=timezone.now())
+    updated = (
+        DeadLetter.objects.open().filter(id=dead_letter_id).update(discarded_at=timezone.now())
+    )
     if not updated:
         raise DeadLetterError(f"dead letter {dead_letter_id} was already replayed or discarded")
     letter.refresh_from_db()
     return letter
 
 
-def open_dead_letters():
+def open_dead_letters() -> DeadLetterQuerySet:
     """Dead letters still waiting for a decision, newest first."""
-    return DeadLetter.objects.filter(
-        discarded_at=None, replayed_as=None, job__status=JobStatus.DEAD
-    ).select_related("job")
+    return DeadLetter.objects.open().filter(job__status=JobStatus.DEAD).select_related("job")

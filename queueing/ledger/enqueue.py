@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from queueing.broker import LEDGER_HEADER
 from queueing.ledger.keys import concurrency_key_for, fill_key
 from queueing.ledger.retry import RetryPolicy
 from queueing.ledger.wake import nudge_relay_if_soon
@@ -59,9 +60,20 @@ PASSTHROUGH_OPTIONS = frozenset(
 # Options that only make sense for an immediate publish from this process; the ledger
 # publishes later, from wherever, so they are accepted and dropped.
 IGNORED_OPTIONS = frozenset(
-    {"retry", "retry_policy", "producer", "connection", "add_to_parent", "routing_key",
-     "exchange", "exchange_type", "mandatory", "immediate", "ignore_result"}
-)  # fmt: skip
+    {
+        "retry",
+        "retry_policy",
+        "producer",
+        "connection",
+        "add_to_parent",
+        "routing_key",
+        "exchange",
+        "exchange_type",
+        "mandatory",
+        "immediate",
+        "ignore_result",
+    }
+)
 
 
 class EnqueueError(ValueError):
@@ -142,7 +154,7 @@ def resolve_queue(task: Task, queue: str | None, args: list, kwargs: dict) -> st
 
 def retry_policy_for(task: Task, queue: str) -> RetryPolicy:
     """Queue defaults, overridden by the task's max_attempts / retry_* attributes."""
-    fields = dict(settings.TASKYARD_DEFAULT_RETRY)
+    fields: dict[str, Any] = dict(settings.TASKYARD_DEFAULT_RETRY)
     fields.update(settings.TASKYARD_QUEUES.get(queue, {}).get("retry", {}))
     for attribute, field in (
         ("max_attempts", "max_attempts"),
@@ -206,13 +218,15 @@ def default_priority(task: Task, queue_name: str) -> int:
         queue_specs()[queue_name].priority,
     ):
         if candidate is not None:
-            return _check_priority(candidate)
+            return _valid_priority(candidate)
     return settings.TASKYARD_DEFAULT_PRIORITY
 
 
 def _check_priority(priority: Any) -> int | None:
-    if priority is None:
-        return None
+    return None if priority is None else _valid_priority(priority)
+
+
+def _valid_priority(priority: Any) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise EnqueueError(f"priority must be an integer {PRIORITY_MIN}-{PRIORITY_MAX}")
     if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
@@ -334,7 +348,7 @@ def enqueue(
         if due:
             spec = PublishSpec.of(job)
             transaction.on_commit(lambda: publish_after_commit(spec), robust=True)
-        else:
+        elif when is not None:  # not due means scheduled, so when is set
             nudge_relay_if_soon(when)
     return job
 
@@ -368,8 +382,11 @@ def _insert_unique(job: Job, *, replace: bool = False) -> Job | None:
             if not replace or holder.status not in _WAITING:
                 logger.info(
                     "job %s not enqueued: unique key %r held by %s (%s)",
-                    job.id, job.unique_key, holder.id, holder.status,
-                )  # fmt: skip
+                    job.id,
+                    job.unique_key,
+                    holder.id,
+                    holder.status,
+                )
                 return holder
             Job.objects.filter(id=holder.id, status__in=_WAITING).update(
                 status=JobStatus.CANCELLED,
@@ -378,8 +395,7 @@ def _insert_unique(job: Job, *, replace: bool = False) -> Job | None:
                 last_error_class="taskyard.Replaced",
                 last_error_message=f"replaced by job {job.id} (unique key {job.unique_key})",
             )
-            logger.info("job %s replaced by %s (unique key %r)", holder.id, job.id,
-                        job.unique_key)  # fmt: skip
+            logger.info("job %s replaced by %s (unique key %r)", holder.id, job.id, job.unique_key)
     raise EnqueueError(f"unique key {job.unique_key!r}: too many concurrent replacements")
 
 
@@ -411,9 +427,6 @@ PUBLISH_CONNECT_TIMEOUT_SECONDS = 1.0
 PUBLISH_BREAKER_SECONDS = 5.0
 
 
-# Marks a message the ledger published. A worker that finds no row for such a message
-# drops it (the job was deleted or pruned); only unmarked messages are adopted.
-LEDGER_HEADER = "taskyard_ledger"
 _ONE_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
@@ -485,7 +498,7 @@ def broker_queue_keys(queue: str, *, up_to_priority: int = PRIORITY_MAX) -> list
     """The Redis lists behind one queue, most urgent first: kombu keeps one list per
     priority step (``queue``, ``queue\\x06\\x161`` ... ``queue\\x06\\x169``), the bare
     name for 0. ``up_to_priority`` keeps the lists served before or with that priority."""
-    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    options: dict[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     separator = options.get("sep", "\x06\x16")
     return [
         queue if step == 0 else f"{queue}{separator}{step}"

@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -99,17 +100,17 @@ def claim(job_id: str, owner: str) -> Claim | None:
     if row is None:
         return None
     attempt, max_attempts, token, queue, task_name, enqueued_at, run_at = row
-    due = max(_from_db_time(enqueued_at), _from_db_time(run_at) or _from_db_time(enqueued_at))
+    enqueued = _from_db_time(enqueued_at)
+    due = max(enqueued, _from_db_time(run_at)) if run_at is not None else enqueued
     # Counted with the attempt's outcome (one Redis round trip per job, after the body).
     wait = (now - due).total_seconds()
-    return Claim(str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue,
-                 task_name, wait)  # fmt: skip
+    return Claim(
+        str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue, task_name, wait
+    )
 
 
-def _from_db_time(value) -> dt.datetime | None:
+def _from_db_time(value: str | dt.datetime) -> dt.datetime:
     """A timestamp from a raw cursor: aware on PostgreSQL, text or naive UTC on SQLite."""
-    if value is None:
-        return None
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -373,7 +374,7 @@ class LeaseKeeper:
 
     def __init__(self) -> None:
         self._claims: dict[str, Claim] = {}
-        self._on_renew: dict[str, object] = {}
+        self._on_renew: dict[str, Callable[[], None]] = {}
         self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -388,7 +389,7 @@ class LeaseKeeper:
                 cls._instance = cls()
             return cls._instance
 
-    def watch(self, claim: Claim, on_renew=None) -> None:
+    def watch(self, claim: Claim, on_renew: Callable[[], None] | None = None) -> None:
         """Renew ``claim``'s lease until unwatch(); ``on_renew`` runs after each renewal
         (e.g. to extend a concurrency slot held for the job)."""
         with self._lock:

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Avg, Count
 from django.utils import timezone
 
+from queueing.control.pause import paused_queues_in_database
 from queueing.models import (
     Alert,
     AlertStatus,
@@ -31,7 +32,6 @@ from queueing.models import (
     Job,
     JobAttempt,
     JobStatus,
-    QueueState,
 )
 from queueing.observe.stats import percentile
 
@@ -60,35 +60,44 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     limits = settings.ALERT_THRESHOLDS
     window = now - dt.timedelta(minutes=limits["window_minutes"])
     queues = list(settings.TASKYARD_QUEUES)
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    paused = paused_queues_in_database()
     findings: list[Finding] = []
 
     backlog = dict(
-        Job.objects.filter(status=JobStatus.QUEUED).values("queue").annotate(n=Count("id"))
+        Job.objects.filter(status=JobStatus.QUEUED)
+        .values("queue")
+        .annotate(n=Count("id"))
         .values_list("queue", "n")
-    )  # fmt: skip
+    )
     attempts: dict[str, dict] = {q: {"total": 0, "failed": 0} for q in queues}
     for row in (
         JobAttempt.objects.filter(finished_at__gte=window)
-        .values("job__queue", "outcome").annotate(n=Count("id"))
-    ):  # fmt: skip
+        .values("job__queue", "outcome")
+        .annotate(n=Count("id"))
+    ):
         entry = attempts.setdefault(row["job__queue"], {"total": 0, "failed": 0})
         entry["total"] += row["n"]
         if row["outcome"] in (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST):
             entry["failed"] += row["n"]
     run_avg = dict(
-        JobAttempt.objects.filter(finished_at__gte=window).values("job__queue")
-        .annotate(ms=Avg("duration_ms")).values_list("job__queue", "ms")
-    )  # fmt: skip
+        JobAttempt.objects.filter(finished_at__gte=window)
+        .values("job__queue")
+        .annotate(ms=Avg("duration_ms"))
+        .values_list("job__queue", "ms")
+    )
     dead = dict(
-        DeadLetter.objects.filter(replayed_as__isnull=True, discarded_at__isnull=True)
-        .values("job__queue").annotate(n=Count("id")).values_list("job__queue", "n")
-    )  # fmt: skip
+        DeadLetter.objects.open()
+        .values("job__queue")
+        .annotate(n=Count("id"))
+        .values_list("job__queue", "n")
+    )
     waits: dict[str, list[float]] = {}
     started = Job.objects.filter(started_at__gte=window).order_by("-started_at")[:5000]
     for queue, started_at, enqueued_at, run_at in started.values_list(
         "queue", "started_at", "enqueued_at", "run_at"
     ):
+        if started_at is None:  # excluded by the filter; narrows the type
+            continue
         due = max(enqueued_at, run_at) if run_at else enqueued_at
         waits.setdefault(queue, []).append((started_at - due).total_seconds() * 1000)
     try:
@@ -101,9 +110,15 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     required = queues if settings.HEALTH_WORKER_QUEUES is None else settings.HEALTH_WORKER_QUEUES
 
     data = {
-        "backlog": backlog, "attempts": attempts, "run_avg": run_avg, "dead": dead,
-        "waits": waits, "consumers": consumers, "required": required, "paused": paused,
-    }  # fmt: skip
+        "backlog": backlog,
+        "attempts": attempts,
+        "run_avg": run_avg,
+        "dead": dead,
+        "waits": waits,
+        "consumers": consumers,
+        "required": required,
+        "paused": paused,
+    }
     for queue in queues:
         findings.extend(_queue_findings(queue, data, limits))
     return findings
@@ -113,42 +128,78 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
     findings: list[Finding] = []
     waiting = data["backlog"].get(queue, 0)
     if waiting > limits["backlog"]:
-        findings.append(Finding("backlog", queue, "warning", waiting, limits["backlog"],
-                                f"{waiting} jobs waiting on {queue}"))  # fmt: skip
+        findings.append(
+            Finding(
+                "backlog",
+                queue,
+                "warning",
+                waiting,
+                limits["backlog"],
+                f"{waiting} jobs waiting on {queue}",
+            )
+        )
     counts = data["attempts"].get(queue, {"total": 0, "failed": 0})
     if counts["total"] >= limits["min_attempts"]:
         rate = counts["failed"] / counts["total"]
         if rate > limits["failure_rate"]:
-            findings.append(Finding(
-                "failure_rate", queue, "warning", round(rate, 4), limits["failure_rate"],
-                f"{rate:.0%} of {counts['total']} attempts on {queue} failed in the "
-                f"last {limits['window_minutes']} min",
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    "failure_rate",
+                    queue,
+                    "warning",
+                    round(rate, 4),
+                    limits["failure_rate"],
+                    f"{rate:.0%} of {counts['total']} attempts on {queue} failed in the "
+                    f"last {limits['window_minutes']} min",
+                )
+            )
     average_ms = data["run_avg"].get(queue)
     if average_ms is not None and average_ms / 1000 > limits["average_run_seconds"]:
-        findings.append(Finding(
-            "run_time", queue, "warning", round(average_ms / 1000, 2),
-            limits["average_run_seconds"],
-            f"attempts on {queue} took {average_ms / 1000:.1f} s on average",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "run_time",
+                queue,
+                "warning",
+                round(average_ms / 1000, 2),
+                limits["average_run_seconds"],
+                f"attempts on {queue} took {average_ms / 1000:.1f} s on average",
+            )
+        )
     letters = data["dead"].get(queue, 0)
     if letters > limits["dead_letters"]:
-        findings.append(Finding("dead_letters", queue, "warning", letters,
-                                limits["dead_letters"],
-                                f"{letters} dead letters waiting on {queue}"))  # fmt: skip
+        findings.append(
+            Finding(
+                "dead_letters",
+                queue,
+                "warning",
+                letters,
+                limits["dead_letters"],
+                f"{letters} dead letters waiting on {queue}",
+            )
+        )
     p95 = percentile(data["waits"].get(queue, []), 95)
     if p95 is not None and p95 > limits["latency_warning_ms"]:
         critical = p95 > limits["latency_critical_ms"]
-        findings.append(Finding(
-            "latency", queue, "critical" if critical else "warning", round(p95, 1),
-            limits["latency_critical_ms" if critical else "latency_warning_ms"],
-            f"p95 enqueue-to-start on {queue} is {p95:.0f} ms",
-        ))  # fmt: skip
+        findings.append(
+            Finding(
+                "latency",
+                queue,
+                "critical" if critical else "warning",
+                round(p95, 1),
+                limits["latency_critical_ms" if critical else "latency_warning_ms"],
+                f"p95 enqueue-to-start on {queue} is {p95:.0f} ms",
+            )
+        )
     consumers = data["consumers"]
-    if (consumers is not None and queue in data["required"] and queue not in data["paused"]
-            and not consumers.get(queue)):  # fmt: skip
-        findings.append(Finding("no_worker", queue, "critical", 0, 1,
-                                f"no live worker consumes {queue}"))  # fmt: skip
+    if (
+        consumers is not None
+        and queue in data["required"]
+        and queue not in data["paused"]
+        and not consumers.get(queue)
+    ):
+        findings.append(
+            Finding("no_worker", queue, "critical", 0, 1, f"no live worker consumes {queue}")
+        )
     return findings
 
 
@@ -165,11 +216,16 @@ def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
             try:
                 with transaction.atomic():
                     alert = Alert.objects.create(
-                        key=key, kind=finding.kind, queue=finding.queue,
-                        severity=finding.severity, message=finding.message,
-                        value=finding.value, threshold=finding.threshold,
-                        opened_at=now, last_seen_at=now,
-                    )  # fmt: skip
+                        key=key,
+                        kind=finding.kind,
+                        queue=finding.queue,
+                        severity=finding.severity,
+                        message=finding.message,
+                        value=finding.value,
+                        threshold=finding.threshold,
+                        opened_at=now,
+                        last_seen_at=now,
+                    )
             except IntegrityError:
                 continue  # a concurrent check opened it: one open alert per key
             changes["opened"].append(key)
@@ -177,10 +233,12 @@ def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
             continue
         escalated = SEVERITY_RANK[finding.severity] > SEVERITY_RANK.get(alert.severity, 0)
         Alert.objects.filter(id=alert.id).update(
-            last_seen_at=now, value=finding.value, message=finding.message,
+            last_seen_at=now,
+            value=finding.value,
+            message=finding.message,
             severity=finding.severity if escalated else alert.severity,
             threshold=finding.threshold if escalated else alert.threshold,
-        )  # fmt: skip
+        )
         if escalated:
             alert.refresh_from_db()
             changes["escalated"].append(key)
@@ -231,20 +289,27 @@ def signature(body: bytes) -> str:
 
 def _post_webhook(alert: Alert, event: str) -> bool:
     payload = {
-        "event": event, "key": alert.key, "kind": alert.kind, "queue": alert.queue,
-        "severity": alert.severity, "message": alert.message, "value": alert.value,
-        "threshold": alert.threshold, "opened_at": alert.opened_at.isoformat(),
+        "event": event,
+        "key": alert.key,
+        "kind": alert.kind,
+        "queue": alert.queue,
+        "severity": alert.severity,
+        "message": alert.message,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "opened_at": alert.opened_at.isoformat(),
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-    }  # fmt: skip
+    }
     body = json.dumps(payload).encode()
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's setting
-        settings.ALERT_WEBHOOK_URL, data=body, method="POST",
+        settings.ALERT_WEBHOOK_URL,
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json", "X-Taskyard-Signature": signature(body)},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return 200 <= response.status < 300
     except Exception as exc:
-        logger.error("alert %s: webhook %s failed: %r", alert.key, settings.ALERT_WEBHOOK_URL,
-                     exc)  # fmt: skip
+        logger.error("alert %s: webhook %s failed: %r", alert.key, settings.ALERT_WEBHOOK_URL, exc)
         return False

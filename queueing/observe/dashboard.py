@@ -15,18 +15,23 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import Min
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from queueing.control.pause import paused_queues_in_database
 from queueing.counters import RUN_BUCKETS, minute_rollups, run_percentile
-from queueing.models import Job, JobStatus, QueueState
-from queueing.observe.stats import status_counts
+from queueing.models import JobStatus
+from queueing.observe.stats import oldest_waiting, status_counts
 
-OPEN_STATUSES = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING,
-                 JobStatus.DEAD)  # fmt: skip
+OPEN_STATUSES = (
+    JobStatus.SCHEDULED,
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.RETRYING,
+    JobStatus.DEAD,
+)
 CHART_WIDTH, CHART_HEIGHT = 240, 40
 
 
@@ -51,8 +56,12 @@ def bars(values: list[int], colour: str, label: str) -> str:
     )
     return format_html(
         '<svg width="{}" height="{}" role="img" aria-label="{}" fill="{}">{}</svg>',
-        CHART_WIDTH, CHART_HEIGHT, label, colour, mark_safe(rects),  # noqa: S308 - numbers only
-    )  # fmt: skip
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        label,
+        colour,
+        mark_safe(rects),  # noqa: S308 - numbers only
+    )
 
 
 def queue_panels(now: dt.datetime | None = None) -> list[dict]:
@@ -61,11 +70,8 @@ def queue_panels(now: dt.datetime | None = None) -> list[dict]:
     now = now or timezone.now()
     queues = list(settings.TASKYARD_QUEUES)
     counts = status_counts(OPEN_STATUSES)
-    oldest = dict(
-        Job.objects.filter(status=JobStatus.QUEUED).values("queue")
-        .annotate(at=Min("enqueued_at")).values_list("queue", "at")
-    )  # fmt: skip
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    oldest = oldest_waiting()
+    paused = paused_queues_in_database()
     this_minute = int(now.timestamp() // 60)
     minutes = list(range(this_minute - 59, this_minute + 1))
     try:
@@ -81,27 +87,30 @@ def queue_panels(now: dt.datetime | None = None) -> list[dict]:
         total_done, total_failed = sum(done), sum(failed)
         waiting_since = oldest.get(queue)
         p50, p95 = run_percentile(rows, 50), run_percentile(rows, 95)
-        panels.append({
-            "queue": queue,
-            "paused": queue in paused,
-            "counts": {s: counts[queue].get(s, 0) for s in OPEN_STATUSES},
-            "oldest_waiting_seconds": (
-                round((now - waiting_since).total_seconds(), 1) if waiting_since else None
-            ),
-            "finished_last_hour": total_done,
-            "failed_last_hour": total_failed,
-            "failure_rate": (
-                round(100 * total_failed / (total_done + total_failed), 1)
-                if total_done + total_failed else None
-            ),
-            "throughput_chart": bars(done, "#2e7d32", f"succeeded per minute on {queue}"),
-            "failure_chart": bars(failed, "#c62828", f"failed per minute on {queue}"),
-            "throughput_max": max(done),
-            "run_p50": _duration(p50),
-            "run_p95": _duration(p95),
-            "workers": None if workers is None else workers.get(queue, []),
-            "rollups": rollups is not None,
-        })  # fmt: skip
+        panels.append(
+            {
+                "queue": queue,
+                "paused": queue in paused,
+                "counts": {s: counts[queue].get(s, 0) for s in OPEN_STATUSES},
+                "oldest_waiting_seconds": (
+                    round((now - waiting_since).total_seconds(), 1) if waiting_since else None
+                ),
+                "finished_last_hour": total_done,
+                "failed_last_hour": total_failed,
+                "failure_rate": (
+                    round(100 * total_failed / (total_done + total_failed), 1)
+                    if total_done + total_failed
+                    else None
+                ),
+                "throughput_chart": bars(done, "#2e7d32", f"succeeded per minute on {queue}"),
+                "failure_chart": bars(failed, "#c62828", f"failed per minute on {queue}"),
+                "throughput_max": max(done),
+                "run_p50": _duration(p50),
+                "run_p95": _duration(p95),
+                "workers": None if workers is None else workers.get(queue, []),
+                "rollups": rollups is not None,
+            }
+        )
     return panels
 
 

@@ -54,20 +54,28 @@ def _workers(app) -> tuple[dict, dict]:
 def _limit_reasons(job: Job, task, client: redis.Redis) -> list[dict]:
     reasons = []
     for name, rate in limits_for(task, job.queue) if task else []:
-        key = f"taskyard:rate:{name}"
+        rate_key = f"taskyard:rate:{name}"
         window_ms = int(rate.period * 1000)
         now_ms = int(timezone.now().timestamp() * 1000)
-        recent = client.zrangebyscore(key, now_ms - window_ms, "+inf", withscores=True)
+        recent = client.zrangebyscore(rate_key, now_ms - window_ms, "+inf", withscores=True)
         if len(recent) >= rate.limit:
-            free_at = dt.datetime.fromtimestamp((recent[0][1] + window_ms) / 1000, dt.UTC)
-            reasons.append(_reason("rate_limited", f"rate limit {name} ({rate}) is spent",
-                                   free_at, limit=name))  # fmt: skip
+            oldest_ms = float(recent[0][1])
+            free_at = dt.datetime.fromtimestamp((oldest_ms + window_ms) / 1000, dt.UTC)
+            reasons.append(
+                _reason("rate_limited", f"rate limit {name} ({rate}) is spent", free_at, limit=name)
+            )
     key = concurrency_key_for(task, job.args, job.kwargs) if task else None
     if key:
         holders = [h for h in ConcurrencyLimiter(client).holders(key) if h != str(job.id)]
         if len(holders) >= int(getattr(task, "concurrency_limit", 1) or 1):
-            reasons.append(_reason("concurrency_key_held", f"concurrency key {key} is held",
-                                   key=key, held_by=holders))  # fmt: skip
+            reasons.append(
+                _reason(
+                    "concurrency_key_held",
+                    f"concurrency key {key} is held",
+                    key=key,
+                    held_by=holders,
+                )
+            )
     return reasons
 
 
@@ -84,8 +92,13 @@ def explain(job: Job) -> list[dict]:
     if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at > now:
         reasons.append(_reason("scheduled", "scheduled for later", job.run_at))
     if job.status == JobStatus.RETRYING and job.run_at and job.run_at > now:
-        reasons.append(_reason("retry_backoff", f"waiting to retry after attempt "
-                               f"{job.attempts}: {job.last_error_class}", job.run_at))  # fmt: skip
+        reasons.append(
+            _reason(
+                "retry_backoff",
+                f"waiting to retry after attempt {job.attempts}: {job.last_error_class}",
+                job.run_at,
+            )
+        )
     if is_paused(job.queue):
         reasons.append(_reason("queue_paused", f"queue {job.queue} is paused"))
     task = app.tasks.get(job.task_name)
@@ -99,17 +112,22 @@ def explain(job: Job) -> list[dict]:
     if not consumers:
         reasons.append(_reason("no_worker", f"no live worker consumes queue {job.queue}"))
     elif not any(job.task_name in registered.get(w, []) for w in consumers):
-        reasons.append(_reason("task_not_registered",
-                               f"no worker on {job.queue} has task {job.task_name}"))  # fmt: skip
+        reasons.append(
+            _reason("task_not_registered", f"no worker on {job.queue} has task {job.task_name}")
+        )
     if job.status == JobStatus.QUEUED and job.published_at is None:
-        reasons.append(_reason("unpublished", "waiting for the relay to publish it "
-                               "(the broker was unavailable)"))  # fmt: skip
+        reasons.append(
+            _reason(
+                "unpublished", "waiting for the relay to publish it (the broker was unavailable)"
+            )
+        )
     if not reasons:
         waiting = None
         if job.status == JobStatus.QUEUED:
             # Messages of the same or a more urgent priority are served first.
             keys = broker_queue_keys(job.queue, up_to_priority=job.priority or 0)
             waiting = sum(client.llen(key) for key in keys)
-        reasons.append(_reason("waiting_in_queue", f"in line on {job.queue}",
-                               messages_ahead=waiting))  # fmt: skip
+        reasons.append(
+            _reason("waiting_in_queue", f"in line on {job.queue}", messages_ahead=waiting)
+        )
     return reasons

@@ -14,7 +14,8 @@ from django.db import connection
 from django.utils import timezone
 
 from queueing.broker import shared_redis
-from queueing.models import Job, JobStatus, QueueState
+from queueing.control.pause import paused_queues_in_database
+from queueing.models import Job, JobStatus
 from queueing.registry import BEAT_KEY, RELAY_KEY, heartbeat_age, workers_per_queue
 
 
@@ -37,7 +38,7 @@ def check_workers() -> dict:
     required = settings.HEALTH_WORKER_QUEUES
     if required is None:
         required = list(settings.TASKYARD_QUEUES)
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    paused = paused_queues_in_database()
     per_queue = workers_per_queue()
     missing = [q for q in required if q not in paused and not per_queue.get(q)]
     workers = {q: len(per_queue.get(q, [])) for q in required}
@@ -47,15 +48,18 @@ def check_workers() -> dict:
 def check_beat() -> dict:
     age = heartbeat_age(BEAT_KEY)
     limit = settings.HEALTH_BEAT_MAX_AGE_SECONDS
-    return {"ok": age is not None and age <= limit, "age_seconds": _round(age),
-            "max_age_seconds": limit}  # fmt: skip
+    return {
+        "ok": age is not None and age <= limit,
+        "age_seconds": _round(age),
+        "max_age_seconds": limit,
+    }
 
 
 def check_relay() -> dict:
     """The relay ticks, and nothing due waits for it longer than HEALTH_RELAY_MAX_LAG."""
     age = heartbeat_age(RELAY_KEY)
     now = timezone.now()
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    paused = paused_queues_in_database()
     oldest_due = (
         Job.objects.filter(status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING), run_at__lte=now)
         .order_by("run_at")

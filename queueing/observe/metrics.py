@@ -13,7 +13,7 @@ import logging
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.utils import timezone
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from queueing.broker import shared_redis
+from queueing.control.pause import paused_queues_in_database
 from queueing.counters import (
     LOST_KEY,
     PROCESSED_KEY,
@@ -31,7 +32,7 @@ from queueing.counters import (
     WAIT_BUCKETS,
     WAIT_KEY,
 )
-from queueing.models import DeadLetter, Job, JobStatus, QueueState
+from queueing.models import DeadLetter, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,13 @@ class TaskyardCollector(Collector):
     """Everything under ``taskyard_``; read fresh at every scrape."""
 
     def collect(self):
-        from queueing.observe.stats import status_counts
+        from queueing.observe.stats import oldest_waiting, status_counts
         from queueing.registry import workers_per_queue
 
         queues = list(settings.TASKYARD_QUEUES)
-        jobs = GaugeMetricFamily("taskyard_jobs", "Jobs in the ledger by queue and status",
-                                 labels=["queue", "status"])  # fmt: skip
+        jobs = GaugeMetricFamily(
+            "taskyard_jobs", "Jobs in the ledger by queue and status", labels=["queue", "status"]
+        )
         counts = status_counts()
         for queue in queues:
             for status in JobStatus.values:
@@ -72,22 +74,17 @@ class TaskyardCollector(Collector):
             labels=["queue"],
         )
         now = timezone.now()
-        first = dict(
-            Job.objects.filter(status=JobStatus.QUEUED)
-            .values("queue")
-            .annotate(at=Min("enqueued_at"))
-            .values_list("queue", "at")
-        )
+        first = oldest_waiting()
         for queue in queues:
             age = (now - first[queue]).total_seconds() if queue in first else 0.0
             oldest.add_metric([queue], max(0.0, age))
         yield oldest
 
-        dead = GaugeMetricFamily("taskyard_dead_letters",
-                                 "Dead letters not yet replayed or discarded",
-                                 labels=["queue"])  # fmt: skip
+        dead = GaugeMetricFamily(
+            "taskyard_dead_letters", "Dead letters not yet replayed or discarded", labels=["queue"]
+        )
         open_letters = dict(
-            DeadLetter.objects.filter(replayed_as__isnull=True, discarded_at__isnull=True)
+            DeadLetter.objects.open()
             .values("job__queue")
             .annotate(n=Count("id"))
             .values_list("job__queue", "n")
@@ -96,16 +93,18 @@ class TaskyardCollector(Collector):
             dead.add_metric([queue], open_letters.get(queue, 0))
         yield dead
 
-        paused = GaugeMetricFamily("taskyard_queue_paused", "1 if the queue is paused",
-                                   labels=["queue"])  # fmt: skip
-        paused_names = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+        paused = GaugeMetricFamily(
+            "taskyard_queue_paused", "1 if the queue is paused", labels=["queue"]
+        )
+        paused_names = paused_queues_in_database()
         for queue in queues:
             paused.add_metric([queue], 1 if queue in paused_names else 0)
         yield paused
 
         client = shared_redis(text=True)
-        workers = GaugeMetricFamily("taskyard_workers", "Live workers consuming the queue",
-                                    labels=["queue"])  # fmt: skip
+        workers = GaugeMetricFamily(
+            "taskyard_workers", "Live workers consuming the queue", labels=["queue"]
+        )
         try:
             per_queue = workers_per_queue(client)
             for queue in queues:
@@ -127,11 +126,17 @@ class TaskyardCollector(Collector):
                 "Jobs the relay had to republish or requeue (lost message, dead worker)",
                 value=int(client.get(LOST_KEY) or 0),
             )
-            yield from _histogram("taskyard_job_run_seconds", "Run time of attempts",
-                                  RUN_KEY, RUN_BUCKETS, client)  # fmt: skip
-            yield from _histogram("taskyard_job_wait_seconds",
-                                  "Time from enqueue (or due time) to start",
-                                  WAIT_KEY, WAIT_BUCKETS, client)  # fmt: skip
+            yield from _histogram(
+                "taskyard_job_run_seconds", "Run time of attempts", RUN_KEY, RUN_BUCKETS, client
+            )
+            yield from _histogram(
+                "taskyard_job_wait_seconds",
+                "Time from enqueue (or due time) to start",
+                WAIT_KEY,
+                WAIT_BUCKETS,
+                client,
+            )
         except redis.RedisError as exc:
-            logger.warning("metrics: Redis unavailable, worker and counter metrics left out: %r",
-                           exc)  # fmt: skip
+            logger.warning(
+                "metrics: Redis unavailable, worker and counter metrics left out: %r", exc
+            )

@@ -6,18 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
 
-from queueing.models import AttemptOutcome, Job, JobAttempt, JobStatus, QueueState
+from queueing.control.pause import paused_queues_in_database
+from queueing.models import AttemptOutcome, Job, JobAttempt, JobStatus
 
 FAILED_OUTCOMES = (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST)
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile of ``values`` (any order); None when empty."""
     if not values:
         return None
@@ -45,17 +47,21 @@ def status_counts(statuses=None) -> dict[str, dict[str, int]]:
     return counts
 
 
+def oldest_waiting(queues: Iterable[str] | None = None) -> dict[str, dt.datetime]:
+    """Queue -> when its oldest waiting (queued) job was enqueued, for the queues that
+    have one; ``queues`` limits the search (default: every queue)."""
+    waiting = Job.objects.filter(status=JobStatus.QUEUED)
+    if queues is not None:
+        waiting = waiting.filter(queue__in=queues)
+    return dict(waiting.values("queue").annotate(at=Min("enqueued_at")).values_list("queue", "at"))
+
+
 def queue_overview(queues: list[str] | None = None) -> list[dict]:
     """Per declared queue: jobs per status, age of the oldest waiting job, paused flag."""
     queues = queues or list(settings.TASKYARD_QUEUES)
     counts = status_counts()
-    oldest = dict(
-        Job.objects.filter(queue__in=queues, status=JobStatus.QUEUED)
-        .values("queue")
-        .annotate(at=Min("enqueued_at"))
-        .values_list("queue", "at")
-    )
-    paused = set(QueueState.objects.filter(paused=True).values_list("name", flat=True))
+    oldest = oldest_waiting(queues)
+    paused = paused_queues_in_database()
     now = timezone.now()
     return [
         {
@@ -113,13 +119,15 @@ def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
         rows = buckets.get(minute, [])
         durations = [ms for _, ms in rows if ms is not None]
         failed = sum(1 for outcome, _ in rows if outcome in FAILED_OUTCOMES)
-        points.append({
-            "minute": minute.isoformat(),
-            "succeeded": sum(1 for outcome, _ in rows if outcome == AttemptOutcome.SUCCEEDED),
-            "failed": failed,
-            "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
-            "run_ms_p50": percentile(durations, 50),
-            "run_ms_p95": percentile(durations, 95),
-            "backlog": backlog if minute == now else None,
-        })  # fmt: skip
+        points.append(
+            {
+                "minute": minute.isoformat(),
+                "succeeded": sum(1 for outcome, _ in rows if outcome == AttemptOutcome.SUCCEEDED),
+                "failed": failed,
+                "failure_rate": round(failed / len(rows), 4) if rows else 0.0,
+                "run_ms_p50": percentile(durations, 50),
+                "run_ms_p95": percentile(durations, 95),
+                "backlog": backlog if minute == now else None,
+            }
+        )
     return points

@@ -30,8 +30,9 @@ def live(request: HttpRequest) -> JsonResponse:
 def ready(request: HttpRequest) -> JsonResponse:
     """200 when every check passes, else 503; one JSON object per check."""
     ok, checks = readiness()
-    return JsonResponse({"status": "ok" if ok else "fail", "checks": checks},
-                        status=200 if ok else 503)  # fmt: skip
+    return JsonResponse(
+        {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
+    )
 
 
 def _may_scrape(request: HttpRequest) -> bool:
@@ -48,8 +49,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format; needs ``Authorization: Bearer $METRICS_TOKEN`` or a staff
     login (queue names, task names and volumes are not for the public)."""
     if not _may_scrape(request):
-        response = HttpResponse("metrics need a bearer token or a staff login\n", status=401,
-                                content_type="text/plain")  # fmt: skip
+        response = HttpResponse(
+            "metrics need a bearer token or a staff login\n", status=401, content_type="text/plain"
+        )
         response["WWW-Authenticate"] = 'Bearer realm="taskyard-metrics"'
         return response
     return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

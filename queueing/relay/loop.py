@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queueing import counters as metrics
+from queueing.broker import RedisLock
 from queueing.control.pause import sync_paused_set
 from queueing.ledger.enqueue import PublishSpec, broker_queue_keys, publish
 from queueing.ledger.transitions import fingerprint
@@ -88,6 +89,7 @@ class Relay:
             settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
         )
         self.owner = f"relay-{uuid.uuid4().hex[:8]}"
+        self._lock = RedisLock(self.redis, LOCK_KEY, self.owner)
         self.batch = settings.RELAY_BATCH_SIZE
         self._paused: set[str] = set()
 
@@ -328,18 +330,12 @@ class Relay:
 
     def _hold_lock(self) -> bool:
         """SQLite: one relay at a time (a lock that expires if its holder dies)."""
-        ttl_ms = int(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5) * 1000)
         try:
-            if self.redis.set(LOCK_KEY, self.owner, nx=True, px=ttl_ms):
-                return True
-            if self.redis.get(LOCK_KEY) == self.owner.encode():
-                self.redis.pexpire(LOCK_KEY, ttl_ms)
-                return True
+            return self._lock.hold(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5))
         except redis.RedisError:
             # No broker, no lock: publishing is impossible anyway, but reaping and
             # promoting are still safe (conditional UPDATEs), so go on.
             return True
-        return False
 
     def tick_due(self) -> TickReport:
         """The between-ticks step: promote the jobs that came due and publish them, so a
@@ -371,8 +367,12 @@ class Relay:
         started = time.monotonic()
         interval = settings.RELAY_INTERVAL_SECONDS
         granularity = min(settings.RELAY_DUE_GRANULARITY_SECONDS, interval)
-        logger.info("relay %s started (tick %.2fs, due jobs within %.2fs)",
-                    self.owner, interval, granularity)  # fmt: skip
+        logger.info(
+            "relay %s started (tick %.2fs, due jobs within %.2fs)",
+            self.owner,
+            interval,
+            granularity,
+        )
         next_full = time.monotonic()
         while stop_after is None or time.monotonic() - started < stop_after:
             full = time.monotonic() >= next_full

@@ -64,6 +64,7 @@ JOB_OPTIONS = (
     "atomic",
     "priority",
     "permanent_for",
+    "providers",
 )
 RETRY_FIELDS = ("max_attempts", "base_delay", "max_delay")
 # Names a newcomer tries (the base class's attribute names, Oban/Sidekiq words) and the
@@ -102,6 +103,8 @@ def job(
     atomic            run the body and record its success in one transaction
     priority          0 (most urgent) - 9
     permanent_for     exception classes never retried (besides PermanentError)
+    providers         names of TASKYARD_PROVIDERS it calls: held unclaimed while one is
+                      open or cooling down after a 429 (docs/providers.md)
     name, bind, time_limit, soft_time_limit, ignore_result   as in Celery
     """
     if fn is not None and not callable(fn):
@@ -194,7 +197,23 @@ def _flags(options: Mapping[str, Any], where: str) -> dict[str, Any]:
         result["declared_priority"] = priority
     if "permanent_for" in options:
         result["permanent_for"] = _exception_types(options["permanent_for"], where)
+    if "providers" in options:
+        result["providers"] = _providers(options["providers"], where)
     return result
+
+
+def _providers(raw: Any, where: str) -> tuple[str, ...]:
+    from queueing.specs import provider_specs
+
+    names = (raw,) if isinstance(raw, str) else tuple(raw or ())
+    known = provider_specs()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise JobDeclarationError(
+            f"{where}: unknown provider(s) {', '.join(map(repr, unknown))}; "
+            f"TASKYARD_PROVIDERS declares: {', '.join(known) or 'none'}"
+        )
+    return names
 
 
 def refuse_unknown(options: Iterable[str], where: str) -> None:

@@ -232,8 +232,17 @@ class TaskyardTask(Task):
         self.update_state(state=PROGRESS_STATE, meta={"percent": percent, "message": message})
         return True
 
-    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None,
-              max_retries=None, **options):  # fmt: skip
+    def retry(
+        self,
+        args=None,
+        kwargs=None,
+        exc=None,
+        throw=True,
+        eta=None,
+        countdown=None,
+        max_retries=None,
+        **options,
+    ):
         """Ask for another attempt; the ledger schedules it (no ETA message in RAM)."""
         if not self.is_tracked or getattr(self.request, "taskyard_claim", None) is None:
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
@@ -377,8 +386,9 @@ class TaskyardTask(Task):
         )
         if isinstance(exc, RetryRequested):
             cause = exc.exc or exc
-            decision = retry.decide(retry.Classification(retry.FailureKind.TRANSIENT),
-                                    claim.attempt, policy)  # fmt: skip
+            decision = retry.decide(
+                retry.Classification(retry.FailureKind.TRANSIENT), claim.attempt, policy
+            )
             if decision.retry and exc.countdown is not None:
                 decision = retry.Decision(True, exc.countdown, decision.kind, "retry requested")
         else:

@@ -12,14 +12,18 @@ from tests.harness import wait_until
 @pytest.mark.worker
 def test_a_job_posted_over_the_api_runs_and_reports_back(celery_worker, users):
     client = APIClient()
-    tokens = client.post("/api/token/", {"username": "admin-user",
-                                         "password": "correct horse battery"},
-                         format="json").json()  # fmt: skip
+    tokens = client.post(
+        "/api/token/",
+        {"username": "admin-user", "password": "correct horse battery"},
+        format="json",
+    ).json()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
 
-    created = client.post("/api/v1/queue/jobs", {"task": "queueing.ping",
-                                                 "args": {"message": "over http"}},
-                          format="json")  # fmt: skip
+    created = client.post(
+        "/api/v1/queue/jobs",
+        {"task": "queueing.ping", "args": {"message": "over http"}},
+        format="json",
+    )
     assert created.status_code == 202
     location = created["Location"]
 

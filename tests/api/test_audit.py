@@ -19,21 +19,34 @@ def make_events(clients) -> list[AuditEvent]:
     admin = clients["admin"]
     admin.post(f"{API}/isolated/pause", {"reason": "inventory"}, format="json")
     admin.post(f"{API}/isolated/resume", {}, format="json")
-    admin.post(f"{API}/jobs", {"task": "queueing.ping", "queue": "isolated", "countdown": 60},
-               format="json")  # fmt: skip
-    admin.post(f"{API}/jobs/recurring", {"name": "n", "task": "queueing.ping",
-                                         "cron": "0 4 * * *"}, format="json")  # fmt: skip
+    admin.post(
+        f"{API}/jobs",
+        {"task": "queueing.ping", "queue": "isolated", "countdown": 60},
+        format="json",
+    )
+    admin.post(
+        f"{API}/jobs/recurring",
+        {"name": "n", "task": "queueing.ping", "cron": "0 4 * * *"},
+        format="json",
+    )
     return list(AuditEvent.objects.order_by("id"))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_api_calls_form_an_intact_chain(clients, capsys):
     events = make_events(clients)
-    assert [e.action for e in events] == ["queue.pause", "queue.resume", "job.create",
-                                          "recurring.create"]  # fmt: skip
+    assert [e.action for e in events] == [
+        "queue.pause",
+        "queue.resume",
+        "job.create",
+        "recurring.create",
+    ]
     pause = events[0]
-    assert (pause.before, pause.after, pause.reason) == ({"paused": False}, {"paused": True},
-                                                         "inventory")  # fmt: skip
+    assert (pause.before, pause.after, pause.reason) == (
+        {"paused": False},
+        {"paused": True},
+        "inventory",
+    )
     assert events[0].prev_hash == audit.GENESIS_HASH
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(events))
     call_command("verify_audit")

@@ -25,15 +25,27 @@ def admin(clients):
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({"task": "tests.record", "args": {"key": ["not", "a", "string"]}}, "args.key",
-         "valid string"),
-        ({"task": "tests.record", "args": {"key": "k", "seconds": "soon"}}, "args.seconds",
-         "number"),
-        ({"task": "tests.record", "args": {"key": "k", "seconds": 999}}, "args.seconds",
-         "less than or equal to 60"),
+        (
+            {"task": "tests.record", "args": {"key": ["not", "a", "string"]}},
+            "args.key",
+            "valid string",
+        ),
+        (
+            {"task": "tests.record", "args": {"key": "k", "seconds": "soon"}},
+            "args.seconds",
+            "number",
+        ),
+        (
+            {"task": "tests.record", "args": {"key": "k", "seconds": 999}},
+            "args.seconds",
+            "less than or equal to 60",
+        ),
         ({"task": "tests.record", "args": {}}, "args.key", "required"),
-        ({"task": "tests.record", "args": {"key": "k", "colour": "red"}}, "args.colour",
-         "unknown argument"),
+        (
+            {"task": "tests.record", "args": {"key": "k", "colour": "red"}},
+            "args.colour",
+            "unknown argument",
+        ),
         ({"task": "tests.record", "args": ["k"]}, "args", "object of named arguments"),
         ({"task": "no.such.task"}, "task", "no API-enabled task"),
         # Registered but not API-enabled: the same answer as an unknown task.
@@ -42,13 +54,16 @@ def admin(clients):
         ({"task": "queueing.ping", "priority": "high"}, "priority", "valid integer"),
         ({"task": "queueing.ping", "countdown": -1}, "countdown", "greater than or equal to 0"),
         ({"task": "queueing.ping", "queue": "nope"}, "queue", "not a valid choice"),
-        ({"task": "queueing.ping", "countdown": 5, "run_at": "2030-01-01T00:00:00Z"}, "run_at",
-         "not both"),
+        (
+            {"task": "queueing.ping", "countdown": 5, "run_at": "2030-01-01T00:00:00Z"},
+            "run_at",
+            "not both",
+        ),
         ({"task": "queueing.ping", "run_at": "tomorrow"}, "run_at", "wrong format"),
         ({"task": "queueing.ping", "retries": 3}, "retries", "unknown field"),
         ({}, "task", "required"),
     ],
-)  # fmt: skip
+)
 def test_bad_job_requests_get_field_errors_and_write_nothing(admin, body, field, words):
     response = post_job(admin, body)
     assert response.status_code == 400, response.content
@@ -62,8 +77,15 @@ def test_bad_job_requests_get_field_errors_and_write_nothing(admin, body, field,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_valid_contract_call_is_accepted_with_its_typed_arguments(admin):
-    response = post_job(admin, {"task": "tests.record", "args": {"key": "k", "seconds": "1.5"},
-                                "queue": "isolated", "priority": 1})  # fmt: skip
+    response = post_job(
+        admin,
+        {
+            "task": "tests.record",
+            "args": {"key": "k", "seconds": "1.5"},
+            "queue": "isolated",
+            "priority": 1,
+        },
+    )
     assert response.status_code == 202
     job = Job.objects.get(id=response.json()["id"])
     assert (job.kwargs, job.queue, job.priority) == ({"key": "k", "seconds": 1.5}, "isolated", 1)
@@ -76,8 +98,9 @@ def test_malformed_huge_and_non_json_bodies(admin, settings):
     assert malformed.status_code == 400
     assert malformed.json()["error"]["code"] == "malformed_request"
 
-    form = admin.post(f"{API}/jobs", "task=queueing.ping",
-                      content_type="application/x-www-form-urlencoded")  # fmt: skip
+    form = admin.post(
+        f"{API}/jobs", "task=queueing.ping", content_type="application/x-www-form-urlencoded"
+    )
     assert form.status_code == 415
     assert form.json()["error"]["code"] == "unsupported_media_type"
 
@@ -87,8 +110,9 @@ def test_malformed_huge_and_non_json_bodies(admin, settings):
     assert too_big.json()["error"]["code"] == "request_too_large"
 
     # Under the request limit but over the task's field limit: a field error.
-    long = admin.post(f"{API}/jobs", {"task": "queueing.ping", "args": {"message": "x" * 300}},
-                      format="json")  # fmt: skip
+    long = admin.post(
+        f"{API}/jobs", {"task": "queueing.ping", "args": {"message": "x" * 300}}, format="json"
+    )
     assert long.status_code == 400 and "args.message" in long.json()["error"]["fields"]
     assert Job.objects.count() == 0
 

@@ -17,8 +17,9 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 import queueing
 from queueing.control.pause import resume_queue
-from queueing.models import AuditEvent, DeadLetter, DeadLetterReason, Job, JobStatus
+from queueing.models import AuditEvent, Job
 from tests.api.conftest import ROLES
+from tests.factories import dead_letter_row
 
 API = "/api/v1/queue"
 EVERYONE = dict.fromkeys(ROLES, 200)
@@ -27,15 +28,6 @@ EVERYONE = dict.fromkeys(ROLES, 200)
 def scheduled_job(users) -> Job:
     """A job on routing, enqueued by the admin, waiting an hour (nothing runs it)."""
     return queueing.enqueue("queueing.ping", queue="routing", countdown=3600, user=users["admin"])
-
-
-def dead_letter(users) -> DeadLetter:
-    job = Job.objects.create(
-        task_name="queueing.ping", queue="routing", status=JobStatus.DEAD, attempts=1,
-        max_attempts=1, enqueued_at=timezone.now(), finished_at=timezone.now(),
-        enqueued_by=users["admin"],
-    )  # fmt: skip
-    return DeadLetter.objects.create(job=job, reason=DeadLetterReason.PERMANENT, fingerprint="f")
 
 
 def recurring(users) -> PeriodicTask:
@@ -71,47 +63,116 @@ CALLS = [
     Call("get", f"{API}/stats/routing", None, STATS),
     Call("get", f"{API}/metrics?minutes=5", None, STATS),
     # Creating jobs: allowed by the queue the job goes to.
-    Call("post", f"{API}/jobs", {**PING, "queue": "routing"},
-         only({"admin": 202, "manager": 202, "dispatcher": 202}), mutating=True),
-    Call("post", f"{API}/jobs", {**PING, "queue": "billing"},
-         only({"admin": 202, "manager": 202}), mutating=True),
-    Call("post", f"{API}/jobs", {**PING, "queue": "notifications"},
-         only({"admin": 202, "dispatcher": 202}), mutating=True),
+    Call(
+        "post",
+        f"{API}/jobs",
+        {**PING, "queue": "routing"},
+        only({"admin": 202, "manager": 202, "dispatcher": 202}),
+        mutating=True,
+    ),
+    Call(
+        "post",
+        f"{API}/jobs",
+        {**PING, "queue": "billing"},
+        only({"admin": 202, "manager": 202}),
+        mutating=True,
+    ),
+    Call(
+        "post",
+        f"{API}/jobs",
+        {**PING, "queue": "notifications"},
+        only({"admin": 202, "dispatcher": 202}),
+        mutating=True,
+    ),
     Call("post", f"{API}/jobs", {**PING}, only({"admin": 202}), mutating=True),  # default
     Call("get", f"{API}/jobs", None, only({"admin": 200, "manager": 200, "dispatcher": 200})),
     # Someone else's job: a dispatcher sees only their own (404, not 403: no leak).
-    Call("get", lambda u: f"{API}/jobs/{scheduled_job(u).id}", None,
-         only({"admin": 200, "manager": 200, "dispatcher": 404})),
-    Call("post", lambda u: f"{API}/jobs/{scheduled_job(u).id}/cancel", {},
-         only({"admin": 200, "manager": 200, "dispatcher": 404}), mutating=True),
-    Call("post", lambda u: f"{API}/jobs/{scheduled_job(u).id}/retry", None,
-         only({"admin": 202, "manager": 202, "dispatcher": 404}), mutating=True),
+    Call(
+        "get",
+        lambda u: f"{API}/jobs/{scheduled_job(u).id}",
+        None,
+        only({"admin": 200, "manager": 200, "dispatcher": 404}),
+    ),
+    Call(
+        "post",
+        lambda u: f"{API}/jobs/{scheduled_job(u).id}/cancel",
+        {},
+        only({"admin": 200, "manager": 200, "dispatcher": 404}),
+        mutating=True,
+    ),
+    Call(
+        "post",
+        lambda u: f"{API}/jobs/{scheduled_job(u).id}/retry",
+        None,
+        only({"admin": 202, "manager": 202, "dispatcher": 404}),
+        mutating=True,
+    ),
     Call("get", f"{API}/jobs/recurring", None, only({"admin": 200})),
-    Call("post", f"{API}/jobs/recurring",
-         {"name": "matrix", "task": "queueing.ping", "every_seconds": 600},
-         only({"admin": 201}), mutating=True),
+    Call(
+        "post",
+        f"{API}/jobs/recurring",
+        {"name": "matrix", "task": "queueing.ping", "every_seconds": 600},
+        only({"admin": 201}),
+        mutating=True,
+    ),
     Call("get", lambda u: f"{API}/jobs/recurring/{recurring(u).id}", None, only({"admin": 200})),
-    Call("patch", lambda u: f"{API}/jobs/recurring/{recurring(u).id}", {"enabled": False},
-         only({"admin": 200}), mutating=True),
-    Call("delete", lambda u: f"{API}/jobs/recurring/{recurring(u).id}", None,
-         only({"admin": 204}), mutating=True),
-    Call("post", f"{API}/isolated/pause", {"reason": "matrix"}, only({"admin": 200}),
-         mutating=True),
+    Call(
+        "patch",
+        lambda u: f"{API}/jobs/recurring/{recurring(u).id}",
+        {"enabled": False},
+        only({"admin": 200}),
+        mutating=True,
+    ),
+    Call(
+        "delete",
+        lambda u: f"{API}/jobs/recurring/{recurring(u).id}",
+        None,
+        only({"admin": 204}),
+        mutating=True,
+    ),
+    Call(
+        "post", f"{API}/isolated/pause", {"reason": "matrix"}, only({"admin": 200}), mutating=True
+    ),
     Call("post", f"{API}/isolated/resume", {}, only({"admin": 200}), mutating=True),
-    Call("post", f"{API}/isolated/clean", {"status": "succeeded", "older_than_seconds": 60},
-         only({"admin": 200}), mutating=True),
+    Call(
+        "post",
+        f"{API}/isolated/clean",
+        {"status": "succeeded", "older_than_seconds": 60},
+        only({"admin": 200}),
+        mutating=True,
+    ),
     Call("get", f"{API}/routing/jobs", None, STATS),
     Call("get", f"{API}/dead-letters", None, STATS),
-    Call("post", lambda u: f"{API}/dead-letters/{dead_letter(u).id}/review", {"note": "seen"},
-         only({"admin": 200}), mutating=True),
-    Call("post", lambda u: f"{API}/dead-letters/{dead_letter(u).id}/replay", None,
-         only({"admin": 202}), mutating=True),
-    Call("post", f"{API}/dead-letters/replay", {"queue": "routing", "dry_run": False},
-         only({"admin": 200}), mutating=True),
+    Call(
+        "post",
+        lambda u: f"{API}/dead-letters/{dead_letter_row(enqueued_by=u['admin']).id}/review",
+        {"note": "seen"},
+        only({"admin": 200}),
+        mutating=True,
+    ),
+    Call(
+        "post",
+        lambda u: f"{API}/dead-letters/{dead_letter_row(enqueued_by=u['admin']).id}/replay",
+        None,
+        only({"admin": 202}),
+        mutating=True,
+    ),
+    Call(
+        "post",
+        f"{API}/dead-letters/replay",
+        {"queue": "routing", "dry_run": False},
+        only({"admin": 200}),
+        mutating=True,
+    ),
     # An app's own endpoint (tests/sampleapp/api.py): the roles its job declares, only.
-    Call("post", f"{API}/sample/collections", {"route_id": 7},
-         only({"admin": 202, "dispatcher": 202}), mutating=True),
-]  # fmt: skip
+    Call(
+        "post",
+        f"{API}/sample/collections",
+        {"route_id": 7},
+        only({"admin": 202, "dispatcher": 202}),
+        mutating=True,
+    ),
+]
 
 
 def call_id(call: Call) -> str:
@@ -149,8 +210,9 @@ def test_every_role_gets_the_specified_status(call, users, clients):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_dispatcher_sees_their_own_jobs_and_no_one_elses(users, clients):
-    theirs = queueing.enqueue("queueing.ping", queue="routing", countdown=3600,
-                              user=users["dispatcher"])  # fmt: skip
+    theirs = queueing.enqueue(
+        "queueing.ping", queue="routing", countdown=3600, user=users["dispatcher"]
+    )
     others = scheduled_job(users)
     listed = clients["dispatcher"].get(f"{API}/jobs").json()["results"]
     assert [job["id"] for job in listed] == [str(theirs.id)]
@@ -165,14 +227,16 @@ def test_jwt_obtain_and_refresh_then_use(users):
     from rest_framework.test import APIClient
 
     client = APIClient()
-    bad = client.post("/api/token/", {"username": "admin-user", "password": "wrong"},
-                      format="json")  # fmt: skip
+    bad = client.post("/api/token/", {"username": "admin-user", "password": "wrong"}, format="json")
     assert bad.status_code == 401
-    tokens = client.post("/api/token/", {"username": "admin-user",
-                                         "password": "correct horse battery"},
-                         format="json").json()  # fmt: skip
-    refreshed = client.post("/api/token/refresh/", {"refresh": tokens["refresh"]},
-                            format="json").json()  # fmt: skip
+    tokens = client.post(
+        "/api/token/",
+        {"username": "admin-user", "password": "correct horse battery"},
+        format="json",
+    ).json()
+    refreshed = client.post(
+        "/api/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+    ).json()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {refreshed['access']}")
     assert client.get(f"{API}/status").status_code == 200
     client.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")

@@ -32,8 +32,9 @@ def admin_headers(db, settings) -> dict[str, str]:
 def test_no_operation_answers_a_server_error(admin_headers):
     # One test walking the operations: schemathesis's own pytest plugin does not run
     # under pytest 9 ("'Function' object has no attribute '_nodeid'").
-    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application,
-                                            headers=admin_headers)  # fmt: skip
+    schema = schemathesis.openapi.from_wsgi(
+        "/api/schema/?format=json", application, headers=admin_headers
+    )
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 25
     failures: list[str] = []

@@ -38,8 +38,10 @@ def test_general_and_admin_operation_limits(clients, settings):
     assert statuses == [200] * 5 + [429]
 
     admin = clients["admin"]
-    ops = [admin.post(f"{API}/isolated/{verb}", {}, format="json").status_code
-           for verb in ("pause", "resume", "pause")]  # fmt: skip
+    ops = [
+        admin.post(f"{API}/isolated/{verb}", {}, format="json").status_code
+        for verb in ("pause", "resume", "pause")
+    ]
     assert ops == [200, 200, 429]
     from queueing.control.pause import resume_queue
 

@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-import queueing
 from queueing.control.pause import resume_queue
-from queueing.ledger.retry import Decision, FailureKind, PermanentError
-from queueing.ledger.transitions import claim, record_failure
-from queueing.models import DeadLetter, JobStatus, QueueState
+from queueing.models import JobStatus, QueueState
+from tests.factories import dead_letter
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
@@ -35,24 +33,17 @@ def page(live_server, monkeypatch):
     # are still plain synchronous code (Django's documented escape hatch).
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox"])  # fmt: skip
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(15_000)
         yield page
         browser.close()
 
 
-def dead_letter() -> DeadLetter:
-    job = queueing.enqueue("tests.record", ["browser"], queue="isolated")
-    attempt = claim(str(job.id), "worker-a/1")
-    record_failure(attempt, PermanentError("customer 7 has no address"),
-                   Decision(False, 0, FailureKind.PERMANENT, "x"))  # fmt: skip
-    return DeadLetter.objects.get(job=job)
-
-
 def test_an_operator_pauses_a_queue_and_replays_a_dead_job(page, live_server, admin_user):
-    letter = dead_letter()
+    letter = dead_letter("browser")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         page.goto(f"{live_server.url}/admin/login/")

@@ -7,6 +7,7 @@ import pytest
 import stripe
 
 from devstack.fakes import stripe as stripe_fake
+from queueing.broker import shared_redis
 from queueing.control.providers import (
     ProviderDeferred,
     ProviderGuard,
@@ -14,7 +15,6 @@ from queueing.control.providers import (
     provider_call,
     provider_status,
 )
-from queueing.broker import shared_redis
 from queueing.specs import provider_specs
 from tests.harness import wait_until
 

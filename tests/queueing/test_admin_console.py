@@ -8,19 +8,10 @@ from django.contrib.auth.models import Permission, User
 
 import queueing
 from queueing.control.pause import resume_queue
-from queueing.ledger.retry import Decision, FailureKind, PermanentError
-from queueing.ledger.transitions import claim, record_failure
 from queueing.models import AuditEvent, DeadLetter, Job, JobStatus, QueueState
+from tests.factories import dead_letter
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def dead_letter(key: str = "admin") -> DeadLetter:
-    job = queueing.enqueue("tests.record", [key], queue="isolated")
-    attempt = claim(str(job.id), "worker-a/1")
-    record_failure(attempt, PermanentError(f"customer {key} has no address"),
-                   Decision(False, 0, FailureKind.PERMANENT, "x"))  # fmt: skip
-    return DeadLetter.objects.get(job=job)
 
 
 def act(client, url: str, action: str, ids, confirm: bool = False):
@@ -33,12 +24,18 @@ def act(client, url: str, action: str, ids, confirm: bool = False):
 def test_every_page_renders_with_data(admin_client):
     letter = dead_letter()
     queueing.enqueue("queueing.ping", queue="isolated", countdown=60)
-    for url in ("/admin/", "/admin/queueing/dashboard/", "/admin/queueing/job/",
-                "/admin/queueing/deadletter/", "/admin/queueing/queuestate/",
-                "/admin/queueing/auditevent/", "/admin/queueing/alert/",
-                "/admin/django_celery_beat/periodictask/",
-                "/admin/django_celery_results/taskresult/",
-                f"/admin/queueing/deadletter/{letter.id}/change/"):  # fmt: skip
+    for url in (
+        "/admin/",
+        "/admin/queueing/dashboard/",
+        "/admin/queueing/job/",
+        "/admin/queueing/deadletter/",
+        "/admin/queueing/queuestate/",
+        "/admin/queueing/auditevent/",
+        "/admin/queueing/alert/",
+        "/admin/django_celery_beat/periodictask/",
+        "/admin/django_celery_results/taskresult/",
+        f"/admin/queueing/deadletter/{letter.id}/change/",
+    ):
         assert admin_client.get(url).status_code == 200, url
     dashboard = admin_client.get("/admin/queueing/dashboard/").content.decode()
     assert 'data-queue="isolated"' in dashboard and "<svg" in dashboard
@@ -73,7 +70,10 @@ def test_replay_review_and_discard_dead_letters(admin_client):
     act(admin_client, url, "discard_letters", [second.id], confirm=True)
     assert DeadLetter.objects.get(id=second.id).discarded_at is not None
     assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
-        "dead_letter.review", "dead_letter.replay", "dead_letter.discard"]  # fmt: skip
+        "dead_letter.review",
+        "dead_letter.replay",
+        "dead_letter.discard",
+    ]
 
 
 def test_pause_and_resume_a_queue_from_the_admin(admin_client):
@@ -88,8 +88,7 @@ def test_pause_and_resume_a_queue_from_the_admin(admin_client):
         assert not QueueState.objects.get(name="isolated").paused
     finally:
         resume_queue("isolated")
-    assert [e.action for e in AuditEvent.objects.order_by("id")] == ["queue.pause",
-                                                                     "queue.resume"]  # fmt: skip
+    assert [e.action for e in AuditEvent.objects.order_by("id")] == ["queue.pause", "queue.resume"]
 
 
 def test_retry_runs_a_waiting_job_now_and_replays_a_dead_one(admin_client):
@@ -138,7 +137,9 @@ def test_staff_who_may_only_look_cannot_act(client):
     assert "cancel_jobs" not in page  # no such action offered
     act(client, "/admin/queueing/job/", "cancel_jobs", [job.id], confirm=True)
     assert Job.objects.get(id=job.id).status == JobStatus.SCHEDULED
-    assert client.post(f"/admin/queueing/queuestate/{state.id}/pause/",
-                       {"confirm": "yes"}).status_code == 403  # fmt: skip
+    assert (
+        client.post(f"/admin/queueing/queuestate/{state.id}/pause/", {"confirm": "yes"}).status_code
+        == 403
+    )
     assert not QueueState.objects.get(name="isolated").paused
     assert AuditEvent.objects.count() == 0

@@ -33,8 +33,10 @@ def test_one_run_per_key_at_a_time_across_two_workers(relay, redis_client):
     workers = [start_worker(queues=["isolated"], concurrency=2) for _ in range(2)]
     try:
         with transaction.atomic():
-            same = [queueing.enqueue("tests.exclusive", [42, 0.3], queue="isolated").id
-                    for _ in range(6)]  # fmt: skip
+            same = [
+                queueing.enqueue("tests.exclusive", [42, 0.3], queue="isolated").id
+                for _ in range(6)
+            ]
             other = queueing.enqueue("tests.exclusive", [7, 0.3], queue="isolated").id
         wait_until(
             lambda: (

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-import queueing
 from queueing.ledger import deadletters
-from queueing.ledger.retry import Decision, FailureKind, PermanentError
-from queueing.ledger.transitions import claim, fingerprint, record_failure
-from queueing.models import DeadLetter, Job, JobOrigin, JobStatus
+from queueing.ledger.transitions import fingerprint
+from queueing.models import Job, JobOrigin, JobStatus
+from tests.factories import dead_letter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def dead_job(message: str = "customer 42 has no billing address") -> DeadLetter:
-    # On the isolated queue: no session worker runs the replay while the test database
-    # is flushed (on PostgreSQL that TRUNCATE can deadlock with its writes).
-    job = queueing.enqueue("tests.record", ["invoice-42"], {"seconds": 0}, priority=2,
-                           queue="isolated")  # fmt: skip
-    attempt = claim(str(job.id), "worker-a/1")
-    decision = Decision(False, 0.0, FailureKind.PERMANENT, "permanent error: not retried")
-    assert record_failure(attempt, PermanentError(message), decision) == JobStatus.DEAD
-    return DeadLetter.objects.get(job=job)
-
-
 def test_replay_enqueues_the_same_work_with_attempts_reset(admin_user, published):
-    letter = dead_job()
+    letter = dead_letter("invoice-42", kwargs={"seconds": 0}, priority=2)
 
     replay = deadletters.replay(letter.id, user=admin_user)
 
@@ -47,7 +35,7 @@ def test_replay_enqueues_the_same_work_with_attempts_reset(admin_user, published
 
 
 def test_a_dead_letter_is_replayed_at_most_once(admin_user):
-    letter = dead_job()
+    letter = dead_letter()
     deadletters.replay(letter.id, user=admin_user)
     with pytest.raises(deadletters.DeadLetterError, match="already replayed"):
         deadletters.replay(letter.id, user=admin_user)
@@ -55,7 +43,7 @@ def test_a_dead_letter_is_replayed_at_most_once(admin_user):
 
 
 def test_review_keeps_every_note(admin_user):
-    letter = dead_job()
+    letter = dead_letter()
     deadletters.mark_reviewed(letter.id, user=admin_user, note="address missing in CRM")
     deadletters.mark_reviewed(letter.id, user=admin_user, note="asked billing to fix")
     letter.refresh_from_db()
@@ -64,7 +52,7 @@ def test_review_keeps_every_note(admin_user):
 
 
 def test_discard_closes_it_and_blocks_replay(admin_user):
-    letter = dead_job()
+    letter = dead_letter()
     deadletters.discard(letter.id, user=admin_user, note="customer left")
     assert letter.id not in {d.id for d in deadletters.open_dead_letters()}
     with pytest.raises(deadletters.DeadLetterError, match="discarded"):
@@ -76,4 +64,5 @@ def test_same_cause_same_fingerprint():
     b = fingerprint("billing.MissingAddress", "customer 7 has no address (id 0a2b...)")
     c = fingerprint("billing.TaxError", "customer 42 has no address (id 9f1c...)")
     assert a == b != c
-    assert dead_job("customer 1 has no billing address").fingerprint == dead_job().fingerprint
+    other_customer = dead_letter(message="customer 1 has no billing address")
+    assert other_customer.fingerprint == dead_letter().fingerprint

@@ -185,8 +185,9 @@ def test_replace_debounces_a_job_that_has_not_started(published):
 def test_replace_leaves_a_running_holder_alone():
     holder = queueing.enqueue("queueing.ping", ["v1"], unique_key="route:9", queue="isolated")
     Job.objects.filter(id=holder.id).update(status=JobStatus.RUNNING)
-    again = queueing.enqueue("queueing.ping", ["v2"], unique_key="route:9", on_conflict="replace",
-                             queue="isolated")  # fmt: skip
+    again = queueing.enqueue(
+        "queueing.ping", ["v2"], unique_key="route:9", on_conflict="replace", queue="isolated"
+    )
     assert again.id == holder.id
     assert Job.objects.filter(unique_key="route:9").count() == 1
 
@@ -198,8 +199,9 @@ def test_concurrent_replacers_leave_exactly_one_active_job():
     def replace_one(n: int) -> None:
         try:
             start.wait()
-            queueing.enqueue("queueing.ping", [n], unique_key="deb:1", countdown=60,
-                             on_conflict="replace")  # fmt: skip
+            queueing.enqueue(
+                "queueing.ping", [n], unique_key="deb:1", countdown=60, on_conflict="replace"
+            )
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -51,26 +51,43 @@ def test_metrics_count_a_run_of_real_jobs(client, metrics_token, celery_worker, 
     jobs = [queueing.enqueue("queueing.ping", [f"m{n}"]) for n in range(6)]
     failing = queueing.enqueue("tests.fail", ["permanent", "metrics-perm"])
     wait_until(
-        lambda: Job.objects.filter(id__in=[j.id for j in jobs], status=JobStatus.SUCCEEDED)
-        .count() == 6 and Job.objects.get(id=failing.id).status == JobStatus.DEAD,
+        lambda: (
+            Job.objects.filter(id__in=[j.id for j in jobs], status=JobStatus.SUCCEEDED).count() == 6
+            and Job.objects.get(id=failing.id).status == JobStatus.DEAD
+        ),
         timeout=30,
         message=celery_worker.log,
-    )  # fmt: skip
+    )
     # The worker counts an attempt after its transaction commits: wait for the counter.
     wait_until(
-        lambda: value(scrape(client), "taskyard_jobs_processed_total", queue="default",
-                      task="queueing.ping", outcome="succeeded")
-        - value(before, "taskyard_jobs_processed_total", queue="default",
-                task="queueing.ping", outcome="succeeded") == 6,
+        lambda: (
+            value(
+                scrape(client),
+                "taskyard_jobs_processed_total",
+                queue="default",
+                task="queueing.ping",
+                outcome="succeeded",
+            )
+            - value(
+                before,
+                "taskyard_jobs_processed_total",
+                queue="default",
+                task="queueing.ping",
+                outcome="succeeded",
+            )
+            == 6
+        ),
         timeout=10,
-    )  # fmt: skip
+    )
     after = scrape(client)
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("taskyard_jobs_processed_total", queue="default", task="tests.fail",
-                 outcome="dead") == 1  # fmt: skip
+    assert (
+        delta("taskyard_jobs_processed_total", queue="default", task="tests.fail", outcome="dead")
+        == 1
+    )
     assert delta("taskyard_job_run_seconds_count", queue="default") == 7
     assert delta("taskyard_job_wait_seconds_count", queue="default") == 7
     assert value(after, "taskyard_job_run_seconds_bucket", queue="default", le="+Inf") == value(
@@ -91,8 +108,11 @@ def test_readiness_follows_redis_down_and_back(client, broker, celery_worker, re
     beat = start_beat()
     try:
         assert client.get("/health/live").json() == {"status": "ok"}
-        wait_until(lambda: client.get("/health/ready").status_code == 200, timeout=30,
-                   message=lambda: client.get("/health/ready").content)  # fmt: skip
+        wait_until(
+            lambda: client.get("/health/ready").status_code == 200,
+            timeout=30,
+            message=lambda: client.get("/health/ready").content,
+        )
         body = client.get("/health/ready").json()
         assert set(body["checks"]) == {"database", "broker", "workers", "beat", "relay"}
         assert all(check["ok"] for check in body["checks"].values())
@@ -106,8 +126,12 @@ def test_readiness_follows_redis_down_and_back(client, broker, celery_worker, re
 
         broker.restart_empty()
         # Workers, beat and relay write their heartbeats again into the new Redis.
-        wait_until(lambda: client.get("/health/ready").status_code == 200, timeout=60,
-                   interval=0.5, message=lambda: client.get("/health/ready").content)  # fmt: skip
+        wait_until(
+            lambda: client.get("/health/ready").status_code == 200,
+            timeout=60,
+            interval=0.5,
+            message=lambda: client.get("/health/ready").content,
+        )
     finally:
         beat.stop()
 

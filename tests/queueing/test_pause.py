@@ -39,8 +39,10 @@ def test_a_paused_queue_runs_nothing_until_resumed_across_a_worker_restart(relay
         worker = start_worker(queues=["isolated", "default"], concurrency=2)
         assert "queue isolated is paused" in worker.log()
         with transaction.atomic():
-            held = [queueing.enqueue("tests.record", [f"held-{n}"], queue="isolated").id
-                    for n in range(5)]  # fmt: skip
+            held = [
+                queueing.enqueue("tests.record", [f"held-{n}"], queue="isolated").id
+                for n in range(5)
+            ]
         # A job on a running queue of the same worker finishes; the held ones stay put.
         sentinel = queueing.enqueue("tests.record", ["sentinel"], queue="default")
         wait_until(
@@ -70,8 +72,7 @@ def test_a_prefetched_job_of_a_paused_queue_goes_back_without_an_attempt(relay):
     worker = start_worker(queues=["isolated"], concurrency=1)
     try:
         with transaction.atomic():
-            job = queueing.enqueue("tests.record", ["prefetched"], queue="isolated",
-                                   countdown=3600)  # fmt: skip
+            job = queueing.enqueue("tests.record", ["prefetched"], queue="isolated", countdown=3600)
         Job.objects.filter(id=job.id).update(status=JobStatus.QUEUED, run_at=None)
         pause_queue("isolated")
         # A worker that missed the broadcast still consumes the queue.

@@ -60,8 +60,9 @@ def test_no_window_sees_more_starts_than_the_limit_across_two_workers(relay):
     workers = [start_worker(queues=["limited"], concurrency=1) for _ in range(2)]
     try:
         with transaction.atomic():
-            ids = [queueing.enqueue("tests.record", [f"rl-{n}"], queue="limited").id
-                   for n in range(40)]  # fmt: skip
+            ids = [
+                queueing.enqueue("tests.record", [f"rl-{n}"], queue="limited").id for n in range(40)
+            ]
         wait_until(
             lambda: Job.objects.filter(id__in=ids, status=JobStatus.SUCCEEDED).count() == 40,
             timeout=60,

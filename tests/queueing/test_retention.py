@@ -13,6 +13,7 @@ from django_celery_results.models import TaskResult
 
 from queueing.control.retention import prune
 from queueing.models import DeadLetter, Job, JobAttempt, JobStatus
+from tests.factories import dead_letter_row
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +24,28 @@ def job(status: str, age_hours: float, queue: str = "default") -> Job:
     now = timezone.now()
     finished = now - dt.timedelta(hours=age_hours)
     created = Job.objects.create(
-        id=uuid.uuid4(), task_name="tests.record", queue=queue, status=status,
-        max_attempts=3, attempts=1, enqueued_at=finished, finished_at=finished,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        task_name="tests.record",
+        queue=queue,
+        status=status,
+        max_attempts=3,
+        attempts=1,
+        enqueued_at=finished,
+        finished_at=finished,
+    )
     JobAttempt.objects.create(
-        job=created, number=1, fencing_token=1, worker="w/1", started_at=finished,
-        finished_at=finished, duration_ms=5, outcome="succeeded",
-    )  # fmt: skip
+        job=created,
+        number=1,
+        fencing_token=1,
+        worker="w/1",
+        started_at=finished,
+        finished_at=finished,
+        duration_ms=5,
+        outcome="succeeded",
+    )
     TaskResult.objects.create(task_id=str(created.id), status="SUCCESS")
     if status == JobStatus.DEAD:
-        DeadLetter.objects.create(job=created, reason="permanent", fingerprint="x")
+        dead_letter_row(created)
     return created
 
 
@@ -49,9 +62,13 @@ def test_prune_keeps_what_is_young_or_active_and_deletes_the_rest(settings):
     billing_ok = job(JobStatus.SUCCEEDED, 30, queue="billing")  # kept 72 h there
     old_dead = job(JobStatus.DEAD, 8 * 24)
     young_dead = job(JobStatus.DEAD, 3 * 24)
-    running = Job.objects.create(task_name="tests.record", queue="default",
-                                 status=JobStatus.RUNNING, max_attempts=3,
-                                 enqueued_at=timezone.now() - dt.timedelta(days=30))  # fmt: skip
+    running = Job.objects.create(
+        task_name="tests.record",
+        queue="default",
+        status=JobStatus.RUNNING,
+        max_attempts=3,
+        enqueued_at=timezone.now() - dt.timedelta(days=30),
+    )
 
     assert prune(dry_run=True) == {"succeeded": 5, "dead": 1, "cancelled": 0}
     counts = prune(batch_size=2)  # several batches

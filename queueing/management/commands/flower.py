@@ -44,9 +44,14 @@ class Command(BaseCommand):
         env = dict(os.environ)
         env["FLOWER_BASIC_AUTH"] = f"{settings.FLOWER_USER}:{password}"
         argv = [
-            sys.executable, "-m", "celery", "-A", "config", "flower",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "flower",
             f"--address={settings.FLOWER_ADDRESS}",
             f"--port={settings.FLOWER_PORT}",
-        ]  # fmt: skip
+        ]
         sys.stdout.flush()
         os.execve(sys.executable, argv, env)

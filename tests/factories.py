@@ -1,0 +1,54 @@
+"""Objects that tests across the suite need, built one way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+import queueing
+from queueing.ledger.retry import Decision, FailureKind, PermanentError
+from queueing.ledger.transitions import claim, record_failure
+from queueing.models import DeadLetter, DeadLetterReason, Job, JobStatus
+
+
+def dead_letter(
+    key: str = "invoice-42",
+    *,
+    kwargs: dict[str, Any] | None = None,
+    priority: int | None = None,
+    message: str = "customer 42 has no billing address",
+) -> DeadLetter:
+    """The dead letter of a ``tests.record`` job that died of a PermanentError on its first
+    attempt, through the ledger itself (enqueue, claim, record_failure).
+
+    On the isolated queue: no session worker runs the job or its replay while the test
+    database is flushed (on PostgreSQL that TRUNCATE can deadlock with its writes). Equal
+    messages give equal fingerprints."""
+    job = queueing.enqueue("tests.record", [key], kwargs, priority=priority, queue="isolated")
+    attempt = claim(str(job.id), "worker-a/1")
+    assert attempt is not None
+    decision = Decision(False, 0.0, FailureKind.PERMANENT, "permanent error: not retried")
+    assert record_failure(attempt, PermanentError(message), decision) == JobStatus.DEAD
+    return DeadLetter.objects.get(job=job)
+
+
+def dead_letter_row(
+    job: Job | None = None, *, queue: str = "routing", enqueued_by: User | None = None
+) -> DeadLetter:
+    """A dead letter written straight to the table, for ``job`` or for a new dead
+    ``queueing.ping`` job on ``queue``: nothing is enqueued or published."""
+    if job is None:
+        now = timezone.now()
+        job = Job.objects.create(
+            task_name="queueing.ping",
+            queue=queue,
+            status=JobStatus.DEAD,
+            attempts=1,
+            max_attempts=1,
+            enqueued_at=now,
+            finished_at=now,
+            enqueued_by=enqueued_by,
+        )
+    return DeadLetter.objects.create(job=job, reason=DeadLetterReason.PERMANENT, fingerprint="f")
