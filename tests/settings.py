@@ -13,7 +13,11 @@ os.environ.setdefault("RELAY_INTERVAL_SECONDS", "0.2")
 os.environ.setdefault("RELAY_REPUBLISH_AFTER_SECONDS", "5")
 
 from config.settings import *  # noqa: F403
-from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, TASKYARD_QUEUES
+from config.settings import (
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    TASKYARD_PROVIDERS,
+    TASKYARD_QUEUES,
+)
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sideeffects", "tests.sampleapp"]  # noqa: F405
 
@@ -45,3 +49,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # Test-only tasks, registered in the test process and in every worker the tests start.
 CELERY_IMPORTS = ["tests.worker_tasks"]
+
+# A provider the guard tests point at a local Stripe fake they start (FAKEPAY_URL is set
+# in the environment of the workers they start): quick to open, quick to probe.
+TASKYARD_PROVIDERS = {
+    **TASKYARD_PROVIDERS,
+    "fakepay": {
+        "base_url": os.environ.get("FAKEPAY_URL", "http://127.0.0.1:9"),
+        "timeout": 2,
+        "rate_limit": "20/s",
+        "breaker": {"failures": 3, "open_seconds": 2, "min_calls": 100},
+    },
+}

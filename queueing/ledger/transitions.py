@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from queueing import counters as metrics
@@ -238,6 +239,29 @@ def record_cancelled(claim: Claim) -> bool:
         logger.info(
             "job %s: stopped on its cancel request (attempt %s)", claim.job_id, claim.attempt
         )
+    return bool(updated)
+
+
+def record_deferred(claim: Claim, wait: float, reason: str) -> bool:
+    """The body could not call a provider now (breaker open, rate spent, 429): the job
+    goes back to ``scheduled`` for ``wait`` seconds and the attempt it claimed is given
+    back, so deferrals never exhaust max_attempts. The relay publishes it when due."""
+    run_at = timezone.now() + dt.timedelta(seconds=wait)
+    updated = _guarded(claim).update(
+        status=JobStatus.SCHEDULED,
+        run_at=run_at,
+        attempts=F("attempts") - 1,
+        lease_owner="",
+        lease_expires_at=None,
+        published_at=None,
+        last_error_class="taskyard.ProviderDeferred",
+        last_error_message=reason[:ERROR_MESSAGE_MAX_CHARS],
+    )
+    if updated:
+        logger.info("job %s: deferred %.2fs, no attempt spent: %s", claim.job_id, wait, reason)
+        nudge_relay_if_soon(run_at)
+    else:
+        logger.warning("job %s: could not defer (lease taken over): %s", claim.job_id, reason)
     return bool(updated)
 
 

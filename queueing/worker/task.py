@@ -100,6 +100,8 @@ class TaskyardTask(Task):
     enqueue_roles: tuple[str, ...] | None = None
     #: Declared with queueing.job() (its options were checked there).
     declared = False
+    #: Providers the job calls (job(providers=...)): held unclaimed while one is open.
+    providers: tuple[str, ...] = ()
     #: job(queue=...) and job(priority=...).
     declared_queue: str | None = None
     declared_priority: int | None = None
@@ -268,6 +270,7 @@ class TaskyardTask(Task):
             put_back(request.id)
             raise Ignore()
         self._wait_for_rate_limits(request.id, queue)
+        self._wait_for_providers(request.id)
         slot = self._take_concurrency_slot(request.id, args, kwargs)
         try:
             return self._claim_and_run(request, owner, queue, slot, args, kwargs)
@@ -278,6 +281,7 @@ class TaskyardTask(Task):
                 slot[0].release(slot[1], request.id)
 
     def _claim_and_run(self, request, owner, queue, slot, args, kwargs):
+        from queueing.control.breaker import ProviderDeferred
         from queueing.control.operations import JobCancelled
         from queueing.ledger import transitions as execution
 
@@ -297,6 +301,10 @@ class TaskyardTask(Task):
             raise
         except execution.LeaseLost as exc:
             execution.record_superseded(claim, exc)
+            raise Ignore() from None
+        except ProviderDeferred as deferred:
+            keeper.unwatch(claim)
+            execution.record_deferred(claim, deferred.wait, str(deferred))
             raise Ignore() from None
         except JobCancelled:
             keeper.unwatch(claim)
@@ -326,6 +334,19 @@ class TaskyardTask(Task):
             if wait > 0:
                 limits.defer(job_id, wait, f"rate limit {name} ({rate}) spent")
                 raise Ignore()
+
+    def _wait_for_providers(self, job_id: str) -> None:
+        """Hold a job whose declared providers are open or cooling down after a 429,
+        before it is claimed (no attempt spent)."""
+        if not self.providers:
+            return
+        from queueing.control import limits
+        from queueing.control.providers import hold_for_declared
+
+        held = hold_for_declared(tuple(self.providers))
+        if held is not None:
+            limits.defer(job_id, held[0], held[1])
+            raise Ignore()
 
     def _take_concurrency_slot(self, job_id: str, args, kwargs):
         """Hold a slot of the task's concurrency key (lease-bound), or defer the job."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import stripe
 from celery import shared_task
+from django.conf import settings
 from rest_framework import serializers
 
-from queueing import Contract, TransientError, job
+from queueing import Contract, TransientError, job, provider_call
 
 
 class PlanCollectionArgs(Contract):
@@ -59,3 +61,22 @@ def flaky(key: str) -> None:
 def rejects(value: str) -> None:
     """Fails with an error the job declares permanent: one attempt only."""
     raise ValueError(f"{value!r} is not a route")
+
+
+@job(
+    queue="isolated",
+    name="sampleapp.charge",
+    providers=("fakepay",),
+    retry={"max_attempts": 8, "base_delay": 0.2},
+)
+def charge(order: int) -> str:
+    """Create a customer at the payment provider, through the provider guard."""
+    base_url = settings.TASKYARD_PROVIDERS["fakepay"]["base_url"]
+    client = stripe.StripeClient(
+        "sk_test_taskyard",
+        base_addresses={"api": base_url},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=2),
+    )
+    with provider_call("fakepay"):
+        return client.v1.customers.create(params={"metadata": {"order": str(order)}}).id
