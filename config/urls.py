@@ -9,6 +9,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from queueing.api.errors import api_not_found
 from queueing.observe import views as monitoring_views
 from queueing.observe.dashboard import dashboard_view
+from queueing.observe.providers_page import provider_reset_view, providers_view
 
 admin.site.site_header = "Taskyard"
 admin.site.site_title = "Taskyard"
@@ -20,6 +21,16 @@ urlpatterns = [
         "admin/queueing/dashboard/",
         admin.site.admin_view(dashboard_view),
         name="queueing-dashboard",
+    ),
+    path(
+        "admin/queueing/providers/",
+        admin.site.admin_view(providers_view),
+        name="queueing-providers",
+    ),
+    path(
+        "admin/queueing/providers/<slug:name>/reset/",
+        admin.site.admin_view(provider_reset_view),
+        name="queueing-provider-reset",
     ),
     path("admin/", admin.site.urls),
     path("queueing/", include("queueing.urls")),

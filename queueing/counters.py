@@ -138,7 +138,10 @@ def observe_provider_call(
     provider: str, outcome: str, latency: float, cost: float, *, health: bool = False
 ) -> None:
     """One call to ``provider`` ended with ``outcome`` after ``latency`` seconds, costing
-    ``cost``. One pipelined round trip; Redis errors are logged, never raised."""
+    ``cost``. One pipelined round trip; Redis errors are logged, never raised. Health
+    checks are not calls: their result is kept with the provider's state instead."""
+    if health:
+        return
     now = time.time()
     day = time.strftime("%Y-%m-%d", time.gmtime(now))
     try:
@@ -155,10 +158,9 @@ def observe_provider_call(
             pipe.expire(day_key, _DAY_TTL_SECONDS)
             pipe.incrbyfloat(month_key, cost)
             pipe.expire(month_key, _MONTH_TTL_SECONDS)
-        if not health:
-            recent = PROVIDER_RECENT_KEY.format(provider=provider)
-            pipe.lpush(recent, f"{int(now * 1000)}|{outcome}|{latency * 1000:.1f}")
-            pipe.ltrim(recent, 0, PROVIDER_RECENT_CALLS - 1)
+        recent = PROVIDER_RECENT_KEY.format(provider=provider)
+        pipe.lpush(recent, f"{int(now * 1000)}|{outcome}|{latency * 1000:.1f}")
+        pipe.ltrim(recent, 0, PROVIDER_RECENT_CALLS - 1)
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("provider %s: call not counted: %r", provider, exc)

@@ -121,6 +121,41 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     }
     for queue in queues:
         findings.extend(_queue_findings(queue, data, limits))
+    findings.extend(_budget_findings())
+    return findings
+
+
+# Share of a provider's monthly budget that raises a warning; 100 % is critical.
+BUDGET_WARNING_SHARE = 0.8
+
+
+def _budget_findings() -> list[Finding]:
+    """A provider past 80 % (warning) or 100 % (critical) of its monthly budget; the
+    Finding's queue is the provider's name (key provider_budget:<name>)."""
+    from queueing.control.providers import provider_status
+    from queueing.specs import provider_specs
+
+    findings = []
+    for spec in provider_specs().values():
+        if not spec.monthly_budget:
+            continue
+        try:
+            used = provider_status(spec)["budget_used"] or 0.0
+        except Exception as exc:  # Redis down: the other alerts still run
+            logger.warning("alerts: provider %s budget unknown: %r", spec.name, exc)
+            continue
+        if used >= BUDGET_WARNING_SHARE:
+            findings.append(
+                Finding(
+                    "provider_budget",
+                    spec.name,
+                    "critical" if used >= 1 else "warning",
+                    round(used * 100, 1),
+                    100.0 if used >= 1 else BUDGET_WARNING_SHARE * 100,
+                    f"provider {spec.name} has spent {used:.0%} of its monthly budget "
+                    f"({spec.monthly_budget:g} {spec.cost_unit})",
+                )
+            )
     return findings
 
 

@@ -79,6 +79,37 @@ def _limit_reasons(job: Job, task, client: redis.Redis) -> list[dict]:
     return reasons
 
 
+def _provider_reasons(task: object, *, already: bool) -> list[dict]:
+    """The job's declared providers that hold it now (breaker open, 429 cool-down)."""
+    from queueing.control.providers import hold_for_declared
+
+    providers = tuple(getattr(task, "providers", ()) or ())
+    if not providers or already:
+        return []
+    try:
+        held = hold_for_declared(providers)
+    except redis.RedisError as exc:
+        return [_reason("broker_unavailable", f"Redis does not answer: {exc}")]
+    if held is None:
+        return []
+    wait, message = held
+    return [_reason("provider_unavailable", message, timezone.now() + dt.timedelta(seconds=wait))]
+
+
+def _timing_reasons(job: Job, now: dt.datetime, deferred: bool) -> list[dict]:
+    """Scheduled, deferred by a provider, or backing off before a retry."""
+    if not job.run_at or job.run_at <= now:
+        return []
+    if job.status == JobStatus.SCHEDULED and deferred:
+        return [_reason("provider_unavailable", job.last_error_message, job.run_at)]
+    if job.status == JobStatus.SCHEDULED:
+        return [_reason("scheduled", "scheduled for later", job.run_at)]
+    if job.status == JobStatus.RETRYING:
+        message = f"waiting to retry after attempt {job.attempts}: {job.last_error_class}"
+        return [_reason("retry_backoff", message, job.run_at)]
+    return []
+
+
 def explain(job: Job) -> list[dict]:
     from config.celery import app
 
@@ -88,20 +119,12 @@ def explain(job: Job) -> list[dict]:
         return [_reason("finished", f"the job is {job.status}")]
     if job.status == JobStatus.RUNNING:
         return []
-    reasons = []
-    if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at > now:
-        reasons.append(_reason("scheduled", "scheduled for later", job.run_at))
-    if job.status == JobStatus.RETRYING and job.run_at and job.run_at > now:
-        reasons.append(
-            _reason(
-                "retry_backoff",
-                f"waiting to retry after attempt {job.attempts}: {job.last_error_class}",
-                job.run_at,
-            )
-        )
+    deferred = job.last_error_class == "taskyard.ProviderDeferred"
+    reasons = _timing_reasons(job, now, deferred)
     if is_paused(job.queue):
         reasons.append(_reason("queue_paused", f"queue {job.queue} is paused"))
     task = app.tasks.get(job.task_name)
+    reasons += _provider_reasons(task, already=deferred)
     client = shared_redis()
     try:
         reasons += _limit_reasons(job, task, client)

@@ -89,12 +89,28 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def check_providers() -> dict:
+    """Degraded, never down: an open breaker or a failed health check is reported, but
+    the platform still serves and jobs wait in the ledger (ok stays true)."""
+    from queueing.control.providers import provider_status
+    from queueing.specs import provider_specs
+
+    degraded = {}
+    for spec in provider_specs().values():
+        status = provider_status(spec)
+        health = status["health"] or {}
+        if status["state"] != "closed" or health.get("ok") == "False":
+            degraded[spec.name] = {"state": status["state"], "health": health or None}
+    return {"ok": True, "status": "degraded" if degraded else "ok", "degraded": degraded}
+
+
 CHECKS: dict[str, Callable[[], dict]] = {
     "database": check_database,
     "broker": check_broker,
     "workers": check_workers,
     "beat": check_beat,
     "relay": check_relay,
+    "providers": check_providers,
 }
 
 

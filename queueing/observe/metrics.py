@@ -27,6 +27,10 @@ from queueing.control.pause import paused_queues_in_database
 from queueing.counters import (
     LOST_KEY,
     PROCESSED_KEY,
+    PROVIDER_CALLS_KEY,
+    PROVIDER_COST_KEY,
+    PROVIDER_LATENCY_BUCKETS,
+    PROVIDER_LATENCY_KEY,
     RUN_BUCKETS,
     RUN_KEY,
     WAIT_BUCKETS,
@@ -37,18 +41,65 @@ from queueing.models import DeadLetter, JobStatus
 logger = logging.getLogger(__name__)
 
 
-def _histogram(name: str, doc: str, key: str, buckets: tuple[float, ...], client) -> list:
-    family = HistogramMetricFamily(name, doc, labels=["queue"])
-    for queue in settings.TASKYARD_QUEUES:
-        raw = client.hgetall(key.format(queue=queue))
+def _histogram(
+    name: str,
+    doc: str,
+    key: str,
+    buckets: tuple[float, ...],
+    client,
+    label: str = "queue",
+    values: list[str] | None = None,
+) -> list:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    for value in settings.TASKYARD_QUEUES if values is None else values:
+        raw = client.hgetall(key.format(**{label: value}))
         cumulative, points = 0, []
         for index, edge in enumerate(buckets):
             cumulative += int(raw.get(str(index), 0))
             points.append((str(edge), cumulative))
         cumulative += int(raw.get("inf", 0))
         points.append(("+Inf", cumulative))
-        family.add_metric([queue], points, sum_value=float(raw.get("sum", 0.0)))
+        family.add_metric([value], points, sum_value=float(raw.get("sum", 0.0)))
     return [family]
+
+
+def provider_families(client) -> list:
+    """Calls by outcome, latency, cost and breaker state per provider."""
+    from queueing.control.breaker import BREAKER_STATES
+    from queueing.control.providers import provider_status
+    from queueing.specs import provider_specs
+
+    names = list(provider_specs())
+    calls = CounterMetricFamily(
+        "taskyard_provider_calls",
+        "Calls to third-party providers by outcome",
+        labels=["provider", "outcome"],
+    )
+    for field, count in sorted(client.hgetall(PROVIDER_CALLS_KEY).items()):
+        provider, outcome = field.split("|", 1)
+        calls.add_metric([provider, outcome], int(count))
+    cost = CounterMetricFamily(
+        "taskyard_provider_cost", "Recorded cost of provider calls", labels=["provider"]
+    )
+    spent = client.hgetall(PROVIDER_COST_KEY)
+    state = GaugeMetricFamily(
+        "taskyard_provider_breaker_state",
+        "Circuit breaker: 0 closed, 1 half-open, 2 open",
+        labels=["provider"],
+    )
+    for spec in provider_specs().values():
+        cost.add_metric([spec.name], float(spent.get(spec.name, 0.0)))
+        state.add_metric([spec.name], BREAKER_STATES[provider_status(spec, client)["state"]])
+    latency = _histogram(
+        "taskyard_provider_call_seconds",
+        "Latency of provider calls",
+        PROVIDER_LATENCY_KEY,
+        PROVIDER_LATENCY_BUCKETS,
+        client,
+        label="provider",
+        values=names,
+    )
+    return [calls, cost, state, *latency]
 
 
 class TaskyardCollector(Collector):
@@ -136,6 +187,7 @@ class TaskyardCollector(Collector):
                 WAIT_BUCKETS,
                 client,
             )
+            yield from provider_families(client)
         except redis.RedisError as exc:
             logger.warning(
                 "metrics: Redis unavailable, worker and counter metrics left out: %r", exc
