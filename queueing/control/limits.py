@@ -83,12 +83,10 @@ def limits_for(task, queue: str) -> list[tuple[str, Rate]]:
 def defer(job_id: str, wait: float, reason: str) -> bool:
     """Send a queued job back to the ledger until ``wait`` seconds from now, no attempt
     spent; the relay publishes it when it is due."""
-    from queueing.models import Job, JobStatus
+    from queueing.ledger.transitions import defer_queued
 
     run_at = timezone.now() + dt.timedelta(seconds=wait)
-    updated = Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.SCHEDULED, run_at=run_at, published_at=None
-    )
+    updated = defer_queued(job_id, run_at)
     if updated:
         logger.info("job %s: %s; runs again in %.2fs", job_id, reason, wait)
         nudge_relay_if_soon(run_at)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from queueing.broker import control_connection
+from queueing.ledger.transitions import cancel_waiting
 from queueing.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -39,13 +40,7 @@ def cancel(job_id, *, terminate: bool = False, reason: str = "cancelled by opera
     """Cancel a job. Waiting: cancelled now, for good. Running: asked to stop; with
     ``terminate`` its process is killed too. Final: nothing changes."""
     now = timezone.now()
-    cancelled = Job.objects.filter(id=job_id, status__in=WAITING_STATUSES).update(
-        status=JobStatus.CANCELLED,
-        finished_at=now,
-        published_at=None,
-        last_error_class="taskyard.Cancelled",
-        last_error_message=reason[:2000],
-    )
+    cancelled = cancel_waiting(job_id, error_class="taskyard.Cancelled", message=reason)
     if cancelled:
         logger.info("job %s: cancelled (%s)", job_id, reason)
         return CancelResult(str(job_id), JobStatus.CANCELLED, "cancelled")

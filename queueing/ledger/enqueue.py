@@ -30,7 +30,8 @@ from django.utils import timezone
 
 from queueing.broker import LEDGER_HEADER
 from queueing.ledger.keys import concurrency_key_for, fill_key
-from queueing.ledger.retry import RetryPolicy
+from queueing.ledger.retry import retry_policy_for
+from queueing.ledger.transitions import cancel_waiting
 from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import ACTIVE_STATUSES, Job, JobOrigin, JobStatus
 from queueing.specs import queue_specs
@@ -150,21 +151,6 @@ def resolve_queue(task: Task, queue: str | None, args: list, kwargs: dict) -> st
             f"unknown queue {name!r}; declared queues: {', '.join(settings.TASKYARD_QUEUES)}"
         )
     return name
-
-
-def retry_policy_for(task: Task, queue: str) -> RetryPolicy:
-    """Queue defaults, overridden by the task's max_attempts / retry_* attributes."""
-    fields: dict[str, Any] = dict(settings.TASKYARD_DEFAULT_RETRY)
-    fields.update(settings.TASKYARD_QUEUES.get(queue, {}).get("retry", {}))
-    for attribute, field in (
-        ("max_attempts", "max_attempts"),
-        ("retry_base_delay", "base_delay"),
-        ("retry_max_delay", "max_delay"),
-    ):
-        value = getattr(task, attribute, None)
-        if value is not None:
-            fields[field] = value
-    return RetryPolicy(**fields)
 
 
 def _check_json(args: list, kwargs: dict, options: dict) -> None:
@@ -388,12 +374,10 @@ def _insert_unique(job: Job, *, replace: bool = False) -> Job | None:
                     holder.status,
                 )
                 return holder
-            Job.objects.filter(id=holder.id, status__in=_WAITING).update(
-                status=JobStatus.CANCELLED,
-                finished_at=timezone.now(),
-                published_at=None,
-                last_error_class="taskyard.Replaced",
-                last_error_message=f"replaced by job {job.id} (unique key {job.unique_key})",
+            cancel_waiting(
+                holder.id,
+                error_class="taskyard.Replaced",
+                message=f"replaced by job {job.id} (unique key {job.unique_key})",
             )
             logger.info("job %s replaced by %s (unique key %r)", holder.id, job.id, job.unique_key)
     raise EnqueueError(f"unique key {job.unique_key!r}: too many concurrent replacements")

@@ -1,9 +1,9 @@
 """Retry policy: which failures heal with time, and how long to wait.
 
-Plain functions, no Celery and no database, so the table in docs/job-ledger.md is tested
-directly (tests/queueing/test_retry_policy.py). The worker calls :func:`decide` after a
-failed attempt; a retry waits in the ledger (status ``retrying`` + ``run_at``), never as a
-Celery ETA in worker memory.
+Plain functions, no Celery and no database (retry_policy_for reads settings), so the
+table in docs/job-ledger.md is tested directly (tests/queueing/test_retry_policy.py). The
+worker calls :func:`decide` after a failed attempt; a retry waits in the ledger (status
+``retrying`` + ``run_at``), never as a Celery ETA in worker memory.
 
     transient     connection errors, timeouts, HTTP 5xx/408, DB operational errors,
                   and anything unrecognised (a deploy can heal a bug)
@@ -19,8 +19,10 @@ import random
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError
 
@@ -195,3 +197,18 @@ def decide(
             return Decision(False, 0.0, kind, f"remote asked to wait {wait:.0f}s: too long")
         return Decision(True, wait, kind, "rate limited: waiting as told")
     return Decision(True, backoff(attempt, policy, rng), kind, "transient error: backoff")
+
+
+def retry_policy_for(task: Any, queue: str) -> RetryPolicy:
+    """Queue defaults, overridden by the task's max_attempts / retry_* attributes."""
+    fields: dict[str, Any] = dict(settings.TASKYARD_DEFAULT_RETRY)
+    fields.update(settings.TASKYARD_QUEUES.get(queue, {}).get("retry", {}))
+    for attribute, field in (
+        ("max_attempts", "max_attempts"),
+        ("retry_base_delay", "base_delay"),
+        ("retry_max_delay", "max_delay"),
+    ):
+        value = getattr(task, attribute, None)
+        if value is not None:
+            fields[field] = value
+    return RetryPolicy(**fields)

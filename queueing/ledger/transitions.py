@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,7 +122,7 @@ def adopt(job_id: str, task, args: list, kwargs: dict, queue: str, owner: str) -
     """Create the ledger row of a message published without the ledger (``celery call``,
     Flower's API, ``send_task`` from another service), already running under our lease.
     None if a row appeared meanwhile (a concurrent duplicate delivery)."""
-    from queueing.ledger.enqueue import retry_policy_for
+    from queueing.ledger.retry import retry_policy_for
 
     now = timezone.now()
     if queue not in settings.TASKYARD_QUEUES:
@@ -240,6 +241,67 @@ def record_cancelled(claim: Claim) -> bool:
             "job %s: stopped on its cancel request (attempt %s)", claim.job_id, claim.attempt
         )
     return bool(updated)
+
+
+# --- transitions of jobs that are not running here ---------------------------------------
+# Every status change of a job is one of the functions of this module (the claim and the
+# outcomes above, these below), each a conditional UPDATE that names the status it moves
+# from, so two processes racing for one job cannot both move it.
+
+WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING)
+
+
+def cancel_waiting(job_id: uuid.UUID | str, *, error_class: str, message: str) -> bool:
+    """scheduled/queued/retrying -> cancelled (an operator's cancel, a unique-key
+    replacement). False when the job is not waiting (running, final, gone)."""
+    return bool(
+        Job.objects.filter(id=job_id, status__in=WAITING).update(
+            status=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            published_at=None,
+            last_error_class=error_class,
+            last_error_message=message[:ERROR_MESSAGE_MAX_CHARS],
+        )
+    )
+
+
+def defer_queued(job_id: uuid.UUID | str, run_at: dt.datetime) -> bool:
+    """queued -> scheduled until ``run_at``, no attempt spent (a spent rate limit, a held
+    concurrency key or provider, before the claim)."""
+    return bool(
+        Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.SCHEDULED, run_at=run_at, published_at=None
+        )
+    )
+
+
+def promote_due(job_ids: list[uuid.UUID], now: dt.datetime) -> int:
+    """scheduled/retrying -> queued for the jobs whose run_at has come (the relay)."""
+    return Job.objects.filter(
+        id__in=job_ids,
+        status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING),
+        run_at__lte=now,
+    ).update(status=JobStatus.QUEUED, published_at=None)
+
+
+def reap_expired(job: Job, now: dt.datetime, message: str, *, dead: bool) -> bool:
+    """running with a lapsed lease -> queued again, or dead when its attempts are spent
+    (the relay's reaper). Guarded by the fencing token: a renewed lease wins."""
+    guarded = Job.objects.filter(
+        id=job.id,
+        status=JobStatus.RUNNING,
+        fencing_token=job.fencing_token,
+        lease_expires_at__lt=now,
+    )
+    fields: dict[str, object] = {
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "last_error_class": "taskyard.LeaseExpired",
+        "last_error_message": message,
+    }
+    if dead:
+        return bool(guarded.update(status=JobStatus.DEAD, finished_at=now, **fields))
+    return bool(guarded.update(status=JobStatus.QUEUED, published_at=None, **fields))
 
 
 def record_deferred(claim: Claim, wait: float, reason: str) -> bool:

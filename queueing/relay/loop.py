@@ -37,7 +37,7 @@ from queueing import counters as metrics
 from queueing.broker import RedisLock
 from queueing.control.pause import sync_paused_set
 from queueing.ledger.enqueue import PublishSpec, broker_queue_keys, publish
-from queueing.ledger.transitions import fingerprint
+from queueing.ledger.transitions import fingerprint, promote_due, reap_expired
 from queueing.ledger.wake import wait_for_nudge
 from queueing.models import (
     AttemptOutcome,
@@ -129,33 +129,9 @@ class Relay:
                 return
 
     def _reap_one(self, job: Job, now: dt.datetime, report: TickReport) -> None:
-        guarded = Job.objects.filter(
-            id=job.id,
-            status=JobStatus.RUNNING,
-            fencing_token=job.fencing_token,
-            lease_expires_at__lt=now,
-        )
         message = f"lease of {job.lease_owner or 'unknown worker'} expired"
         spent = job.attempts >= job.max_attempts
-        if spent:
-            updated = guarded.update(
-                status=JobStatus.DEAD,
-                finished_at=now,
-                lease_owner="",
-                lease_expires_at=None,
-                last_error_class="taskyard.LeaseExpired",
-                last_error_message=message,
-            )
-        else:
-            updated = guarded.update(
-                status=JobStatus.QUEUED,
-                published_at=None,
-                lease_owner="",
-                lease_expires_at=None,
-                last_error_class="taskyard.LeaseExpired",
-                last_error_message=message,
-            )
-        if not updated:
+        if not reap_expired(job, now, message, dead=spent):
             return
         started = job.started_at or now
         JobAttempt.objects.create(
@@ -209,11 +185,7 @@ class Relay:
                         self.batch,
                     )
                 ]
-                promoted = Job.objects.filter(
-                    id__in=ids,
-                    status__in=(JobStatus.SCHEDULED, JobStatus.RETRYING),
-                    run_at__lte=now,
-                ).update(status=JobStatus.QUEUED, published_at=None)
+                promoted = promote_due(ids, now)
             report.promoted += promoted
             if len(ids) < self.batch:
                 return

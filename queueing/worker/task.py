@@ -393,7 +393,7 @@ class TaskyardTask(Task):
     def _after_failure(self, claim, exc: BaseException):
         from queueing.ledger import retry
         from queueing.ledger import transitions as execution
-        from queueing.ledger.enqueue import retry_policy_for
+        from queueing.ledger.retry import retry_policy_for
 
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise exc  # the worker is stopping: the lease brings the job back

@@ -79,3 +79,22 @@ def test_settings_are_plain_data():
 def test_the_public_surface_resolves():
     for name in queueing.__all__:
         assert getattr(queueing, name) is not None, name
+
+
+def test_every_status_change_of_a_job_is_in_the_transitions_module():
+    """An ``.update(status=...)`` on jobs anywhere but queueing/ledger/transitions.py
+    would be a second place where a job's lifecycle is decided."""
+    offenders = []
+    for path in (BASE / "queueing").rglob("*.py"):
+        if path.name == "transitions.py" or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "update"
+                and any(keyword.arg == "status" for keyword in node.keywords)
+            ):
+                offenders.append(f"{path.relative_to(BASE)}:{node.lineno}")
+    # Alerts have a status too; they are not jobs.
+    assert [o for o in offenders if "observe/alerts.py" not in o] == []
