@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+import queueing
 from datasync.inbound import handler_for
 from datasync.models import WebhookEvent, WebhookStatus
 from datasync.signatures import VERIFIERS, WebhookRejected, kept_headers
@@ -107,6 +109,7 @@ def _store(source: str, request: HttpRequest, verified: Any, digest: str) -> Web
     event id was stored before (a retry of a delivered event)."""
     from datasync.tasks import process_webhook
 
+    job_id = uuid.uuid4()  # known before the insert: no UPDATE to link event and job
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
@@ -116,9 +119,9 @@ def _store(source: str, request: HttpRequest, verified: Any, digest: str) -> Web
                 payload=verified.payload,
                 headers=kept_headers(request),
                 payload_hash=digest,
+                job_id=job_id,
             )
-            job = process_webhook.delay(event.id)
-            WebhookEvent.objects.filter(id=event.id).update(job_id=job.id)
+            queueing.enqueue(process_webhook, [event.id], job_id=job_id)
     except IntegrityError:
         logger.info("webhook %s %s: event id seen before, dropped", source, verified.event_id)
         return None
@@ -164,7 +167,7 @@ def replay(event: WebhookEvent) -> Any:
     from datasync.tasks import process_webhook
 
     with transaction.atomic():
-        job = process_webhook.delay(event.id)
+        job = queueing.enqueue(process_webhook, [event.id])
         WebhookEvent.objects.filter(id=event.id).update(
             status=WebhookStatus.RECEIVED, job_id=job.id, processed_at=None
         )

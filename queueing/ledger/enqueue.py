@@ -324,7 +324,10 @@ def enqueue(
         enqueued_by=user if getattr(user, "is_authenticated", False) else None,
         replay_of=replay_of,
     )
-    with transaction.atomic():
+    # No savepoint of its own inside the caller's transaction (two round trips saved per
+    # job): a failed insert fails the caller's transaction either way. The unique-key
+    # path keeps its savepoint, inside _insert_unique, to recover from the conflict.
+    with transaction.atomic(savepoint=False):
         if unique_key is None:
             job.save(force_insert=True)
         else:
