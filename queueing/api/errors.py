@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -76,6 +77,12 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
+    elif isinstance(exc, DataError):
+        # The database refused a value taken from the request (a NUL byte in a filter,
+        # a number out of range): the request is bad, not the server.
+        exc = exceptions.ValidationError(
+            {"request": ["a parameter holds a value the database cannot store"]}
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         reference = uuid.uuid4().hex[:12]
@@ -116,7 +123,7 @@ def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
 
 class RequestSizeLimitMiddleware:
     """Refuse an API request whose declared body exceeds API_MAX_REQUEST_BYTES with a
-    413, before anything reads it."""
+    413, before anything reads it, and one with a NUL character in its URL with a 400."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -137,5 +144,15 @@ class RequestSizeLimitMiddleware:
                         f"request body of {length} bytes is over the limit of {limit} bytes",
                     ),
                     status=413,
+                )
+            if (
+                "\x00" in request.path
+                or "\x00" in request.META.get("QUERY_STRING", "")
+                or any("\x00" in value for value in request.GET.values())
+            ):
+                # No database stores a NUL in text (PostgreSQL refuses it): a 400 on
+                # every database, not a 500 on one of them.
+                return JsonResponse(
+                    error_body("malformed_request", "a NUL character is not allowed"), status=400
                 )
         return self.get_response(request)

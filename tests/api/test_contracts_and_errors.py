@@ -151,3 +151,10 @@ def test_cancel_twice_and_retry_a_finished_job_are_conflicts(admin):
     Job.objects.filter(id=retried.json()["id"]).update(status="succeeded")
     finished = admin.post(f"{API}/jobs/{retried.json()['id']}/retry")
     assert finished.status_code == 409
+
+
+@pytest.mark.parametrize("query", ["task=%00", "queue=a%00b", "fingerprint=%00x"])
+def test_a_nul_character_in_a_filter_is_a_400_on_every_database(clients, query):
+    response = clients["admin"].get(f"/api/v1/queue/dead-letters?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"

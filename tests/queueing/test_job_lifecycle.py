@@ -96,7 +96,12 @@ def test_permanent_error_is_dead_on_the_first_attempt(celery_worker, relay, redi
     letter = DeadLetter.objects.get(job=job)
     assert letter.reason == DeadLetterReason.PERMANENT and not letter.reviewed
     assert redis_client.lrange(f"{KEY_PREFIX}:perm:attempts", 0, -1) == ["1"]
-    assert AsyncResult(str(job.id)).state == states.FAILURE
+    # Celery stores its FAILURE result after the ledger recorded the job dead.
+    wait_until(
+        lambda: AsyncResult(str(job.id)).state == states.FAILURE,
+        timeout=10,
+        message="Celery's FAILURE result stored",
+    )
 
 
 def test_transient_error_is_dead_after_max_attempts(celery_worker, relay, redis_client):
