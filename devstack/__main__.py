@@ -109,10 +109,17 @@ def run() -> int:
             f"  flower   {settings.FLOWER_URL}  (basic auth {flower_auth})\n"
             f"  redis    {os.environ.get('REDIS_URL', settings.REDIS_URL)}"
             f"{' (embedded)' if redis else ''}\n"
-            f"  database {database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}\n",
+            f"  database {database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']}\n"
+            "  fakes    stripe :12111, twilio :12112, sendgrid :12113, airtable :12114, "
+            "osrm :12115 (docs/fakes.md)\n",
             flush=True,
         )
         env = dict(os.environ, PATH=f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+        # The provider fakes call back to this web server, signed with the development
+        # secrets the webhook endpoint expects (docs/webhooks.md).
+        web = f"http://127.0.0.1:{web_port}"
+        env.setdefault("FAKE_STRIPE_WEBHOOK_URL", f"{web}/webhooks/stripe/")
+        env.setdefault("FAKE_SENDGRID_EVENT_WEBHOOK_URL", f"{web}/webhooks/sendgrid/")
         honcho = subprocess.Popen(
             [str(BIN_DIR / "honcho"), "start", "--procfile", "Procfile"],
             cwd=BASE_DIR,
