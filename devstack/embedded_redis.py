@@ -147,17 +147,27 @@ def start(data_dir: Path, *, appendonly: bool = True) -> EmbeddedRedis:
     log_file = data_dir / "redis.log"
     args = [
         str(redis_server_binary()),
-        "--port", "0",  # no TCP listener at all
-        "--unixsocket", str(sock),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--appendonly", "yes" if appendonly else "no",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--logfile", str(log_file),
-    ]  # fmt: skip
+        "--port",
+        "0",  # no TCP listener at all
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(log_file),
+    ]
     process = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
