@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -135,17 +136,19 @@ def process(event_id: int) -> dict[str, Any]:
     if event is None:
         return {"skipped": f"no webhook event {event_id}"}
     handler = handler_for(event.source, event.event_type)
-    WebhookEvent.objects.filter(id=event.id).update(attempts=event.attempts + 1)
+    mine = WebhookEvent.objects.filter(id=event.id)
+    # One UPDATE per outcome: the processing job's cost is mostly round trips.
     if handler is None:
-        WebhookEvent.objects.filter(id=event.id).update(
-            status=WebhookStatus.UNHANDLED, processed_at=timezone.now()
+        mine.update(
+            status=WebhookStatus.UNHANDLED, processed_at=timezone.now(), attempts=F("attempts") + 1
         )
         return {"event": event.id, "status": WebhookStatus.UNHANDLED}
+    event.attempts += 1
     try:
         result = handler(event)
     except Exception as exc:
-        WebhookEvent.objects.filter(id=event.id).update(
-            status=WebhookStatus.FAILED, last_error=repr(exc)[:2000]
+        mine.update(
+            status=WebhookStatus.FAILED, last_error=repr(exc)[:2000], attempts=F("attempts") + 1
         )
         logger.warning(
             "webhook event %s (%s %s): handler failed: %r",
@@ -155,8 +158,11 @@ def process(event_id: int) -> dict[str, Any]:
             exc,
         )
         raise
-    WebhookEvent.objects.filter(id=event.id).update(
-        status=WebhookStatus.PROCESSED, processed_at=timezone.now(), last_error=""
+    mine.update(
+        status=WebhookStatus.PROCESSED,
+        processed_at=timezone.now(),
+        last_error="",
+        attempts=F("attempts") + 1,
     )
     return {"event": event.id, "status": WebhookStatus.PROCESSED, "result": result}
 
