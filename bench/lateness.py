@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +38,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.throughput import (  # noqa: E402
     Mode,
     bare_mode,
-    configure_environment,
     percentile,
+    prepare,
     reset,
     run_with_cleanup,
     say,
@@ -151,21 +150,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
-    configure_environment(stack)
-    import django
-
-    django.setup()
-    import redis
-    from django.conf import settings
-    from django.core.management import call_command
-
+    redis_client = prepare(stack)
     import bench.tasks  # noqa: F401 - registers the bench tasks in this process
     from config.celery import app
 
-    say(f"migrating {os.environ['DATABASE_URL']}")
-    call_command("migrate", verbosity=0, interactive=False)
-    redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    stack.callback(redis_client.close)
     reset(app)
     bare = measure(bare_mode(), app, redis_client, args)
     say("starting the relay")

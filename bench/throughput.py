@@ -414,7 +414,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+def prepare(stack: contextlib.ExitStack):
+    """The bench's environment, Django set up, the bench database migrated; returns a
+    Redis client (closed when ``stack`` unwinds)."""
     configure_environment(stack)
     import django
 
@@ -423,13 +425,18 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    import bench.tasks  # noqa: F401 - registers the bench tasks in this process
-    from config.celery import app
-
     say(f"migrating {os.environ['DATABASE_URL']}")
     call_command("migrate", verbosity=0, interactive=False)
     redis_client = redis.Redis.from_url(settings.REDIS_URL)
     stack.callback(redis_client.close)
+    return redis_client
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+    redis_client = prepare(stack)
+    import bench.tasks  # noqa: F401 - registers the bench tasks in this process
+    from config.celery import app
+
     reset(app)
 
     bare = measure(bare_mode(), app, args)

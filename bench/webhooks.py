@@ -38,9 +38,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.throughput import (  # noqa: E402
     BENCH_PROCESS_ENV,
     LOG_DIR,
-    configure_environment,
     describe_database,
     percentile,
+    prepare,
     run_with_cleanup,
     say,
     start_relay,
@@ -152,18 +152,7 @@ def summary(label: str, result: dict) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
-    configure_environment(stack)
-    import django
-
-    django.setup()
-    import redis
-    from django.conf import settings
-    from django.core.management import call_command
-
-    say(f"migrating {os.environ['DATABASE_URL']}")
-    call_command("migrate", verbosity=0, interactive=False)
-    redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    stack.callback(redis_client.close)
+    redis_client = prepare(stack)
     for key in redis_client.scan_iter("taskyard:webhook:seen:*"):
         redis_client.delete(key)
 
