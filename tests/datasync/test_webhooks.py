@@ -71,9 +71,7 @@ def fresh_dedupe_window():
 @pytest.mark.worker
 def test_a_signed_event_is_accepted_stored_and_processed_once(celery_worker):
     event = stripe_event()
-    started = time.perf_counter()
     response = post_stripe(Client(), event)
-    accepted_in = time.perf_counter() - started
     assert response.status_code == 202 and response.json() == {"status": "accepted"}
     stored = WebhookEvent.objects.get()
     assert (stored.source, stored.event_id, stored.event_type) == (
@@ -89,7 +87,6 @@ def test_a_signed_event_is_accepted_stored_and_processed_once(celery_worker):
     assert done.status == WebhookStatus.PROCESSED
     intent = event["data"]["object"]["id"]
     assert SideEffect.objects.filter(key=f"payment:{intent}").count() == 1
-    assert accepted_in < 1.0  # generous for a loaded CI box; the bench measures it properly
 
 
 @pytest.mark.django_db(transaction=True)
