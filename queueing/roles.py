@@ -31,6 +31,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "view_dead_letters",
         "manage_dead_letters",
         "enqueue_any",
+        "override_queue",
     ),
     "manager": (
         "view_queue_stats",
@@ -54,6 +55,7 @@ PERMISSION_NAMES = {
     "view_dead_letters": "Can list dead letters",
     "manage_dead_letters": "Can review and replay dead letters",
     "enqueue_any": "Can enqueue any API-enabled task",
+    "override_queue": "Can send a job to another queue than the one its task declares",
     "enqueue_billing": "Can enqueue billing jobs",
     "enqueue_routing": "Can enqueue route optimisation jobs",
     "enqueue_notifications": "Can enqueue notification jobs",
@@ -112,3 +114,21 @@ def may_enqueue_anything(user: Any, declared_roles: Iterable[str] = ()) -> bool:
         return True
     roles = set(declared_roles)
     return bool(roles and user.groups.filter(name__in=roles).exists())
+
+
+def may_override_queue(user: Any) -> bool:
+    """May send a job to a queue other than its task's own (the queue decides workers,
+    limits and who may operate the job, so choosing it is a privilege of its own)."""
+    return bool(user.has_perm("queueing.override_queue"))
+
+
+def may_see_job(user: Any, job: Any) -> bool:
+    """Every job for a role that sees all; otherwise only the ones the user enqueued."""
+    return bool(
+        user.has_perm("queueing.view_all_jobs") or (user.pk and job.enqueued_by_id == user.pk)
+    )
+
+
+def may_operate(user: Any, job: Any) -> bool:
+    """May cancel or retry ``job``: operates queues, or may enqueue on its queue."""
+    return bool(user.has_perm("queueing.operate_queues") or may_enqueue(user, job.queue))

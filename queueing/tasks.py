@@ -11,14 +11,18 @@ from queueing.worker.declaration import job
 PING_MESSAGE_MAX_LENGTH = 200
 
 
-@job(queue="default", name="queueing.ping", bind=True, api=PingArgs)
+# The demo task: every role that operates queues may run it (on its own queue).
+@job(
+    queue="default", name="queueing.ping", bind=True, api=PingArgs, roles=("manager", "dispatcher")
+)
 def ping(self: Any, message: str = "pong") -> dict:
     """Echo ``message`` with the name of the worker that ran it: the smallest proof that
     a web process, the broker, a worker and the result store are wired together."""
     return {"message": message, "worker": self.request.hostname}
 
 
-@job(queue="maintenance", name="queueing.prune_jobs", api=NoArgs)
+# Maintenance: admins only (roles=(): no role besides enqueue_any).
+@job(queue="maintenance", name="queueing.prune_jobs", api=NoArgs, roles=())
 def prune_jobs() -> dict:
     """Delete finished jobs past their retention (seeded to run hourly by beat)."""
     from queueing.control.retention import prune

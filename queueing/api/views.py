@@ -34,7 +34,7 @@ from queueing.control.pause import pause_queue, resume_queue
 from queueing.control.retention import clean_queue
 from queueing.models import Job, JobStatus, QueueState
 from queueing.observe import stats
-from queueing.roles import may_enqueue
+from queueing.roles import may_operate
 
 # --- health and stats -------------------------------------------------------------------
 
@@ -220,10 +220,6 @@ class JobsView(GenericAPIView):
 
 def visible_job(request, job_id) -> Job:
     return get_object_or_404(visible_jobs(request.user), id=job_id)
-
-
-def may_operate(user, job: Job) -> bool:
-    return user.has_perm("queueing.operate_queues") or may_enqueue(user, job.queue)
 
 
 class JobDetailView(APIView):

@@ -23,6 +23,7 @@ from tests.factories import dead_letter_row
 
 API = "/api/v1/queue"
 EVERYONE = dict.fromkeys(ROLES, 200)
+ENQUEUERS = {"admin": 202, "manager": 202, "dispatcher": 202, "customer": 403, "driver": 403}
 
 
 def scheduled_job(users) -> Job:
@@ -62,29 +63,24 @@ CALLS = [
     Call("get", f"{API}/stats", None, STATS),
     Call("get", f"{API}/stats/routing", None, STATS),
     Call("get", f"{API}/metrics?minutes=5", None, STATS),
-    # Creating jobs: allowed by the queue the job goes to.
+    # Creating jobs: the task's declared roles decide (ping: manager, dispatcher; admin
+    # always), on the task's own queue; sending it elsewhere needs override_queue.
+    Call("post", f"{API}/jobs", {**PING}, ENQUEUERS, mutating=True),
+    *(
+        Call("post", f"{API}/jobs", {**PING, "queue": queue}, only({"admin": 202}), mutating=True)
+        for queue in ("routing", "billing", "notifications", "maintenance")
+    ),
+    # A maintenance task is admin-only, whatever queue the caller names.
     Call(
-        "post",
-        f"{API}/jobs",
-        {**PING, "queue": "routing"},
-        only({"admin": 202, "manager": 202, "dispatcher": 202}),
-        mutating=True,
+        "post", f"{API}/jobs", {"task": "queueing.prune_jobs"}, only({"admin": 202}), mutating=True
     ),
     Call(
         "post",
         f"{API}/jobs",
-        {**PING, "queue": "billing"},
-        only({"admin": 202, "manager": 202}),
+        {"task": "queueing.prune_jobs", "queue": "routing"},
+        only({"admin": 202}),
         mutating=True,
     ),
-    Call(
-        "post",
-        f"{API}/jobs",
-        {**PING, "queue": "notifications"},
-        only({"admin": 202, "dispatcher": 202}),
-        mutating=True,
-    ),
-    Call("post", f"{API}/jobs", {**PING}, only({"admin": 202}), mutating=True),  # default
     Call("get", f"{API}/jobs", None, only({"admin": 200, "manager": 200, "dispatcher": 200})),
     # Someone else's job: a dispatcher sees only their own (404, not 403: no leak).
     Call(

@@ -12,7 +12,7 @@ API = "/api/v1/queue"
 
 @pytest.mark.django_db(transaction=True)
 def test_the_21st_job_creation_in_a_minute_is_refused(clients):
-    body = {"task": "queueing.ping", "queue": "routing", "countdown": 600}
+    body = {"task": "queueing.ping", "countdown": 600}
     for n in range(20):
         response = clients["dispatcher"].post(f"{API}/jobs", body, format="json")
         assert response.status_code == 202, (n, response.content)
