@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "queueing",
@@ -356,7 +357,11 @@ REST_FRAMEWORK = {
     # Closed by default: a view that forgets its permissions is not public.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["queueing.api.throttles.GeneralThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Refuses bodies nested deeper than 32 levels or over 100,000 values with a 400.
+    "DEFAULT_PARSER_CLASSES": ["queueing.api.parsers.BoundedJSONParser"],
+    # Proxies in front of the web server whose X-Forwarded-For is trusted: 0 (default)
+    # ignores the header, so a client cannot pick the address it is throttled by.
+    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0, minimum=0),
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -370,6 +375,12 @@ SIMPLE_JWT = {
     "SIGNING_KEY": SECRET_KEY,
     "ALGORITHM": "HS256",
     "UPDATE_LAST_LOGIN": True,
+    # A refresh returns a new refresh token and blacklists the old one.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # Tokens carry a hash of the password: a password change refuses every older token.
+    "CHECK_REVOKE_TOKEN": True,
+    "REVOKE_TOKEN_CLAIM": "hash_password",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Taskyard queue API",
@@ -392,6 +403,9 @@ API_THROTTLE_RATES = {
     "general": env_str("API_THROTTLE_GENERAL", "100/15m"),  # every request, per user
     "job_create": env_str("API_THROTTLE_JOB_CREATE", "20/m"),  # new jobs, per user
     "admin_ops": env_str("API_THROTTLE_ADMIN_OPS", "50/5m"),  # pause, clean, replay...
+    # Logins: per client address, and per account whatever the address.
+    "login_address": env_str("API_THROTTLE_LOGIN_ADDRESS", "100/15m"),
+    "login_account": env_str("API_THROTTLE_LOGIN_ACCOUNT", "20/15m"),
 }
 # Largest API request body; job arguments are capped lower (JOB_ARGS_MAX_BYTES).
 API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 512 * 1024, minimum=1024)

@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from queueing.api.auth import LoginView, RefreshView
 from queueing.api.errors import api_not_found
 from queueing.observe import views as monitoring_views
 from queueing.observe.dashboard import dashboard_view
@@ -39,8 +39,8 @@ urlpatterns = [
     path("metrics", monitoring_views.metrics, name="metrics"),
     path("api/v1/queue/", include("queueing.api.urls")),
     path("", include("datasync.urls")),
-    path("api/token/", TokenObtainPairView.as_view(), name="token-obtain"),
-    path("api/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("api/token/", LoginView.as_view(), name="token-obtain"),
+    path("api/token/refresh/", RefreshView.as_view(), name="token-refresh"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Anything else under /api/ answers in the API's error shape.

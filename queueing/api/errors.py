@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -77,6 +78,10 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
+    elif isinstance(exc, DjangoValidationError):
+        # A model's own validation (django-celery-beat's unique name, say) is a 400.
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"request": exc.messages}
+        exc = exceptions.ValidationError(fields)
     elif isinstance(exc, DataError):
         # The database refused a value taken from the request (a NUL byte in a filter,
         # a number out of range): the request is bad, not the server.

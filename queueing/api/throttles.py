@@ -36,6 +36,9 @@ class RedisThrottle(BaseThrottle):
         who = (
             f"user:{user.pk}" if user and user.is_authenticated else f"ip:{self.get_ident(request)}"
         )
+        return self._acquire(who)
+
+    def _acquire(self, who: str) -> bool:
         try:
             wait = _redis_limiter().acquire(f"api:{self.scope}:{who}", throttle_specs()[self.scope])
         except redis.RedisError as exc:
@@ -66,3 +69,24 @@ class AdminOpsThrottle(RedisThrottle):
     """Queue operations: pause, resume, clean, recurring jobs, replays (50 / 5 min)."""
 
     scope = "admin_ops"
+
+
+class LoginAddressThrottle(RedisThrottle):
+    """Login attempts per client address (TRUSTED_PROXY_COUNT decides what that is)."""
+
+    scope = "login_address"
+
+    def allow_request(self, request, view) -> bool:
+        return self._acquire(f"ip:{self.get_ident(request)}")
+
+
+class LoginAccountThrottle(RedisThrottle):
+    """Login attempts per account, whatever address they come from."""
+
+    scope = "login_account"
+
+    def allow_request(self, request, view) -> bool:
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        if not isinstance(username, str) or not username:
+            return True  # the serializer answers 400; nothing to count against
+        return self._acquire(f"account:{username.strip().lower()[:150]}")

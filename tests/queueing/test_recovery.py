@@ -68,12 +68,14 @@ def test_sigkill_of_a_worker_mid_run_loses_no_job(relay):
         replacement.stop()
 
     assert_each_ran_exactly_once(ids)
-    assert killed_mid_run, "the kill hit no running job; the test proved nothing"
     lost = set(
         JobAttempt.objects.filter(job_id__in=ids, outcome=AttemptOutcome.LOST).values_list(
             "job_id", flat=True
         )
     )
+    # A job running at the kill gets a LOST attempt when its lease is reaped, whether
+    # that happened before the query above (a slow kill on a loaded machine) or after.
+    assert lost, "the kill hit no running job; the test proved nothing"
     assert killed_mid_run <= lost  # each one was reaped, then ran again on the new worker
 
 
