@@ -1,4 +1,8 @@
-"""A staff-only page that submits the demo task from a view and shows its result.
+"""A staff page that submits the demo task from a view and shows its result.
+
+Staff alone is not enough: the user's role must allow the demo task (queueing.ping:
+admin, manager, dispatcher), the enqueue records the user and an audit event, and the
+status page shows only the user's own jobs (or every job, for view_all_jobs).
 
 It is the end-to-end check of a fresh install: web → Redis → worker → result in the
 database, visible here, in the results admin and in Flower.
@@ -10,11 +14,17 @@ import uuid
 
 from celery.result import AsyncResult
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from queueing.audit import record_request
+from queueing.ledger.enqueue import enqueue
+from queueing.models import Job
+from queueing.roles import may_enqueue_task, may_see_job
 from queueing.tasks import PING_MESSAGE_MAX_LENGTH, ping
 
 
@@ -44,10 +54,15 @@ def demo(request: HttpRequest) -> HttpResponse:
             status=400,
         )
 
-    result = ping.delay(message)
-    status_url = reverse("queueing:demo-status", args=[result.id])
+    if not may_enqueue_task(request.user, ping, "default"):
+        raise PermissionDenied("your role may not run the demo task")
+    with transaction.atomic():
+        job = enqueue(ping, [message], user=request.user)
+        after = {"status": job.status}
+        record_request(request, "job.create", ("job", job.id), after=after, reason="via demo page")
+    status_url = reverse("queueing:demo-status", args=[job.id])
     if _wants_json(request):
-        response = JsonResponse({"task_id": result.id, "status_url": status_url}, status=202)
+        response = JsonResponse({"task_id": str(job.id), "status_url": status_url}, status=202)
         response["Location"] = status_url
         return response
     return redirect(status_url)
@@ -60,6 +75,9 @@ def demo_status(request: HttpRequest, task_id: str) -> HttpResponse:
         uuid.UUID(task_id)
     except ValueError:
         raise Http404("not a task id") from None
+    job = Job.objects.filter(id=task_id).first()
+    if job is None or not may_see_job(request.user, job):
+        raise Http404("no such job of yours")  # another user's result is not shown
     result: AsyncResult[object] = AsyncResult(task_id)
     state = result.state
     payload = {

@@ -15,6 +15,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.decorators import permission_required
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -114,6 +115,7 @@ def queue_panels(now: dt.datetime | None = None) -> list[dict]:
     return panels
 
 
+@permission_required("queueing.view_queue_stats", raise_exception=True)
 def dashboard_view(request):
     context = {
         **admin.site.each_context(request),

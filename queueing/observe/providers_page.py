@@ -5,6 +5,7 @@ a provider's breaker and rate for operators."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -17,6 +18,7 @@ from queueing.control.providers import provider_status
 from queueing.specs import provider_specs
 
 
+@permission_required("queueing.view_queue_stats", raise_exception=True)
 def providers_view(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),

@@ -28,11 +28,16 @@ def live(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
-    """200 when every check passes, else 503; one JSON object per check."""
+    """200 when every check passes, else 503. Anonymous probes get each check's ok/fail
+    only; staff and the metrics token get the details (queue names, worker counts,
+    heartbeat ages, errors), which say too much about the deployment to be public."""
     ok, checks = readiness()
-    return JsonResponse(
-        {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ok" if ok else "fail"}
+    if _may_scrape(request):
+        body["checks"] = checks
+    else:
+        body["checks"] = {name: "ok" if check["ok"] else "fail" for name, check in checks.items()}
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 def _may_scrape(request: HttpRequest) -> bool:

@@ -103,7 +103,7 @@ def test_metrics_count_a_run_of_real_jobs(client, metrics_token, celery_worker, 
 
 
 @pytest.mark.worker
-def test_readiness_follows_redis_down_and_back(client, broker, celery_worker, relay):
+def test_readiness_follows_redis_down_and_back(admin_client, client, broker, celery_worker, relay):
     PeriodicTask.objects.update(enabled=False)  # a beat here schedules nothing
     beat = start_beat()
     try:
@@ -113,16 +113,23 @@ def test_readiness_follows_redis_down_and_back(client, broker, celery_worker, re
             timeout=30,
             message=lambda: client.get("/health/ready").content,
         )
-        body = client.get("/health/ready").json()
-        assert set(body["checks"]) == {"database", "broker", "workers", "beat", "relay"}
+        body = admin_client.get("/health/ready").json()
+        names = {"database", "broker", "workers", "beat", "relay", "providers"}
+        assert set(body["checks"]) == names
         assert all(check["ok"] for check in body["checks"].values())
         assert celery_worker.name in live_workers()
+        # An anonymous probe learns ok/fail per check, nothing about the deployment.
+        assert client.get("/health/ready").json() == {
+            "status": "ok",
+            "checks": dict.fromkeys(names, "ok"),
+        }
 
         broker.stop()
-        down = client.get("/health/ready")
+        down = admin_client.get("/health/ready")
         assert down.status_code == 503
         assert down.json()["checks"]["broker"]["ok"] is False
         assert down.json()["checks"]["database"]["ok"] is True
+        assert client.get("/health/ready").json()["checks"]["broker"] == "fail"
 
         broker.restart_empty()
         # Workers, beat and relay write their heartbeats again into the new Redis.
