@@ -35,6 +35,11 @@ def as_text(reply: bytes | str) -> str:
     return reply.decode() if isinstance(reply, bytes) else reply
 
 
+# Every command of the platform's own keys is a few microseconds of Redis work; a reply
+# that takes a second means a hung Redis, and the caller (a web request, a worker's
+# pause check) must move on.
+REDIS_TIMEOUT_SECONDS = 1.0
+
 _clients: dict[bool, redis.Redis] = {}
 _clients_lock = threading.Lock()
 
@@ -43,8 +48,8 @@ def shared_redis(*, text: bool = False) -> redis.Redis:
     """This process's Redis client for the platform's own keys (pause set, limits,
     heartbeats, metrics, wake-ups): one per process and flavour (``text`` decodes replies
     to str), so no caller opens a connection per call. redis-py's pool reconnects after
-    a fork and after Redis restarts. Short timeouts: a Redis that hangs costs a caller
-    two seconds, not forever."""
+    a fork and after Redis restarts. Short timeouts: a Redis that hangs (accepts
+    connections, never answers) costs a caller a second, not forever."""
     client = _clients.get(text)
     if client is None:
         with _clients_lock:
@@ -52,8 +57,8 @@ def shared_redis(*, text: bool = False) -> redis.Redis:
             if client is None:
                 client = redis.Redis.from_url(
                     settings.REDIS_URL,
-                    socket_timeout=2,
-                    socket_connect_timeout=2,
+                    socket_timeout=REDIS_TIMEOUT_SECONDS,
+                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                     decode_responses=text,
                 )
                 _clients[text] = client

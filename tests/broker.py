@@ -9,6 +9,7 @@ do to the broker what production sees happen: stop it, and start it again empty.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -45,6 +46,15 @@ class TestBroker:
         self.require_control()
         self.stop()
         self.server = embedded_redis.start(_DATA_DIR, appendonly=False)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: it keeps its connections and never answers (a hung Redis)."""
+        self.require_control()
+        os.kill(self.server.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.controllable:
+            os.kill(self.server.process.pid, signal.SIGCONT)
 
     def is_up(self) -> bool:
         try:

@@ -5,6 +5,7 @@ hold across processes and hosts. Rates: settings.API_THROTTLE_RATES."""
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from rest_framework.throttling import BaseThrottle
@@ -16,6 +17,10 @@ from queueing.specs import throttle_specs
 logger = logging.getLogger(__name__)
 
 _limiter: RateLimiter | None = None
+# After a Redis error, throttles are skipped in this process for this long, so a hung
+# Redis costs one request one timeout, not every request one timeout per throttle.
+REDIS_DOWN_SKIP_SECONDS = 5.0
+_redis_down_until = 0.0
 
 
 def _redis_limiter() -> RateLimiter:
@@ -39,9 +44,13 @@ class RedisThrottle(BaseThrottle):
         return self._acquire(who)
 
     def _acquire(self, who: str) -> bool:
+        global _redis_down_until  # noqa: PLW0603 - per process, like the publisher's breaker
+        if time.monotonic() < _redis_down_until:
+            return True
         try:
             wait = _redis_limiter().acquire(f"api:{self.scope}:{who}", throttle_specs()[self.scope])
         except redis.RedisError as exc:
+            _redis_down_until = time.monotonic() + REDIS_DOWN_SKIP_SECONDS
             # Throttling is protection, not a gate: without Redis the API stays usable
             # (enqueue works without the broker too) and says so in the log.
             logger.warning("API throttle %s skipped, Redis unavailable: %r", self.scope, exc)

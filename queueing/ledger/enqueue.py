@@ -441,6 +441,10 @@ class _Publisher:
                     "interval_step": 0.1,
                     "interval_max": 0.1,
                     "connect_retries_timeout": PUBLISH_CONNECT_TIMEOUT_SECONDS,
+                    # A Redis that accepts the connection but never answers (hung, or
+                    # SIGSTOPped) must not hold the caller's request for the broker's
+                    # 30 s socket timeout: one second, then the relay publishes.
+                    "socket_timeout": PUBLISH_CONNECT_TIMEOUT_SECONDS,
                 }
                 connection = app.connection_for_write(
                     connect_timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS, transport_options=options
