@@ -400,7 +400,10 @@ SPECTACULAR_SETTINGS = {
 # Shared by every web process (Redis sliding log, queueing/control/limits.py): N per period.
 # Periods: s, m, h, or a number of minutes ("15m" is 15 minutes).
 API_THROTTLE_RATES = {
-    "general": env_str("API_THROTTLE_GENERAL", "100/15m"),  # every request, per user
+    # Reads are cheap and an operator polls during an incident; writes are the seed's 100.
+    # Users with operate_queues (admins) are limited by admin_ops only.
+    "read": env_str("API_THROTTLE_READ", "1000/15m"),
+    "write": env_str("API_THROTTLE_WRITE", env_str("API_THROTTLE_GENERAL", "100/15m")),
     "job_create": env_str("API_THROTTLE_JOB_CREATE", "20/m"),  # new jobs, per user
     "admin_ops": env_str("API_THROTTLE_ADMIN_OPS", "50/5m"),  # pause, clean, replay...
     # Logins: per client address, and per account whatever the address.

@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 from queueing.api import serializers as s
 from queueing.api.contracts import api_tasks, contract_for, validate_arguments
 from queueing.api.errors import Conflict
-from queueing.api.throttles import GeneralThrottle, JobCreateThrottle
+from queueing.api.throttles import GeneralThrottle, JobCreateThrottle, RefundRefusedCreations
 from queueing.audit import record_request
 from queueing.ledger.enqueue import EnqueueError, enqueue, resolve_queue
 from queueing.models import ACTIVE_STATUSES, Job, JobStatus
@@ -169,7 +169,7 @@ class _MayEnqueueTask(BasePermission):
         return may_enqueue_task(user, task, resolve_queue(task, None, [], {}))
 
 
-class JobEndpoint(APIView):
+class JobEndpoint(RefundRefusedCreations, APIView):
     """POST the task's arguments (its contract) to enqueue one job: 202 + Location."""
 
     task: str | None = None

@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -126,9 +127,27 @@ def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)
 
 
+QUEUE_API_PREFIX = "/api/v1/queue/"
+
+
+def unknown_query_params(request: HttpRequest) -> list[str]:
+    """Query parameters the queue API view does not take (its ``query_params``; none by
+    default): a typo in a filter must be a 400, not a silently unfiltered answer."""
+    if not request.path.startswith(QUEUE_API_PREFIX) or not request.GET:
+        return []
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return []
+    view = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    allowed: frozenset[str] = getattr(view, "query_params", frozenset())
+    return sorted(set(request.GET) - set(allowed))
+
+
 class RequestSizeLimitMiddleware:
     """Refuse an API request whose declared body exceeds API_MAX_REQUEST_BYTES with a
-    413, before anything reads it, and one with a NUL character in its URL with a 400."""
+    413, before anything reads it; a query parameter the view does not take, or a NUL
+    character in the URL, with a 400."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -149,6 +168,16 @@ class RequestSizeLimitMiddleware:
                         f"request body of {length} bytes is over the limit of {limit} bytes",
                     ),
                     status=413,
+                )
+            unknown = unknown_query_params(request)
+            if unknown:
+                return JsonResponse(
+                    error_body(
+                        "invalid",
+                        "the request has invalid fields",
+                        {name: ["unknown query parameter"] for name in unknown},
+                    ),
+                    status=400,
                 )
             if (
                 "\x00" in request.path

@@ -25,7 +25,7 @@ from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle
 from queueing.audit import record_request
 from queueing.ledger.deadletters import DeadLetterError, mark_reviewed, replay
 from queueing.ledger.enqueue import PRIORITY_MAX, PRIORITY_MIN
-from queueing.models import DeadLetter
+from queueing.models import DeadLetter, DeadLetterReason
 
 # --- recurring jobs ---------------------------------------------------------------------
 
@@ -127,6 +127,7 @@ def _checked_task(request, name: str, args, queue: str | None) -> tuple[str, dic
 
 class _RecurringBase(GenericAPIView):
     permission_classes = [requires("manage_recurring")]
+    query_params = frozenset({"page"})
     serializer_class = RecurringSerializer
 
     def get_throttles(self):
@@ -230,6 +231,7 @@ class RecurringDetailView(_RecurringBase):
 
 class DeadLetterListView(GenericAPIView):
     permission_classes = [requires("view_dead_letters")]
+    query_params = frozenset({"reviewed", "fingerprint", "queue", "task", "reason", "page"})
     serializer_class = s.DeadLetterSerializer
 
     @extend_schema(
@@ -249,10 +251,16 @@ class DeadLetterListView(GenericAPIView):
             if flag not in ("true", "false"):
                 raise serializers.ValidationError({"reviewed": ["must be true or false"]})
             letters = letters.filter(reviewed=flag == "true")
+        if "queue" in params and params["queue"] not in settings.TASKYARD_QUEUES:
+            raise serializers.ValidationError({"queue": [f"no queue {params['queue']!r}"]})
+        if "reason" in params and params["reason"] not in DeadLetterReason.values:
+            choices = ", ".join(DeadLetterReason.values)
+            raise serializers.ValidationError({"reason": [f"must be one of {choices}"]})
         for param, lookup in (
             ("fingerprint", "fingerprint"),
             ("queue", "job__queue"),
             ("task", "job__task_name"),
+            ("reason", "reason"),
         ):
             if param in params:
                 letters = letters.filter(**{lookup: params[param]})

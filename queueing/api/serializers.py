@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.urls import reverse
@@ -150,12 +150,17 @@ class CancelResultSerializer(serializers.Serializer):
 
 
 class JobListQuerySerializer(StrictSerializer):
-    queue = serializers.CharField(required=False)
+    queue = serializers.ChoiceField(choices=[], required=False)
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
     task = serializers.CharField(required=False, max_length=200)
     enqueued_after = serializers.DateTimeField(required=False)
     enqueued_before = serializers.DateTimeField(required=False)
     page = serializers.IntegerField(min_value=1, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # An unknown queue is a 400, like an unknown status (not an empty 200).
+        cast(serializers.ChoiceField, self.fields["queue"]).choices = list(settings.TASKYARD_QUEUES)
 
 
 # --- queues -----------------------------------------------------------------------------

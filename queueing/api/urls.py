@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, path
 from queueing.api import operations as ops
 from queueing.api import views
 from queueing.api.providers import ProvidersView
+from queueing.api.tasks_view import TasksView
 from queueing.discovery import app_modules
 
 app_name = "queue-api"
@@ -34,6 +35,7 @@ urlpatterns = [
     path("stats/<str:queue>", views.QueueStatsView.as_view(), name="queue-stats"),
     path("metrics", views.MetricsView.as_view(), name="metrics"),
     path("providers", ProvidersView.as_view(), name="providers"),
+    path("tasks", TasksView.as_view(), name="tasks"),
     path("jobs", views.JobsView.as_view(), name="jobs"),
     path("jobs/recurring", ops.RecurringListView.as_view(), name="recurring"),
     path(

@@ -27,7 +27,12 @@ from queueing.api.contracts import validate_arguments
 from queueing.api.endpoints import ERRORS, accept_job, accepted, api_task, job_state
 from queueing.api.errors import Conflict
 from queueing.api.permissions import CanEnqueueSomething, requires
-from queueing.api.throttles import AdminOpsThrottle, GeneralThrottle, JobCreateThrottle
+from queueing.api.throttles import (
+    AdminOpsThrottle,
+    GeneralThrottle,
+    JobCreateThrottle,
+    RefundRefusedCreations,
+)
 from queueing.audit import record_request
 from queueing.control.operations import RetryRefused, cancel, retry
 from queueing.control.pause import pause_queue, resume_queue
@@ -84,6 +89,7 @@ def _declared(queue: str) -> str:
 
 
 class StatsView(APIView):
+    query_params = frozenset({"minutes"})
     permission_classes = [requires("view_queue_stats")]
 
     @extend_schema(
@@ -96,6 +102,7 @@ class StatsView(APIView):
 
 
 class QueueStatsView(APIView):
+    query_params = frozenset({"minutes"})
     permission_classes = [requires("view_queue_stats")]
 
     @extend_schema(
@@ -114,6 +121,7 @@ class QueueStatsView(APIView):
 
 
 class MetricsView(APIView):
+    query_params = frozenset({"minutes", "queue"})
     permission_classes = [requires("view_queue_stats")]
 
     @extend_schema(
@@ -159,6 +167,9 @@ def filter_jobs(jobs: QuerySet[Job], params: QueryDict) -> QuerySet[Job]:
     return jobs.order_by("-enqueued_at")
 
 
+JOB_QUERY_PARAMS = frozenset(
+    {"queue", "status", "task", "enqueued_after", "enqueued_before", "page"}
+)
 JOB_FILTERS = [
     OpenApiParameter("queue", str),
     OpenApiParameter("status", str, enum=JobStatus.values),
@@ -172,8 +183,9 @@ JOB_FILTERS = [
 SEES_JOBS = requires("view_all_jobs") | CanEnqueueSomething
 
 
-class JobsView(GenericAPIView):
+class JobsView(RefundRefusedCreations, GenericAPIView):
     serializer_class = s.JobSerializer
+    query_params = JOB_QUERY_PARAMS
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -367,6 +379,7 @@ class QueueCleanView(_QueueOperation):
 
 class QueueJobsView(GenericAPIView):
     serializer_class = s.JobSerializer
+    query_params = JOB_QUERY_PARAMS
     permission_classes = [requires("view_all_jobs")]
 
     @extend_schema(

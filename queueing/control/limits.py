@@ -53,13 +53,18 @@ class RateLimiter:
         self.client = client
         self._script = client.register_script(_SLIDING_LOG)
 
-    def acquire(self, name: str, rate: Rate) -> float:
-        """Record a start under ``name`` if the rate allows; else seconds to wait."""
+    def acquire(self, name: str, rate: Rate, member: str | None = None) -> float:
+        """Record a start under ``name`` if the rate allows; else seconds to wait.
+        ``member`` names the recorded start, so it can be given back with refund()."""
         wait_ms = self._script(
             keys=[f"taskyard:rate:{name}"],
-            args=[rate.limit, int(rate.period * 1000), uuid.uuid4().hex],
+            args=[rate.limit, int(rate.period * 1000), member or uuid.uuid4().hex],
         )
         return int(wait_ms) / 1000.0
+
+    def refund(self, name: str, member: str) -> None:
+        """Forget a recorded start (the request it counted was refused after all)."""
+        self.client.zrem(f"taskyard:rate:{name}", member)
 
 
 def limits_for(task, queue: str) -> list[tuple[str, Rate]]:

@@ -31,7 +31,7 @@ def test_the_21st_job_creation_in_a_minute_is_refused(clients):
 def test_general_and_admin_operation_limits(clients, settings):
     settings.API_THROTTLE_RATES = {
         **settings.API_THROTTLE_RATES,
-        "general": "5/15m",
+        "read": "5/15m",
         "admin_ops": "2/5m",
     }
     statuses = [clients["manager"].get(f"{API}/status").status_code for _ in range(6)]
