@@ -24,6 +24,23 @@ def fresh_throttles():
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def audit_chain_intact(request):
+    """After every API test that used the database, `manage.py verify_audit` would pass:
+    every audited action (job creations, cancels, replaces, queue operations...) left an
+    intact hash chain."""
+    yield
+    # test_audit.py breaks the chain on purpose, to see it reported.
+    if request.node.get_closest_marker("django_db") is None or request.module.__name__.endswith(
+        "test_audit"
+    ):
+        return
+    from queueing.audit import verify
+
+    checked, broken = verify()
+    assert broken is None, f"audit chain broken after {checked} events: {broken}"
+
+
 def make_user(role: str) -> User:
     user = User.objects.create_user(f"{role}-user", password="correct horse battery")
     user.groups.add(Group.objects.get(name=role))
