@@ -8,6 +8,7 @@ change what the next role sees.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,12 +24,24 @@ from tests.factories import dead_letter_row
 
 API = "/api/v1/queue"
 EVERYONE = dict.fromkeys(ROLES, 200)
+ROUTE_IDS = itertools.count(1000)
 ENQUEUERS = {"admin": 202, "manager": 202, "dispatcher": 202, "customer": 403, "driver": 403}
 
 
 def scheduled_job(users) -> Job:
     """A job on routing, enqueued by the admin, waiting an hour (nothing runs it)."""
     return queueing.enqueue("queueing.ping", queue="routing", countdown=3600, user=users["admin"])
+
+
+def held_by_admin(users) -> str:
+    """The jobs URL, with an admin's waiting job holding ping's unique key "held"."""
+    queueing.enqueue(
+        "queueing.ping",
+        unique_key="queueing.ping@default:held",
+        countdown=3600,
+        user=users["admin"],
+    )
+    return f"{API}/jobs"
 
 
 def recurring(users) -> PeriodicTask:
@@ -42,12 +55,16 @@ def recurring(users) -> PeriodicTask:
 class Call:
     method: str
     path: Callable[[dict], str] | str
-    body: dict | None
+    body: dict | Callable[[], dict] | None
     expected: dict[str, int]  # role -> status; anonymous is 401 unless given
     mutating: bool = False
 
     def url(self, users) -> str:
         return self.path if isinstance(self.path, str) else self.path(users)
+
+    def data(self) -> dict | None:
+        """The body; a callable gives a fresh one per role (say, a new unique key)."""
+        return self.body() if callable(self.body) else self.body
 
 
 def only(codes: dict[str, int], default: int = 403) -> dict[str, int]:
@@ -69,6 +86,14 @@ CALLS = [
     *(
         Call("post", f"{API}/jobs", {**PING, "queue": queue}, only({"admin": 202}), mutating=True)
         for queue in ("routing", "billing", "notifications", "maintenance")
+    ),
+    # A unique key held by an admin's job: those who may read that job get it back (200,
+    # nothing created); a dispatcher, who may not, gets a 409 that names nothing.
+    Call(
+        "post",
+        held_by_admin,
+        {**PING, "unique_key": "held"},
+        {**ENQUEUERS, "admin": 200, "manager": 200, "dispatcher": 409},
     ),
     # A maintenance task is admin-only, whatever queue the caller names.
     Call(
@@ -164,7 +189,7 @@ CALLS = [
     Call(
         "post",
         f"{API}/sample/collections",
-        {"route_id": 7},
+        lambda: {"route_id": next(ROUTE_IDS)},  # its unique key is per route: a fresh one
         only({"admin": 202, "dispatcher": 202}),
         mutating=True,
     ),
@@ -184,7 +209,7 @@ def test_every_role_gets_the_specified_status(call, users, clients):
             expected = call.expected.get(who, 401) if who == "anonymous" else call.expected[who]
             url = call.url(users)
             events_before = AuditEvent.objects.count()
-            response = getattr(clients[who], call.method)(url, call.body, format="json")
+            response = getattr(clients[who], call.method)(url, call.data(), format="json")
             assert response.status_code == expected, (
                 f"{who}: {call.method.upper()} {url} -> {response.status_code}, expected "
                 f"{expected}: {response.content[:300]!r}"
