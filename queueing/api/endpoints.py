@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -110,6 +110,12 @@ def accept_job(request: Request, task: Any, kwargs: dict[str, Any], **options: A
     replaced = None
     with transaction.atomic():
         if key is not None:
+            if connection.vendor == "postgresql":
+                # Enqueuers of one key take turns until this transaction ends (the
+                # ledger's replace takes the same lock), so no holder can appear between
+                # the check below and the insert. SQLite serialises its writers.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
             _check_holder(request, key, replace=replace)
             replaced = _waiting_holder(key) if replace else None
         try:
