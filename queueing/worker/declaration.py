@@ -180,6 +180,11 @@ def _api(options: Mapping[str, Any], parameters: set[str] | None, where: str) ->
                 f"{where}: roles say who may enqueue it over the API; give api=<Contract> too"
             )
         result["enqueue_roles"] = _roles(options["roles"], where)
+    elif options.get("api") is not None:
+        raise JobDeclarationError(
+            f"{where}: an API-enabled job names who may enqueue it: roles=('manager', ...), "
+            "or roles=() for admins only"
+        )
     return result
 
 

@@ -65,6 +65,11 @@ MISDECLARED = {
         "@job(queue='routing', roles=('dispatcher',))\ndef f(x): pass",
         r"give api=<Contract> too",
     ),
+    "API contract without roles": (
+        "class A(Contract):\n    x = serializers.IntegerField()\n"
+        "@job(queue='routing', api=A)\ndef f(x): pass",
+        r"an API-enabled job names who may enqueue it: roles=",
+    ),
     "unknown role": (
         "class A(Contract):\n    x = serializers.IntegerField()\n"
         "@job(queue='routing', api=A, roles=('dispatchr',))\ndef f(x): pass",
@@ -93,6 +98,11 @@ MISDECLARED = {
 @pytest.fixture
 def task_module(tmp_path, monkeypatch):
     """Write a tasks module in a fresh package on sys.path and import it."""
+    from config.celery import app
+
+    # A finalized app registers a @shared_task at once, as in a running worker or web
+    # process; an unfinalized one would defer it (and its error) to whoever finalizes.
+    app.finalize(auto=True)
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def load(source: str):
