@@ -204,9 +204,7 @@ class Relay:
         """Publish each job of ``queryset`` (batch by batch) and stamp published_at.
 
         The stamp is a conditional UPDATE made before the publish, committed right away,
-        so a second relay skips the row; if a publish fails, the stamps of that job and of
-        every job of the batch not sent yet are taken back (issue 19: a stamp must mean a
-        message)."""
+        so a second relay skips the row; if the publish fails the stamp is taken back."""
         while True:
             now = timezone.now()
             with transaction.atomic():
@@ -230,25 +228,13 @@ class Relay:
                     ).update(published_at=now)
                     if claimed:
                         stamped.append(job)
-            for sent, job in enumerate(stamped):
+            for job in stamped:
                 try:
                     publish(PublishSpec.of(job), breaker=False)
                 except Exception as exc:
-                    # Take back the stamp of this job and of every job of the batch not
-                    # sent yet (only our own stamp: another relay may have restamped), so
-                    # no job stays marked published without a message.
-                    unsent = [other.id for other in stamped[sent:]]
                     report.publish_failures += 1
-                    Job.objects.filter(
-                        id__in=unsent, status=JobStatus.QUEUED, published_at=now
-                    ).update(published_at=None)
-                    logger.warning(
-                        "relay: publish failed (broker down?), %d job(s) left unpublished "
-                        "for the next tick, first %s: %r",
-                        len(unsent),
-                        job.id,
-                        exc,
-                    )
+                    Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(published_at=None)
+                    logger.warning("job %s: relay publish failed (broker down?): %r", job.id, exc)
                     return  # the broker is down: the next tick tries again
                 if lost:
                     report.republished_lost += 1

@@ -221,16 +221,3 @@ def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(relay, broker_
     job.refresh_from_db()
     lateness = (job.published_at - job.run_at).total_seconds()
     assert 0 <= lateness < 0.5, f"published {lateness:.2f} s after it was due"
-
-
-def test_a_failed_publish_leaves_no_job_of_the_batch_marked_published(broker, broker_client):
-    """Issue 19: with the broker down, a tick used to take back the stamp of the first job
-    only, leaving the rest of the batch marked published with no message."""
-    ids = unpublished_jobs(30)
-    broker.stop()
-    try:
-        report = Relay().tick()
-        assert report.publish_failures >= 1
-        assert Job.objects.filter(id__in=ids, published_at__isnull=False).count() == 0
-    finally:
-        broker.restart_empty()
