@@ -46,7 +46,7 @@ from devstack.fakes.base import (
     Response,
     random_id,
 )
-from devstack.fakes.webhooks import Delivery, post, post_in_background
+from devstack.fakes.webhooks import Delivery, deliver_in_background, post
 
 DEFAULT_PORT = 12113
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -170,13 +170,9 @@ class SendGridFake(FakeProvider):
             self.events.extend(events)
         if self.event_webhook_url:
             url, key = self.event_webhook_url, self.private_key
-
-            def deliver() -> None:
-                delivery = send_events(url, events, key)
-                with self.lock:
-                    self.deliveries.append(delivery)
-
-            post_in_background(deliver, f"sendgrid-events-{message_id}")
+            deliver_in_background(
+                self, lambda: send_events(url, events, key), f"sendgrid-events-{message_id}"
+            )
         return Response(202, b"", {"X-Message-Id": message_id})
 
     def _events_for(self, message_id: str, payload: dict[str, Any]) -> list[dict[str, Any]]:

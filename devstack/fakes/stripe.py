@@ -42,7 +42,7 @@ from devstack.fakes.base import (
     Response,
     random_id,
 )
-from devstack.fakes.webhooks import Delivery, post, post_in_background
+from devstack.fakes.webhooks import Delivery, deliver_in_background, post
 
 DEFAULT_PORT = 12111  # stripe-mock's port, so tools that know it find this fake too
 # The API version the fake stamps on events when the request names none: the one
@@ -265,13 +265,9 @@ class StripeFake(FakeProvider):
             self.events.append(event)
         if self.webhook_url:
             url, secret = self.webhook_url, self.webhook_secret
-
-            def deliver() -> None:
-                delivery = send_event(url, event, secret)
-                with self.lock:
-                    self.deliveries.append(delivery)
-
-            post_in_background(deliver, f"stripe-event-{event['id']}")
+            deliver_in_background(
+                self, lambda: send_event(url, event, secret), f"stripe-event-{event['id']}"
+            )
 
     # -- customers (https://docs.stripe.com/api/customers) ----------------------------
 

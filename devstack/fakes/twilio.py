@@ -44,7 +44,7 @@ from devstack.fakes.base import (
     Response,
     random_id,
 )
-from devstack.fakes.webhooks import Delivery, post, post_in_background
+from devstack.fakes.webhooks import Delivery, post, post_in_background, record_delivery
 
 if TYPE_CHECKING:
     from twilio.http.http_client import TwilioHttpClient
@@ -254,9 +254,7 @@ class TwilioFake(FakeProvider):
                 if status == "undelivered":
                     params["ErrorCode"] = "30003"
             if callback:
-                delivery = send_status_callback(callback, params, auth_token)
-                with self.lock:
-                    self.deliveries.append(delivery)
+                record_delivery(self, send_status_callback(callback, params, auth_token))
 
     def _fetch(self, request: Request, account_sid: str, sid: str) -> Response:
         if self._credentials(request, account_sid) is None:

@@ -62,6 +62,22 @@ def post_in_background(send: Callable[[], object], name: str) -> threading.Threa
     return thread
 
 
+def deliver_in_background(fake: FakeProvider, send: Callable[[], Delivery], name: str) -> None:
+    """Call back in a daemon thread (the provider answers the API call first) and keep
+    the outcome in ``fake.deliveries``."""
+
+    def deliver() -> None:
+        record_delivery(fake, send())
+
+    post_in_background(deliver, name)
+
+
+def record_delivery(fake: FakeProvider, delivery: Delivery) -> None:
+    """Keep one callback's outcome in ``fake.deliveries`` (under the fake's lock)."""
+    with fake.lock:
+        fake.deliveries.append(delivery)  # type: ignore[attr-defined]
+
+
 class WebhookReceiver(FakeProvider):
     """Records every request to any path and answers 200 ``{"received": true}``."""
 
