@@ -52,3 +52,18 @@ def dead_letter_row(
             enqueued_by=enqueued_by,
         )
     return DeadLetter.objects.create(job=job, reason=DeadLetterReason.PERMANENT, fingerprint="f")
+
+
+def forget_provider(name: str) -> None:
+    """No breaker state, rate log, call history, cost or counters of provider ``name``
+    left from another test."""
+    from queueing.broker import shared_redis
+    from queueing.counters import PROVIDER_CALLS_KEY, PROVIDER_COST_KEY
+    from tests.harness import delete_keys
+
+    delete_keys(f"taskyard:*provider*{name}*", f"taskyard:rate:provider:{name}")
+    client = shared_redis(text=True)
+    client.hdel(PROVIDER_COST_KEY, name)
+    for field in client.hkeys(PROVIDER_CALLS_KEY):
+        if field.startswith(f"{name}|"):
+            client.hdel(PROVIDER_CALLS_KEY, field)

@@ -69,6 +69,17 @@ def wait_until(
         time.sleep(interval)
 
 
+def delete_keys(*patterns: str) -> None:
+    """Delete the Redis keys matching ``patterns`` (a test's fresh start)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        for pattern in patterns:
+            for key in client.scan_iter(pattern):
+                client.delete(key)
+    finally:
+        client.close()
+
+
 def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a worker process needs to share this test's Redis and database."""
     env = dict(os.environ)

@@ -210,13 +210,20 @@ def _flags(options: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _providers(raw: Any, where: str) -> tuple[str, ...]:
     from queueing.specs import provider_specs
 
+    return _known_names(raw, provider_specs(), "provider(s)", "TASKYARD_PROVIDERS declares", where)
+
+
+def _known_names(
+    raw: Any, known: Iterable[str], what: str, listing: str, where: str
+) -> tuple[str, ...]:
+    """``raw`` (a name or names) as a tuple, every one of them in ``known``."""
     names = (raw,) if isinstance(raw, str) else tuple(raw or ())
-    known = provider_specs()
+    known = list(known)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise JobDeclarationError(
-            f"{where}: unknown provider(s) {', '.join(map(repr, unknown))}; "
-            f"TASKYARD_PROVIDERS declares: {', '.join(known) or 'none'}"
+            f"{where}: unknown {what} {', '.join(map(repr, unknown))}; "
+            f"{listing}: {', '.join(known) or 'none'}"
         )
     return names
 
@@ -328,14 +335,7 @@ def _contract(contract: Any, parameters: set[str] | None, where: str) -> Any:
 def _roles(raw: Any, where: str) -> tuple[str, ...]:
     from queueing.roles import ROLE_PERMISSIONS
 
-    roles = (raw,) if isinstance(raw, str) else tuple(raw or ())
-    unknown = [role for role in roles if role not in ROLE_PERMISSIONS]
-    if unknown:
-        raise JobDeclarationError(
-            f"{where}: unknown role(s) {', '.join(map(repr, unknown))}; roles: "
-            f"{', '.join(ROLE_PERMISSIONS)}"
-        )
-    return roles
+    return _known_names(raw, ROLE_PERMISSIONS, "role(s)", "roles", where)
 
 
 def _exception_types(raw: Any, where: str) -> tuple[type[BaseException], ...]:

@@ -4,24 +4,19 @@ throttle windows for every test."""
 from __future__ import annotations
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from queueing.roles import ROLE_PERMISSIONS
+from tests.harness import delete_keys
 
 ROLES = tuple(ROLE_PERMISSIONS)  # admin, manager, dispatcher, customer, driver
 
 
 @pytest.fixture(autouse=True)
 def fresh_throttles():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("taskyard:rate:api:*"):
-        client.delete(key)
-    yield
-    client.close()
+    delete_keys("taskyard:rate:api:*")
 
 
 @pytest.fixture(autouse=True)

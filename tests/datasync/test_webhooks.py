@@ -19,7 +19,7 @@ from devstack.fakes import sendgrid as sendgrid_fake
 from devstack.fakes import stripe as stripe_fake
 from devstack.fakes import twilio as twilio_fake
 from queueing.models import Job
-from tests.harness import wait_until
+from tests.harness import delete_keys, wait_until
 from tests.sideeffects.models import SideEffect
 
 STRIPE_SECRET = settings.WEBHOOK_SOURCES["stripe"]["secret"]
@@ -58,13 +58,7 @@ def processed(event_id: int, timeout: float = 20) -> WebhookEvent:
 
 @pytest.fixture(autouse=True)
 def fresh_dedupe_window():
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("taskyard:webhook:seen:*"):
-        client.delete(key)
-    yield
-    client.close()
+    delete_keys("taskyard:webhook:seen:*")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,7 +7,6 @@ import pytest
 import stripe
 
 from devstack.fakes import stripe as stripe_fake
-from queueing.broker import shared_redis
 from queueing.control.providers import (
     ProviderDeferred,
     ProviderGuard,
@@ -16,6 +15,7 @@ from queueing.control.providers import (
     provider_status,
 )
 from queueing.specs import provider_specs
+from tests.factories import forget_provider
 from tests.harness import wait_until
 
 KEY = "sk_test_taskyard"
@@ -40,17 +40,9 @@ def provider(settings, fake):
         }
     }
     spec = provider_specs()["stripe-test"]
-    forget(spec.name)
+    forget_provider(spec.name)
     yield spec
-    forget(spec.name)
-
-
-def forget(name: str) -> None:
-    """No state, history or cost left from another test."""
-    client = shared_redis(text=True)
-    for key in client.scan_iter(f"taskyard:*provider*{name}*"):
-        client.delete(key)
-    client.delete(f"taskyard:rate:provider:{name}")
+    forget_provider(spec.name)
 
 
 def client(url: str) -> stripe.StripeClient:

@@ -10,10 +10,10 @@ import pytest
 
 import queueing
 from devstack.fakes import stripe as stripe_fake
-from queueing.broker import shared_redis
 from queueing.control.providers import provider_status
 from queueing.models import Job, JobStatus
 from queueing.specs import provider_specs
+from tests.factories import forget_provider
 from tests.harness import start_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -27,10 +27,7 @@ def fake():
 
 @pytest.fixture
 def workers(fake, relay):
-    client = shared_redis(text=True)
-    for key in client.scan_iter("taskyard:*provider*fakepay*"):
-        client.delete(key)
-    client.delete("taskyard:rate:provider:fakepay")
+    forget_provider("fakepay")
     started = [
         start_worker(queues=["isolated"], concurrency=1, env={"FAKEPAY_URL": fake.url})
         for _ in range(2)

@@ -8,7 +8,6 @@ from django.contrib.auth.models import Group, User
 
 import queueing
 from devstack.fakes import stripe as stripe_fake
-from queueing.broker import shared_redis
 from queueing.control.breaker import ProviderGuard
 from queueing.control.providers import check_health, provider_call
 from queueing.models import Alert, AuditEvent
@@ -16,18 +15,9 @@ from queueing.observe.alerts import check as check_alerts
 from queueing.observe.health import check_providers
 from queueing.specs import provider_specs
 from tests.api.conftest import client_for
+from tests.factories import forget_provider
 
 TOKEN = "metrics-token-for-tests"
-
-
-def forget(name: str) -> None:
-    client = shared_redis(text=True)
-    for key in client.scan_iter(f"taskyard:*provider*{name}*"):
-        client.delete(key)
-    client.hdel("taskyard:metrics:provider_cost", name)
-    for field in client.hkeys("taskyard:metrics:provider_calls"):
-        if field.startswith(f"{name}|"):
-            client.hdel("taskyard:metrics:provider_calls", field)
 
 
 @pytest.fixture
@@ -44,14 +34,14 @@ def scripted_run(settings, db):
                 "monthly_budget": 1.0,
             },
         }
-        forget("costly")
+        forget_provider("costly")
         for _ in range(3):
             with provider_call("costly"):
                 pass  # the call itself is the SDK's business; the guard records it
         health = check_health(provider_specs()["costly"])
         assert health["ok"] is True  # the fake answers (404 on /): up
         yield
-        forget("costly")
+        forget_provider("costly")
 
 
 def test_the_api_shows_cost_budget_and_health(scripted_run):
