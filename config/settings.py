@@ -91,8 +91,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Before anything reads the body: an oversized API request gets a JSON 413.
-    "queueing.api.errors.RequestSizeLimitMiddleware",
+    # Before anything reads the body: an oversized API request is a JSON 413; unknown
+    # query parameters and NUL characters are 400s.
+    "queueing.api.errors.ApiRequestGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -144,7 +144,7 @@ def unknown_query_params(request: HttpRequest) -> list[str]:
     return sorted(set(request.GET) - set(allowed))
 
 
-class RequestSizeLimitMiddleware:
+class ApiRequestGuardMiddleware:
     """Refuse an API request whose declared body exceeds API_MAX_REQUEST_BYTES with a
     413, before anything reads it; a query parameter the view does not take, or a NUL
     character in the URL, with a 400."""

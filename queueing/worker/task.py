@@ -49,18 +49,6 @@ _LEDGER_OPTIONS = (
 )
 
 
-def _ensure_django() -> None:
-    """Set Django up if nobody has: ``celery -A config call <task>`` (and any script
-    that only imports the Celery app) sends through the ledger, which needs the models.
-    Web and worker processes are set up already and skip this."""
-    from django.apps import apps
-
-    if not apps.ready:
-        import django
-
-        django.setup()
-
-
 class RetryRequested(Exception):
     """Raised by TaskyardTask.retry(): the ledger schedules the next attempt."""
 
@@ -132,7 +120,6 @@ class TaskyardTask(Task):
         shadow=None,
         **options,
     ):
-        _ensure_django()
         if not self.is_tracked or self.app.conf.task_always_eager:
             return super().apply_async(
                 args, kwargs, task_id, producer, link, link_error, shadow, **options
