@@ -4,6 +4,7 @@ how without reading our code."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -84,7 +85,7 @@ class TasksView(APIView):
                 {
                     "task": name,
                     "queue": queue,
-                    "description": (task.__doc__ or "").strip().split("\n\n")[0],
+                    "description": inspect.cleandoc(task.__doc__ or "").split("\n\n")[0],
                     "args": contract_schema(contract_for(task)),
                 }
             )
