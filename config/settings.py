@@ -143,6 +143,9 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
+# The business's own clock: billing periods, the daily report's midnight, quiet hours'
+# defaults and the demo company's day. Storage and the ledger stay in UTC (TIME_ZONE).
+BUSINESS_TIME_ZONE = env_str("BUSINESS_TIME_ZONE", "Europe/Amsterdam")
 USE_I18N = True
 USE_TZ = True
 
