@@ -146,6 +146,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 # The business's own clock: billing periods, the daily report's midnight, quiet hours'
 # defaults and the demo company's day. Storage and the ledger stay in UTC (TIME_ZONE).
 BUSINESS_TIME_ZONE = env_str("BUSINESS_TIME_ZONE", "Europe/Amsterdam")
+# A first `make run` on an empty database seeds the demo company (`manage.py seed_demo`,
+# docs/maintenance.md); 0 starts empty instead.
+TASKYARD_DEMO_ON_FIRST_START = env_bool("TASKYARD_DEMO_ON_FIRST_START", True)
 USE_I18N = True
 USE_TZ = True
 
