@@ -7,9 +7,16 @@ Each tick (``manage.py relay``, every RELAY_INTERVAL_SECONDS):
 2. promote: ``scheduled`` / ``retrying`` jobs whose run_at has come become ``queued``;
 3. publish: queued jobs with no publish on record (the after-commit publish failed, or
    2. and 1. just made them queued);
-4. recover: queued jobs published long ago whose broker queue is empty (the broker lost
-   them), and every queued job at once when the broker's data was wiped (a Redis restart
-   without persistence: the epoch key we leave in Redis is gone).
+4. recover: every queued job at once when the broker's data was wiped (a Redis restart
+   without persistence: the epoch key we leave in Redis is gone); the jobs a dead worker
+   had received but not started, as soon as its heartbeat goes stale; and any queued job
+   published more than RELAY_REPUBLISH_AFTER_SECONDS ago whose message is neither waiting
+   in the broker nor held by a live worker (queueing/inflight.py keeps that index).
+
+The database steps (reap, promote) never wait on Redis: every broker call has a short
+socket timeout, and after a failure the broker steps are skipped (retried with a backoff)
+while reaping and promoting go on every tick. An outage is logged when it starts, every
+minute while it lasts, and when it ends; never once per job.
 
 Why a daemon and not a beat task every second: the relay is what repairs a broker
 outage, so it must not depend on the broker to be scheduled; and a tight loop needs no
@@ -34,9 +41,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queueing import counters as metrics
-from queueing.broker import RedisLock
+from queueing import inflight
+from queueing.broker import RedisLock, as_text
 from queueing.control.pause import sync_paused_set
-from queueing.ledger.enqueue import PublishSpec, broker_queue_keys, publish
+from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.ledger.transitions import fingerprint, promote_due, reap_expired
 from queueing.ledger.wake import wait_for_nudge
 from queueing.models import (
@@ -47,13 +55,29 @@ from queueing.models import (
     JobAttempt,
     JobStatus,
 )
-from queueing.registry import RELAY_KEY, beat
+from queueing.registry import RELAY_KEY, beat, live_worker_entries
 
 logger = logging.getLogger(__name__)
 
 # Redis key whose absence tells the relay the broker lost its data.
 EPOCH_KEY = "taskyard:broker-epoch"
 LOCK_KEY = "taskyard:relay-lock"
+
+
+# A worker missing from the heartbeat registry this long (on top of the registry's own
+# staleness) is dead: the jobs it had received go back to the broker.
+DEAD_WORKER_CONFIRM_SECONDS = 1.0
+# The broker steps retry a failed broker after this, doubling up to the maximum.
+BROKER_RETRY_SECONDS = 0.5
+BROKER_RETRY_MAX_SECONDS = 5.0
+OUTAGE_SUMMARY_SECONDS = 60.0
+# How often the index of messages (queueing/inflight.py) is swept of finished jobs.
+TIDY_SECONDS = 30.0
+TIDY_BATCH = 1000
+
+
+class BrokerDown(Exception):
+    """A broker call of this tick failed: skip the other broker steps."""
 
 
 @dataclass
@@ -63,13 +87,21 @@ class TickReport:
     promoted: int = 0
     published: int = 0
     republished_lost: int = 0
+    released_from_dead_workers: int = 0
     publish_failures: int = 0
     broker_wiped: bool = False
+    broker_skipped: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:
-        return bool(self.reaped or self.promoted or self.published or self.republished_lost)
+        return bool(
+            self.reaped
+            or self.promoted
+            or self.published
+            or self.republished_lost
+            or self.released_from_dead_workers
+        )
 
 
 def _skip_locked() -> bool:
@@ -85,13 +117,23 @@ def _locked_batch(queryset, limit: int) -> list:
 
 class Relay:
     def __init__(self, redis_client: redis.Redis | None = None) -> None:
+        timeout = settings.RELAY_BROKER_TIMEOUT_SECONDS
         self.redis = redis_client or redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+            settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self.owner = f"relay-{uuid.uuid4().hex[:8]}"
         self._lock = RedisLock(self.redis, LOCK_KEY, self.owner)
         self.batch = settings.RELAY_BATCH_SIZE
         self._paused: set[str] = set()
+        # Broker outage state (monotonic times): when it went, when to try again.
+        self.broker_down_since: float | None = None
+        self._broker_retry_at = 0.0
+        self._broker_backoff = BROKER_RETRY_SECONDS
+        self._outage_reported_at = 0.0
+        self._missing_since: dict[str, float] = {}
+        self._lost_cursor: dt.datetime | None = None
+        self._tidy_at = 0.0
+        self._tidy_cursor = 0
 
     # --- the tick --------------------------------------------------------------------
 
@@ -100,17 +142,81 @@ class Relay:
         if not _skip_locked() and not self._hold_lock():
             return report
         now = timezone.now()
-        try:
-            self._paused = sync_paused_set()
-        except redis.RedisError as exc:
-            report.errors.append(f"broker: {exc!r}")
         self._reap(now, report)
         self._promote(now, report)
-        self._check_broker_epoch(report)
-        self._publish_unpublished(report)
-        if not report.broker_wiped:
-            self._recover_lost(now, report)
+        if not self._broker_usable():
+            report.broker_skipped = True
+            self._report_outage()
+            return report
+        try:
+            self._paused = sync_paused_set()
+            self._check_broker_epoch(report)
+            self._release_dead_workers(report)
+            self._publish_unpublished(report)
+            if not report.broker_wiped:
+                self._recover_lost(now, report)
+            self._tidy_index()
+        except (redis.RedisError, BrokerDown) as exc:
+            report.errors.append(f"broker: {exc!r}")
+            self._broker_failed(exc)
+        else:
+            self._broker_back()
         return report
+
+    # --- the broker's health, as the relay sees it --------------------------------------
+
+    def _broker_usable(self) -> bool:
+        if self.broker_down_since is None:
+            return True
+        if time.monotonic() < self._broker_retry_at:
+            return False
+        try:
+            self.redis.ping()
+        except redis.RedisError:
+            self._broker_backoff = min(self._broker_backoff * 2, BROKER_RETRY_MAX_SECONDS)
+            self._broker_retry_at = time.monotonic() + self._broker_backoff
+            return False
+        return True
+
+    def _broker_failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._broker_retry_at = now + self._broker_backoff
+        if self.broker_down_since is not None:
+            return
+        self.broker_down_since = self._outage_reported_at = now
+        logger.warning(
+            "relay: the broker does not answer (%r); reaping and promoting go on, publishing "
+            "waits for it (retried every %.1f-%.0f s, summary every %.0f s)",
+            exc,
+            BROKER_RETRY_SECONDS,
+            BROKER_RETRY_MAX_SECONDS,
+            OUTAGE_SUMMARY_SECONDS,
+        )
+
+    def _report_outage(self) -> None:
+        now = time.monotonic()
+        if (
+            self.broker_down_since is None
+            or now - self._outage_reported_at < OUTAGE_SUMMARY_SECONDS
+        ):
+            return
+        self._outage_reported_at = now
+        waiting = Job.objects.filter(status=JobStatus.QUEUED, published_at=None).count()
+        logger.warning(
+            "relay: broker down for %.0f s; %d queued job(s) wait to be published",
+            now - self.broker_down_since,
+            waiting,
+        )
+
+    def _broker_back(self) -> None:
+        self._broker_backoff = BROKER_RETRY_SECONDS
+        if self.broker_down_since is None:
+            return
+        logger.warning(
+            "relay: the broker answers again after %.1f s",
+            time.monotonic() - self.broker_down_since,
+        )
+        self.broker_down_since = None
 
     # --- 1. reap ---------------------------------------------------------------------
 
@@ -204,7 +310,9 @@ class Relay:
         """Publish each job of ``queryset`` (batch by batch) and stamp published_at.
 
         The stamp is a conditional UPDATE made before the publish, committed right away,
-        so a second relay skips the row; if the publish fails the stamp is taken back."""
+        so a second relay skips the row; if a publish fails, the stamps of that job and of
+        every job of the batch not sent yet are taken back (issue 19: a stamp must mean a
+        message)."""
         while True:
             now = timezone.now()
             with transaction.atomic():
@@ -228,22 +336,39 @@ class Relay:
                     ).update(published_at=now)
                     if claimed:
                         stamped.append(job)
-            for job in stamped:
+            republished = []
+            for sent, job in enumerate(stamped):
                 try:
                     publish(PublishSpec.of(job), breaker=False)
                 except Exception as exc:
+                    # Take back the stamp of this job and of every job of the batch not
+                    # sent yet (only our own stamp: another relay may have restamped), so
+                    # no job stays marked published without a message.
+                    unsent = [other.id for other in stamped[sent:]]
                     report.publish_failures += 1
-                    Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(published_at=None)
-                    logger.warning("job %s: relay publish failed (broker down?): %r", job.id, exc)
-                    return  # the broker is down: the next tick tries again
-                if lost:
-                    report.republished_lost += 1
-                    metrics.count_lost()
-                    logger.warning(
-                        "job %s: republished, its message was lost by the broker", job.id
+                    Job.objects.filter(
+                        id__in=unsent, status=JobStatus.QUEUED, published_at=now
+                    ).update(published_at=None)
+                    logger.info(
+                        "relay: publish failed, %d job(s) left unpublished for a later "
+                        "tick, first %s: %r",
+                        len(unsent),
+                        job.id,
+                        exc,
                     )
+                    raise BrokerDown(repr(exc)) from exc
+                if lost:
+                    republished.append(str(job.id))
                 else:
                     report.published += 1
+            if republished:
+                report.republished_lost += len(republished)
+                metrics.count_lost(len(republished))
+                logger.warning(
+                    "relay: published %d job(s) again whose message was lost (first %s)",
+                    len(republished),
+                    ", ".join(republished[:5]),
+                )
             if len(jobs) < self.batch:
                 return
 
@@ -252,11 +377,7 @@ class Relay:
     def _check_broker_epoch(self, report: TickReport) -> None:
         """If Redis lost its data (restarted without persistence, flushed), every queued
         job's message is gone: mark them all unpublished so step 3 publishes them."""
-        try:
-            created = self.redis.set(EPOCH_KEY, str(timezone.now().timestamp()), nx=True)
-        except redis.RedisError as exc:
-            report.errors.append(f"broker: {exc!r}")
-            return
+        created = self.redis.set(EPOCH_KEY, str(timezone.now().timestamp()), nx=True)
         if not created:
             return
         # The key is missing: a fresh Redis (first start, or restarted without its data)
@@ -270,38 +391,102 @@ class Relay:
                 count,
             )
 
-    def _queue_is_empty(self, queue: str) -> bool:
-        pipe = self.redis.pipeline()
-        for name in broker_queue_keys(queue):
-            pipe.llen(name)
-        return sum(pipe.execute()) == 0
+    def _release_dead_workers(self, report: TickReport) -> None:
+        """A worker that is gone (no heartbeat) took the messages it had received with it:
+        their jobs, still queued, are published again now, not after kombu's visibility
+        timeout. The jobs it was running come back when their leases expire (reap)."""
+        workers = inflight.workers_with_reservations(self.redis)
+        if not workers:
+            return
+        live = set(live_worker_entries())
+        now = time.monotonic()
+        for worker in workers:
+            if worker in live:
+                self._missing_since.pop(worker, None)
+                continue
+            if now - self._missing_since.setdefault(worker, now) < DEAD_WORKER_CONFIRM_SECONDS:
+                continue
+            ids = inflight.reservations(worker, self.redis)
+            released = 0
+            for start in range(0, len(ids), self.batch):
+                released += (
+                    Job.objects.filter(
+                        id__in=ids[start : start + self.batch], status=JobStatus.QUEUED
+                    )
+                    .exclude(published_at=None)
+                    .update(published_at=None)
+                )
+            inflight.drop_worker(worker, self.redis)
+            self._missing_since.pop(worker, None)
+            report.released_from_dead_workers += released
+            logger.warning(
+                "relay: worker %s is gone (no heartbeat); %d queued job(s) it had received "
+                "are published again",
+                worker,
+                released,
+            )
 
     def _recover_lost(self, now: dt.datetime, report: TickReport) -> None:
+        """Queued jobs published a while ago whose message is nowhere (neither waiting in
+        the broker nor held by a live worker) are published again. A batch per tick,
+        oldest first, going round the backlog so jobs that legitimately wait long do not
+        keep the others from being checked."""
         cutoff = now - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS)
-        stale_queues = (
-            Job.objects.filter(status=JobStatus.QUEUED, published_at__lt=cutoff)
-            .values_list("queue", flat=True)
-            .distinct()
+        candidates = Job.objects.filter(status=JobStatus.QUEUED, published_at__lt=cutoff).exclude(
+            queue__in=self._paused
         )
-        for queue in list(stale_queues):
-            if queue in self._paused:
-                continue
-            try:
-                if not self._queue_is_empty(queue):
-                    continue  # messages are waiting: ours are among them
-            except redis.RedisError as exc:
-                report.errors.append(f"broker: {exc!r}")
-                return
+        if self._lost_cursor is not None:
+            candidates = candidates.filter(published_at__gt=self._lost_cursor)
+        rows = list(
+            candidates.order_by("published_at").values_list("id", "published_at")[: self.batch]
+        )
+        self._lost_cursor = rows[-1][1] if len(rows) == self.batch else None
+        if not rows:
+            return
+        ids = [str(job_id) for job_id, _ in rows]
+        # Any worker's reservations count, a dead one's too: _release_dead_workers hands
+        # those back (once) when the worker's heartbeat is confirmed gone.
+        known = inflight.where(ids, inflight.workers_with_reservations(self.redis), self.redis)
+        lost = [job_id for job_id in ids if job_id not in known]
+        if lost:
             self._publish_where(
-                Job.objects.filter(status=JobStatus.QUEUED, queue=queue, published_at__lt=cutoff),
+                Job.objects.filter(id__in=lost, status=JobStatus.QUEUED, published_at__lt=cutoff),
                 report,
                 lost=True,
             )
+
+    def _tidy_index(self) -> None:
+        """Every TIDY_SECONDS: drop index entries of jobs that are no longer queued (a
+        duplicate delivery, a cancelled or paused job's message), a batch at a time."""
+        if time.monotonic() < self._tidy_at:
+            return
+        self._tidy_at = time.monotonic() + TIDY_SECONDS
+        self._tidy_cursor, members = self.redis.sscan(
+            inflight.SENT_KEY, self._tidy_cursor, count=TIDY_BATCH
+        )
+        inflight.forget_sent(self._not_queued([as_text(m) for m in members]), self.redis)
+        for worker in live_worker_entries():
+            ids = inflight.reservations(worker, self.redis)
+            inflight.drop(worker, self._not_queued(ids), self.redis)
+
+    def _not_queued(self, ids: list[str]) -> list[str]:
+        queued: set[str] = set()
+        for start in range(0, len(ids), self.batch):
+            chunk = ids[start : start + self.batch]
+            queued.update(
+                str(job_id)
+                for job_id in Job.objects.filter(id__in=chunk, status=JobStatus.QUEUED).values_list(
+                    "id", flat=True
+                )
+            )
+        return [job_id for job_id in ids if job_id not in queued]
 
     # --- running ---------------------------------------------------------------------
 
     def _hold_lock(self) -> bool:
         """SQLite: one relay at a time (a lock that expires if its holder dies)."""
+        if self.broker_down_since is not None:
+            return True  # as below: no lock without a broker, and no publishing either
         try:
             return self._lock.hold(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5))
         except redis.RedisError:
@@ -369,4 +554,7 @@ class Relay:
             if report.published >= self.batch or report.promoted >= self.batch:
                 continue
             # Sleep until then, unless someone schedules a job due sooner (queueing.ledger.wake).
-            wait_for_nudge(self.redis, wake - time.monotonic())
+            if self.broker_down_since is None:
+                wait_for_nudge(self.redis, wake - time.monotonic())
+            else:
+                time.sleep(max(0.0, wake - time.monotonic()))
