@@ -33,7 +33,6 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -41,8 +40,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from queueing import counters as metrics
-from queueing import inflight
-from queueing.broker import RedisLock, as_text
+from queueing.broker import RedisLock
 from queueing.control.pause import sync_paused_set
 from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.ledger.transitions import fingerprint, promote_due, reap_expired
@@ -55,53 +53,15 @@ from queueing.models import (
     JobAttempt,
     JobStatus,
 )
-from queueing.registry import RELAY_KEY, beat, live_worker_entries
+from queueing.registry import RELAY_KEY, beat
+from queueing.relay.recovery import EPOCH_KEY, MessageRecovery
+from queueing.relay.state import BROKER_RETRY_SECONDS, BrokerDown, BrokerWatch, TickReport
 
 logger = logging.getLogger(__name__)
 
-# Redis key whose absence tells the relay the broker lost its data.
-EPOCH_KEY = "taskyard:broker-epoch"
+__all__ = ["EPOCH_KEY", "LOCK_KEY", "BrokerDown", "Relay", "TickReport"]
+
 LOCK_KEY = "taskyard:relay-lock"
-
-
-# A worker missing from the heartbeat registry this long (on top of the registry's own
-# staleness) is dead: the jobs it had received go back to the broker.
-DEAD_WORKER_CONFIRM_SECONDS = 1.0
-# The broker steps retry a failed broker after this, doubling up to the maximum.
-BROKER_RETRY_SECONDS = 0.5
-BROKER_RETRY_MAX_SECONDS = 5.0
-OUTAGE_SUMMARY_SECONDS = 60.0
-# How often the index of messages (queueing/inflight.py) is swept of finished jobs.
-TIDY_SECONDS = 30.0
-TIDY_BATCH = 1000
-
-
-class BrokerDown(Exception):
-    """A broker call of this tick failed: skip the other broker steps."""
-
-
-@dataclass
-class TickReport:
-    reaped: int = 0
-    dead_lost: int = 0
-    promoted: int = 0
-    published: int = 0
-    republished_lost: int = 0
-    released_from_dead_workers: int = 0
-    publish_failures: int = 0
-    broker_wiped: bool = False
-    broker_skipped: bool = False
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def busy(self) -> bool:
-        return bool(
-            self.reaped
-            or self.promoted
-            or self.published
-            or self.republished_lost
-            or self.released_from_dead_workers
-        )
 
 
 def _skip_locked() -> bool:
@@ -115,7 +75,7 @@ def _locked_batch(queryset, limit: int) -> list:
     return list(queryset[:limit])
 
 
-class Relay:
+class Relay(BrokerWatch, MessageRecovery):
     def __init__(self, redis_client: redis.Redis | None = None) -> None:
         timeout = settings.RELAY_BROKER_TIMEOUT_SECONDS
         self.redis = redis_client or redis.Redis.from_url(
@@ -162,61 +122,6 @@ class Relay:
         else:
             self._broker_back()
         return report
-
-    # --- the broker's health, as the relay sees it --------------------------------------
-
-    def _broker_usable(self) -> bool:
-        if self.broker_down_since is None:
-            return True
-        if time.monotonic() < self._broker_retry_at:
-            return False
-        try:
-            self.redis.ping()
-        except redis.RedisError:
-            self._broker_backoff = min(self._broker_backoff * 2, BROKER_RETRY_MAX_SECONDS)
-            self._broker_retry_at = time.monotonic() + self._broker_backoff
-            return False
-        return True
-
-    def _broker_failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._broker_retry_at = now + self._broker_backoff
-        if self.broker_down_since is not None:
-            return
-        self.broker_down_since = self._outage_reported_at = now
-        logger.warning(
-            "relay: the broker does not answer (%r); reaping and promoting go on, publishing "
-            "waits for it (retried every %.1f-%.0f s, summary every %.0f s)",
-            exc,
-            BROKER_RETRY_SECONDS,
-            BROKER_RETRY_MAX_SECONDS,
-            OUTAGE_SUMMARY_SECONDS,
-        )
-
-    def _report_outage(self) -> None:
-        now = time.monotonic()
-        if (
-            self.broker_down_since is None
-            or now - self._outage_reported_at < OUTAGE_SUMMARY_SECONDS
-        ):
-            return
-        self._outage_reported_at = now
-        waiting = Job.objects.filter(status=JobStatus.QUEUED, published_at=None).count()
-        logger.warning(
-            "relay: broker down for %.0f s; %d queued job(s) wait to be published",
-            now - self.broker_down_since,
-            waiting,
-        )
-
-    def _broker_back(self) -> None:
-        self._broker_backoff = BROKER_RETRY_SECONDS
-        if self.broker_down_since is None:
-            return
-        logger.warning(
-            "relay: the broker answers again after %.1f s",
-            time.monotonic() - self.broker_down_since,
-        )
-        self.broker_down_since = None
 
     # --- 1. reap ---------------------------------------------------------------------
 
@@ -371,115 +276,6 @@ class Relay:
                 )
             if len(jobs) < self.batch:
                 return
-
-    # --- 4. recover ------------------------------------------------------------------
-
-    def _check_broker_epoch(self, report: TickReport) -> None:
-        """If Redis lost its data (restarted without persistence, flushed), every queued
-        job's message is gone: mark them all unpublished so step 3 publishes them."""
-        created = self.redis.set(EPOCH_KEY, str(timezone.now().timestamp()), nx=True)
-        if not created:
-            return
-        # The key is missing: a fresh Redis (first start, or restarted without its data)
-        # or a flushed one. Either way no queued job's message can be in it.
-        report.broker_wiped = True
-        count = Job.objects.filter(status=JobStatus.QUEUED).update(published_at=None)
-        metrics.count_lost(count)
-        if count:
-            logger.warning(
-                "the broker has lost its data (epoch key gone): republishing %s queued jobs",
-                count,
-            )
-
-    def _release_dead_workers(self, report: TickReport) -> None:
-        """A worker that is gone (no heartbeat) took the messages it had received with it:
-        their jobs, still queued, are published again now, not after kombu's visibility
-        timeout. The jobs it was running come back when their leases expire (reap)."""
-        workers = inflight.workers_with_reservations(self.redis)
-        if not workers:
-            return
-        live = set(live_worker_entries())
-        now = time.monotonic()
-        for worker in workers:
-            if worker in live:
-                self._missing_since.pop(worker, None)
-                continue
-            if now - self._missing_since.setdefault(worker, now) < DEAD_WORKER_CONFIRM_SECONDS:
-                continue
-            ids = inflight.reservations(worker, self.redis)
-            released = 0
-            for start in range(0, len(ids), self.batch):
-                released += (
-                    Job.objects.filter(
-                        id__in=ids[start : start + self.batch], status=JobStatus.QUEUED
-                    )
-                    .exclude(published_at=None)
-                    .update(published_at=None)
-                )
-            inflight.drop_worker(worker, self.redis)
-            self._missing_since.pop(worker, None)
-            report.released_from_dead_workers += released
-            logger.warning(
-                "relay: worker %s is gone (no heartbeat); %d queued job(s) it had received "
-                "are published again",
-                worker,
-                released,
-            )
-
-    def _recover_lost(self, now: dt.datetime, report: TickReport) -> None:
-        """Queued jobs published a while ago whose message is nowhere (neither waiting in
-        the broker nor held by a live worker) are published again. A batch per tick,
-        oldest first, going round the backlog so jobs that legitimately wait long do not
-        keep the others from being checked."""
-        cutoff = now - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS)
-        candidates = Job.objects.filter(status=JobStatus.QUEUED, published_at__lt=cutoff).exclude(
-            queue__in=self._paused
-        )
-        if self._lost_cursor is not None:
-            candidates = candidates.filter(published_at__gt=self._lost_cursor)
-        rows = list(
-            candidates.order_by("published_at").values_list("id", "published_at")[: self.batch]
-        )
-        self._lost_cursor = rows[-1][1] if len(rows) == self.batch else None
-        if not rows:
-            return
-        ids = [str(job_id) for job_id, _ in rows]
-        # Any worker's reservations count, a dead one's too: _release_dead_workers hands
-        # those back (once) when the worker's heartbeat is confirmed gone.
-        known = inflight.where(ids, inflight.workers_with_reservations(self.redis), self.redis)
-        lost = [job_id for job_id in ids if job_id not in known]
-        if lost:
-            self._publish_where(
-                Job.objects.filter(id__in=lost, status=JobStatus.QUEUED, published_at__lt=cutoff),
-                report,
-                lost=True,
-            )
-
-    def _tidy_index(self) -> None:
-        """Every TIDY_SECONDS: drop index entries of jobs that are no longer queued (a
-        duplicate delivery, a cancelled or paused job's message), a batch at a time."""
-        if time.monotonic() < self._tidy_at:
-            return
-        self._tidy_at = time.monotonic() + TIDY_SECONDS
-        self._tidy_cursor, members = self.redis.sscan(
-            inflight.SENT_KEY, self._tidy_cursor, count=TIDY_BATCH
-        )
-        inflight.forget_sent(self._not_queued([as_text(m) for m in members]), self.redis)
-        for worker in live_worker_entries():
-            ids = inflight.reservations(worker, self.redis)
-            inflight.drop(worker, self._not_queued(ids), self.redis)
-
-    def _not_queued(self, ids: list[str]) -> list[str]:
-        queued: set[str] = set()
-        for start in range(0, len(ids), self.batch):
-            chunk = ids[start : start + self.batch]
-            queued.update(
-                str(job_id)
-                for job_id in Job.objects.filter(id__in=chunk, status=JobStatus.QUEUED).values_list(
-                    "id", flat=True
-                )
-            )
-        return [job_id for job_id in ids if job_id not in queued]
 
     # --- running ---------------------------------------------------------------------
 
