@@ -30,8 +30,8 @@ from routing.models import (
     Vehicle,
     VisitKind,
 )
-from routing.solver import COST_UNIT, InfeasibleProblem, Plan, solve
-from routing.solver.baseline import baseline
+from routing.solver import COST_UNIT, InfeasibleProblem, Plan, Problem, solve
+from routing.solver.baseline import Baseline, baseline
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def optimize(
         return _fail(run, "no service points to plan (none due that day at that depot)", [])
     try:
         problem = snap.to_problem(snapshot, _provider_matrix(snapshot, parameters))
-        base = baseline(problem, list(snapshot["current"].items()) or None)
+        base = compare_with(problem, snapshot["current"])
 
         def report(fraction: float, cost: int | None) -> bool:
             percent = round(100 * fraction, 1)
@@ -97,6 +97,19 @@ def optimize(
         dropped = [{"stop": s, "reason": ", ".join(exc.constraints)} for s in exc.stop_ids]
         return _fail(run, str(exc), dropped)
     return _store_plan(run, snapshot, plan, base.__dict__, base.improvement(plan.cost), guard)
+
+
+def compare_with(problem: Problem, current: dict[str, list[str]]) -> Baseline:
+    """The baseline: today's order when it is recorded and feasible, else nearest neighbour
+    (an infeasible current order would flatter the plan)."""
+    if current:
+        steps = [
+            (vehicle, [("stop", stop) for stop in stops]) for vehicle, stops in current.items()
+        ]
+        base = baseline(problem, steps)
+        if base.feasible:
+            return base
+    return baseline(problem)
 
 
 def cached_run(digest: str, exclude: int | None = None) -> OptimizationRun | None:
