@@ -55,7 +55,12 @@ def parameters_of(kwargs: dict[str, Any]) -> dict[str, Any]:
 def build_snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
     if kwargs.get("problem"):
         return snap.from_inline(kwargs["problem"])
-    return snap.from_tables(dt.date.fromisoformat(kwargs["day"]), kwargs["depot"])
+    try:
+        return snap.from_tables(dt.date.fromisoformat(kwargs["day"]), kwargs["depot"])
+    except Depot.DoesNotExist:
+        raise OptimizationFailed(
+            f"no depot {kwargs['depot']!r} (deleted since the request?)"
+        ) from None
 
 
 def optimize(

@@ -4,6 +4,7 @@ OSRM matrix provider against its fake, and the admin's map and run sheet."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.contrib.auth.models import User
@@ -118,3 +119,37 @@ def test_admin_shows_the_map_and_a_printable_run_sheet(client, depot_day):
     first = route.visits.first()
     assert "Driver" in sheet and first.code in sheet and f"{first.eta:%H:%M}" in sheet
     assert client.get(f"/admin/routing/optimizationrun/{run.pk}/sheet/99/").status_code == 404
+
+
+def test_the_nightly_schedule_asks_for_one_plan_per_depot_with_pickups(depot_day):
+    from queueing import Job
+    from routing.tasks import plan_tomorrow
+
+    day = dt.date.fromisoformat(depot_day["day"])
+    assert services.enqueue_day(day, 5.0) == ["RT-D1"]
+    job = Job.objects.get(task_name="routing.optimize_routes")
+    assert job.kwargs == {"day": depot_day["day"], "depot": "RT-D1", "time_limit": 5.0}
+    assert services.enqueue_day(day + dt.timedelta(days=3), 5.0) == []  # nobody due
+    assert "day" in plan_tomorrow(time_limit=1.0)  # the scheduled job itself, called directly
+
+
+def test_solve_vrp_prints_the_plan_and_names_bad_files(tmp_path):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    instance = tmp_path / "tiny.vrp"
+    instance.write_text(
+        "NAME : tiny-k1\nTYPE : CVRP\nDIMENSION : 3\nEDGE_WEIGHT_TYPE : EUC_2D\nCAPACITY : 10\n"
+        "NODE_COORD_SECTION\n1 0 0\n2 3 4\n3 6 8\nDEMAND_SECTION\n1 0\n2 5\n3 5\n"
+        "DEPOT_SECTION\n1\n-1\nEOF\n"
+    )
+    out = StringIO()
+    call_command("solve_vrp", str(instance), "--time-limit", "0.2", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["cost"] == 20 and result["feasible"] and len(result["routes"]) == 1
+    (tmp_path / "bad.vrp").write_text("NAME : x\nTYPE : CVRP\n")
+    with pytest.raises(CommandError, match="EDGE_WEIGHT_TYPE"):
+        call_command("solve_vrp", str(tmp_path / "bad.vrp"))
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("solve_vrp", str(tmp_path / "missing.vrp"))
