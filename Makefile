@@ -72,5 +72,8 @@ bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 
+bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at 2 s/10 s + a 300-stop day (BENCH_ARGS="--limits 2")
+	$(PY) bench/vrp.py $(BENCH_ARGS)
+
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
