@@ -7,6 +7,7 @@ JSON (times "HH:MM:SS", decimals as strings), which `routing.snapshot` normalise
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -49,8 +50,11 @@ class StopIn(Contract):
     window = serializers.ListField(
         child=serializers.TimeField(), min_length=2, max_length=2, required=False
     )
-    required = serializers.BooleanField(default=True)
-    prize = serializers.DecimalField(max_digits=8, decimal_places=2, min_value=0, default=0)
+    # A field named like Field.required: DRF's metaclass takes it as the stop's field.
+    required = serializers.BooleanField(default=True)  # type: ignore[assignment]
+    prize = serializers.DecimalField(
+        max_digits=8, decimal_places=2, min_value=0, default=Decimal(0)
+    )
 
     def validate_window(self, value: list[Any]) -> list[Any]:
         if value[0] >= value[1]:
@@ -68,8 +72,12 @@ class VehicleIn(Contract):
     max_route_minutes = serializers.IntegerField(
         min_value=1, max_value=MINUTES_PER_DAY, required=False
     )
-    cost_per_km = serializers.DecimalField(max_digits=8, decimal_places=2, min_value=0, default=1)
-    cost_per_hour = serializers.DecimalField(max_digits=8, decimal_places=2, min_value=0, default=0)
+    cost_per_km = serializers.DecimalField(
+        max_digits=8, decimal_places=2, min_value=0, default=Decimal(1)
+    )
+    cost_per_hour = serializers.DecimalField(
+        max_digits=8, decimal_places=2, min_value=0, default=Decimal(0)
+    )
     reload_facilities = serializers.ListField(child=Code(max_length=32), default=list)
     max_reloads = serializers.IntegerField(min_value=0, required=False)
 
@@ -83,10 +91,10 @@ class ProblemIn(Contract):
     dimensions = serializers.ListField(
         child=Code(max_length=16), min_length=1, max_length=4, default=lambda: ["kg"]
     )
-    depots = DepotIn(many=True, min_length=1)
+    depots = DepotIn(many=True, min_length=1)  # type: ignore[call-arg]
     facilities = FacilityIn(many=True, required=False, default=list)
-    stops = StopIn(many=True, min_length=1, max_length=MAX_STOPS)
-    vehicles = VehicleIn(many=True, min_length=1, max_length=MAX_VEHICLES)
+    stops = StopIn(many=True, min_length=1, max_length=MAX_STOPS)  # type: ignore[call-arg]
+    vehicles = VehicleIn(many=True, min_length=1, max_length=MAX_VEHICLES)  # type: ignore[call-arg]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

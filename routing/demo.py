@@ -105,7 +105,7 @@ def seed(company: Any) -> dict[str, int]:
                 address=f"{c.address}, {c.postcode} {c.city}",
                 lat=c.lat,
                 lon=c.lon,
-                depot=min(places, key=lambda d, c=c: haversine_m((d.lat, d.lon), (c.lat, c.lon))),
+                depot=nearest(places, c.lat, c.lon),
                 container=c.container,
                 containers=c.containers,
                 demand_kg=c.demand_kg,
@@ -146,6 +146,11 @@ def clear() -> dict[str, int]:
             "Depot": Depot.objects.filter(is_demo=True).delete()[0],
         }
     return counts
+
+
+def nearest(depots: list[Depot], lat: float, lon: float) -> Depot:
+    """The depot closest to (lat, lon) as the crow flies: the one that serves it."""
+    return min(depots, key=lambda d: haversine_m((d.lat, d.lon), (lat, lon)))
 
 
 def _plan_next_day(today: dt.date) -> None:

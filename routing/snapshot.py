@@ -212,7 +212,7 @@ def to_problem(
                 n_depots + n_facilities + i,
                 tuple(s["demand"]),
                 s["service_s"],
-                tuple(s["window"]) if s["window"] else None,  # type: ignore[arg-type]
+                tuple(s["window"]) if s["window"] else None,
                 s["required"],
                 int(Decimal(s["prize"]) * COST_UNIT),
             )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import Any
 
 import numpy as np
 import pyvrp
@@ -141,7 +142,9 @@ def to_pyvrp(problem: Problem) -> tuple[pyvrp.ProblemData, list[list[str]]]:
         type_vehicles.append([m.id for m in members])
     distance = np.asarray(problem.distance, dtype=np.int64)
     duration = np.asarray(problem.duration, dtype=np.int64)
-    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, [distance], [duration])
+    # PyVRP's stub types matrices as ndarray[int]; numpy's own typing differs.
+    matrices: list[Any] = [distance, duration]
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, matrices[:1], matrices[1:])
     return data, type_vehicles
 
 

@@ -60,7 +60,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{result['instance']} ({instance.kind}): cost {result['cost']:g}")
         for i, r in enumerate(plan.routes, 1):
             self.stdout.write(f"Route #{i}: {' '.join(r.stop_ids)}")
-        verdict = "feasible" if not violations else "INFEASIBLE: " + "; ".join(result["violations"])
+        verdict = "feasible" if not violations else "INFEASIBLE: " + "; ".join(map(str, violations))
         self.stdout.write(
             f"{len(plan.routes)} routes, {verdict}, {plan.stats['runtime_seconds']} s"
         )
