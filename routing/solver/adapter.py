@@ -21,6 +21,7 @@ import numpy as np
 import pyvrp
 from pyvrp.stop import MaxRuntime
 
+from routing.solver.baseline import plan_cost
 from routing.solver.check import Step, Violation, check_plan
 from routing.solver.diagnose import InfeasibleProblem, diagnose
 from routing.solver.problem import UNBOUNDED, Plan, Problem, Vehicle
@@ -183,7 +184,9 @@ def solve(
     if violations:
         # PyVRP called it feasible but our check disagrees: never ship it.
         raise InfeasibleProblem(violations, solver_said_feasible=True)
-    cost = int(result.cost())
+    # The cost of the schedule we checked (the solver's own figure is kept in the stats:
+    # they differ only if PyVRP times a route differently from our check).
+    cost = plan_cost(problem, planned, dropped)
     if progress is not None:
         progress(1.0, cost)
     return Plan(
@@ -200,6 +203,7 @@ def solve(
             "time_limit_seconds": time_limit,
             "seed": seed,
             "stopped_early": stop.stopped_early,
+            "solver_cost": int(result.cost()),
         },
     )
 
