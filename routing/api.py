@@ -12,6 +12,9 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -72,18 +75,20 @@ def run_detail(run: OptimizationRun) -> dict[str, Any]:
 class RunByJobView(APIView):
     permission_classes = [IsRoutingRole]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="The run of a job")
     def get(self, request: Request, job_id: str) -> Response:
         run = OptimizationRun.objects.filter(job_id=job_id).first()
         if run is None:
-            # Accepted but not started yet: the job's own URL says where it is.
+            # Accepted but not started yet (or no such job): the job's URL says which.
             location = reverse("queue-api:job-detail", args=[job_id])
-            return Response({"status": "pending", "job": location}, status=404)
+            raise NotFound(f"no run for this job yet; the job's status is at {location}")
         return Response(run_detail(run))
 
 
 class RunView(APIView):
     permission_classes = [IsRoutingRole]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="A route-optimisation run")
     def get(self, request: Request, run_id: int) -> Response:
         return Response(run_detail(get_object_or_404(OptimizationRun, pk=run_id)))
 
