@@ -21,20 +21,18 @@ MAX_VEHICLES = 100
 MAX_TIME_LIMIT = 60.0  # seconds: the issue's "under 30 s" leaves room up to this
 DEFAULT_TIME_LIMIT = 10.0
 
-Code = serializers.CharField
-lat_field = serializers.FloatField
 MINUTES_PER_DAY = 24 * 60
 
 
 class DepotIn(Contract):
-    id = Code(max_length=32)
-    lat = lat_field(min_value=-90, max_value=90)
+    id = serializers.CharField(max_length=32)
+    lat = serializers.FloatField(min_value=-90, max_value=90)
     lon = serializers.FloatField(min_value=-180, max_value=180)
 
 
 class FacilityIn(Contract):
-    id = Code(max_length=32)
-    lat = lat_field(min_value=-90, max_value=90)
+    id = serializers.CharField(max_length=32)
+    lat = serializers.FloatField(min_value=-90, max_value=90)
     lon = serializers.FloatField(min_value=-180, max_value=180)
     unload_minutes = serializers.IntegerField(min_value=0, max_value=240, default=15)
     opens = serializers.TimeField(required=False)
@@ -42,8 +40,8 @@ class FacilityIn(Contract):
 
 
 class StopIn(Contract):
-    id = Code(max_length=32)
-    lat = lat_field(min_value=-90, max_value=90)
+    id = serializers.CharField(max_length=32)
+    lat = serializers.FloatField(min_value=-90, max_value=90)
     lon = serializers.FloatField(min_value=-180, max_value=180)
     demand = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1)
     service_minutes = serializers.IntegerField(min_value=0, max_value=240, default=2)
@@ -63,9 +61,9 @@ class StopIn(Contract):
 
 
 class VehicleIn(Contract):
-    id = Code(max_length=32)
-    depot = Code(max_length=32)
-    end_depot = Code(max_length=32, required=False)
+    id = serializers.CharField(max_length=32)
+    depot = serializers.CharField(max_length=32)
+    end_depot = serializers.CharField(max_length=32, required=False)
     capacity = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1)
     shift_start = serializers.TimeField()
     shift_end = serializers.TimeField()
@@ -78,7 +76,9 @@ class VehicleIn(Contract):
     cost_per_hour = serializers.DecimalField(
         max_digits=8, decimal_places=2, min_value=0, default=Decimal(0)
     )
-    reload_facilities = serializers.ListField(child=Code(max_length=32), default=list)
+    reload_facilities = serializers.ListField(
+        child=serializers.CharField(max_length=32), default=list
+    )
     max_reloads = serializers.IntegerField(min_value=0, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,10 @@ class VehicleIn(Contract):
 
 class ProblemIn(Contract):
     dimensions = serializers.ListField(
-        child=Code(max_length=16), min_length=1, max_length=4, default=lambda: ["kg"]
+        child=serializers.CharField(max_length=16),
+        min_length=1,
+        max_length=4,
+        default=lambda: ["kg"],
     )
     depots = DepotIn(many=True, min_length=1)  # type: ignore[call-arg]
     facilities = FacilityIn(many=True, required=False, default=list)
@@ -134,7 +137,7 @@ class RouteOptimizationArgs(Contract):
     vehicles), or `problem` (everything inline). Plus the solver's time limit and seed."""
 
     day = serializers.DateField(required=False)
-    depot = Code(max_length=32, required=False)
+    depot = serializers.CharField(max_length=32, required=False)
     problem = ProblemIn(required=False)
     time_limit = serializers.FloatField(
         min_value=0.1, max_value=MAX_TIME_LIMIT, default=DEFAULT_TIME_LIMIT

@@ -11,21 +11,13 @@ import random
 from decimal import Decimal
 
 from routing.matrices import offline_matrix, traffic_factor
-from routing.solver import COST_UNIT, Depot, Facility, Problem, Stop, Vehicle
+from routing.solver import Depot, Facility, Problem, Stop, Vehicle
+from routing.solver.problem import money_per_metre, money_per_second
 
 CENTRE = (52.0907, 5.1214)  # Utrecht
 DEPOTS = {"D1": (52.1100, 5.0800), "D2": (52.0600, 5.1700)}
 LANDFILL = ("F1", (52.1300, 5.1900))
 HOUR = 3600
-
-
-def money_per_metre(per_km: Decimal) -> int:
-    """Cost units (1/COST_UNIT of the currency) per metre."""
-    return int((per_km * COST_UNIT / 1000).to_integral_value())
-
-
-def money_per_second(per_hour: Decimal) -> int:
-    return int((per_hour * COST_UNIT / 3600).to_integral_value())
 
 
 def collection_problem(stops: int = 300, trucks: int = 10, seed: int = 0) -> Problem:

@@ -24,9 +24,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from routing.generate import money_per_metre, money_per_second
 from routing.matrices import apply_traffic, offline_matrix, traffic_factor
 from routing.solver import COST_UNIT, Depot, Facility, Problem, Stop, Vehicle
+from routing.solver.problem import money_per_metre, money_per_second
 
 DAY = 24 * 3600
 LITRES_PER_M3 = 1000

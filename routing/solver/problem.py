@@ -9,6 +9,7 @@ times in seconds since midnight of the plan's day (or scaled units), costs in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 # One cost unit is 1/100,000 of the currency: cost per metre and per second stay integers
 # (PyVRP's objective is integral) without losing precision (1.20 EUR/km = 120 per metre).
@@ -17,6 +18,16 @@ COST_UNIT = 100_000
 # "No limit" for times and durations: a day in seconds is far below it and sums stay
 # well inside int64.
 UNBOUNDED = 2**40
+
+
+def money_per_metre(per_km: Decimal) -> int:
+    """A price per km as cost units per metre."""
+    return int((per_km * COST_UNIT / 1000).to_integral_value())
+
+
+def money_per_second(per_hour: Decimal) -> int:
+    """A price per hour as cost units per second."""
+    return int((per_hour * COST_UNIT / 3600).to_integral_value())
 
 
 @dataclass(frozen=True)
