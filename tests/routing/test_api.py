@@ -67,7 +67,8 @@ def test_other_roles_may_not_enqueue_or_read(role):
 @pytest.mark.worker
 def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot_day):
     client = client_for(make_user("dispatcher"))
-    body = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 1}
+    # Longer than the tests' 3 s job lease: the solve must keep its lease while it runs.
+    body = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 4}
     response = client.post(URL, body, format="json")
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
@@ -85,6 +86,7 @@ def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot
     assert client.get(f"{URL}/runs/{body['run_id']}").json()["routes"] == body["routes"]
     job = Job.objects.get(id=job_id)
     assert job.result["run_id"] == body["run_id"]
+    assert job.attempts == 1 and OptimizationRun.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
