@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 WORKERS_KEY = "taskyard:workers"
 BEAT_KEY = "taskyard:beat-heartbeat"
 RELAY_KEY = "taskyard:relay-heartbeat"
-WORKER_HEARTBEAT_SECONDS = 5.0
+WORKER_HEARTBEAT_SECONDS = 3.0
 STALE_AFTER_SECONDS = 3 * WORKER_HEARTBEAT_SECONDS
 
 
