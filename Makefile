@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,
 
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
+
+bench-outages: $(VENV)/.installed-dev ## Drain after a Redis outage: back with its data vs back empty (BENCH_ARGS="--jobs 1000")
+	env -u REDIS_URL $(PY) bench/outages.py $(BENCH_ARGS)
 
 bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at 2 s/10 s + a 300-stop day (BENCH_ARGS="--limits 2")
 	$(PY) bench/vrp.py $(BENCH_ARGS)

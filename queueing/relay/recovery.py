@@ -119,7 +119,12 @@ class MessageRecovery:
         ids = [str(job_id) for job_id, _ in rows]
         # Any worker's reservations count, a dead one's too: _release_dead_workers hands
         # those back (once) when the worker's heartbeat is confirmed gone.
-        known = inflight.where(ids, inflight.workers_with_reservations(self.redis), self.redis)
+        known = inflight.where(
+            ids,
+            inflight.workers_with_reservations(self.redis),
+            self.redis,
+            held_for=2 * settings.RELAY_REPUBLISH_AFTER_SECONDS,
+        )
         lost = [job_id for job_id in ids if job_id not in known]
         if lost:
             self._publish_where(

@@ -180,6 +180,11 @@ def test_a_message_held_by_a_live_worker_is_not_lost_and_a_dead_workers_is(broke
         assert messages(broker_client) == [dropped]  # published again, once
         assert relay.tick().republished_lost == 0  # the live worker's is where it should be
         assert not broker_client.exists(inflight.reserved_key("celery@gone"))
+        # A live worker that received a job long ago and never started it lost it (its
+        # consumer reconnected after a broker outage): published again.
+        broker_client.zadd(inflight.reserved_key("celery@alive"), {held: time.time() - 60})
+        assert relay.tick().republished_lost == 1
+        assert sorted(messages(broker_client)) == sorted([dropped, held])
     finally:
         broker_client.hdel(WORKERS_KEY, "celery@alive")
         broker_client.delete(inflight.reserved_key("celery@alive"))
