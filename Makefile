@@ -75,5 +75,8 @@ bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst
 bench-outages: $(VENV)/.installed-dev ## Drain after a Redis outage: back with its data vs back empty (BENCH_ARGS="--jobs 1000")
 	env -u REDIS_URL $(PY) bench/outages.py $(BENCH_ARGS)
 
+bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at 2 s/10 s + a 300-stop day (BENCH_ARGS="--limits 2")
+	$(PY) bench/vrp.py $(BENCH_ARGS)
+
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
