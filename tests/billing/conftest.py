@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import socket
 
-import pytest
-
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -22,14 +20,3 @@ def _free_port() -> int:
 
 STRIPE_PORT = int(os.environ.setdefault("BILLING_TEST_STRIPE_PORT", str(_free_port())))
 os.environ.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{STRIPE_PORT}")
-
-
-@pytest.fixture
-def stripe_base_url(settings) -> str:
-    """This process's settings pointed at the test's Stripe fake too."""
-    url = os.environ["STRIPE_API_BASE"]
-    settings.TASKYARD_PROVIDERS = {
-        **settings.TASKYARD_PROVIDERS,
-        "stripe": {**settings.TASKYARD_PROVIDERS["stripe"], "base_url": url},
-    }
-    return url
