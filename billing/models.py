@@ -13,10 +13,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-MONEY = {"max_digits": 12, "decimal_places": 2}
-UNIT_PRICE = {"max_digits": 12, "decimal_places": 4}
-QUANTITY = {"max_digits": 12, "decimal_places": 3}
-RATE = {"max_digits": 6, "decimal_places": 4}  # 0.2100 = 21 %
+# Decimal places: money 2 (cents), unit prices 4, quantities 3 (kg), tax rates 4
+# (0.2100 = 21 %).
 
 
 class Customer(models.Model):
@@ -58,10 +56,12 @@ class ServiceContract(models.Model):
     plan = models.CharField(max_length=100)
     container_size = models.CharField(max_length=20, help_text="e.g. 240L, 660L, 1100L")
     containers = models.PositiveSmallIntegerField(default=1)
-    base_monthly_fee = models.DecimalField(**MONEY)
-    price_per_pickup = models.DecimalField(**UNIT_PRICE)
-    price_extra_pickup = models.DecimalField(**UNIT_PRICE, default=Decimal("0"))
-    price_overweight_per_kg = models.DecimalField(**UNIT_PRICE, default=Decimal("0"))
+    base_monthly_fee = models.DecimalField(max_digits=12, decimal_places=2)
+    price_per_pickup = models.DecimalField(max_digits=12, decimal_places=4)
+    price_extra_pickup = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    price_overweight_per_kg = models.DecimalField(
+        max_digits=12, decimal_places=4, default=Decimal("0")
+    )
     start_date = models.DateField()
     end_date = models.DateField(null=True, blank=True, help_text="Last day of service")
     proration = models.CharField(max_length=10, choices=Proration.choices, default=Proration.DAILY)
@@ -90,7 +90,7 @@ class ServiceEvent(models.Model):
     contract = models.ForeignKey(ServiceContract, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=EventKind.choices)
     date = models.DateField()
-    quantity = models.DecimalField(**QUANTITY, default=Decimal("1"))
+    quantity = models.DecimalField(max_digits=12, decimal_places=3, default=Decimal("1"))
     source = models.CharField(max_length=10, choices=EventSource.choices)
     # The source's own id (a route stop, an import row): a re-import adds nothing.
     external_ref = models.CharField(max_length=100, null=True, blank=True, unique=True)
@@ -120,7 +120,7 @@ class BillingPeriod(models.Model):
 class TaxRule(models.Model):
     region = models.CharField(max_length=20)
     name = models.CharField(max_length=100)
-    rate = models.DecimalField(**RATE)
+    rate = models.DecimalField(max_digits=6, decimal_places=4)
     valid_from = models.DateField()
     valid_to = models.DateField(null=True, blank=True)
 
@@ -186,9 +186,9 @@ class Invoice(models.Model):
     due_date = models.DateField()
     currency = models.CharField(max_length=3)
     tax_region = models.CharField(max_length=20)
-    subtotal = models.DecimalField(**MONEY)
-    tax_total = models.DecimalField(**MONEY)
-    total = models.DecimalField(**MONEY)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2)
+    tax_total = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
     billing_address = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -209,12 +209,12 @@ class InvoiceLine(models.Model):
     position = models.PositiveSmallIntegerField()
     kind = models.CharField(max_length=20)  # "fee" or an EventKind
     description = models.CharField(max_length=200)
-    quantity = models.DecimalField(**QUANTITY)
-    unit_price = models.DecimalField(**UNIT_PRICE)
-    net = models.DecimalField(**MONEY)
-    tax_rate = models.DecimalField(**RATE)
-    tax = models.DecimalField(**MONEY)
-    total = models.DecimalField(**MONEY)
+    quantity = models.DecimalField(max_digits=12, decimal_places=3)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=4)
+    net = models.DecimalField(max_digits=12, decimal_places=2)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=4)
+    tax = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
 
     class Meta:
         ordering = ["invoice", "position"]
@@ -231,9 +231,9 @@ class CreditNote(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
     reason = models.CharField(max_length=200)
     issue_date = models.DateField()
-    subtotal = models.DecimalField(**MONEY)
-    tax_total = models.DecimalField(**MONEY)
-    total = models.DecimalField(**MONEY)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2)
+    tax_total = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -259,7 +259,7 @@ class Payment(models.Model):
     status = models.CharField(
         max_length=12, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
-    amount = models.DecimalField(**MONEY)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     error = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

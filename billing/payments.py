@@ -98,7 +98,7 @@ def charge(invoice: Invoice) -> dict[str, Any]:
     if payment.status == PaymentStatus.SUCCEEDED:
         return {"skipped": "already paid", "payment": payment.id}
     stripe_customer = ensure_stripe_customer(customer)
-    params = {
+    params: stripe.params.PaymentIntentCreateParams = {
         "amount": calc.to_minor_units(payment.amount, payment.currency),
         "currency": payment.currency.lower(),
         "customer": stripe_customer,

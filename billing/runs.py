@@ -44,7 +44,7 @@ def preview(period: str, customer_code: str = "") -> dict[str, Any]:
     label = services.resolve_period_label(period)
     billing_period, customers = _scope(label, customer_code)
     pending = customers.exclude(invoices__period=billing_period)
-    drafts = []
+    drafts: list[dict[str, Any]] = []
     count = 0
     for customer in pending.iterator(chunk_size=500):
         draft = services.draft_invoice(customer, billing_period)
