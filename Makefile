@@ -72,5 +72,8 @@ bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 
+bench-billing: $(VENV)/.installed-dev ## Monthly billing run of 10,000 customers: run time, invoices/s, worker memory (BENCH_ARGS="--customers 2000")
+	$(PY) bench/billing.py $(BENCH_ARGS)
+
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
