@@ -91,6 +91,8 @@ def charge(invoice: Invoice) -> dict[str, Any]:
     429 defers the job, its 5xx and connection errors are retried by the policy."""
     if invoice.status != InvoiceStatus.ISSUED:
         return {"skipped": f"invoice is {invoice.status}"}
+    if invoice.total <= 0:
+        return {"skipped": "nothing to charge"}
     customer = invoice.customer
     if not customer.stripe_payment_method:
         return {"skipped": "no saved payment method: paid by transfer"}
