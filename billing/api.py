@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import runs, services
+from billing import documents, runs, services
 from billing.models import Document, DocumentKind, Invoice, InvoiceLine, Payment
 from queueing import JobEndpoint
 
@@ -155,8 +155,6 @@ class InvoicePdfView(APIView):
 
 def pdf_pending(invoice: Invoice, kind: str) -> Response:
     """202 with the rendering job (enqueued now, or the one already waiting)."""
-    from billing import documents
-
     job = documents.request(invoice.id, kind)
     response = Response(
         {"detail": "the PDF is being rendered; try again shortly", "job": str(job.id)},

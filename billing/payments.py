@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import calculation as calc
+from billing import documents, reminders
 from billing.models import Customer, Invoice, InvoiceStatus, Payment, PaymentStatus
 from billing.services import BillingError
 from queueing import PermanentError, provider_call
@@ -139,8 +140,6 @@ def _payment_for(intent: dict[str, Any]) -> Payment | None:
 def record_intent_event(event_type: str, intent: dict[str, Any]) -> str:
     """Apply a payment_intent webhook to its payment and invoice; idempotent (an event
     processed twice, or after a later one, changes nothing more). Returns what it did."""
-    from billing import documents, reminders  # they import this module's neighbours
-
     with transaction.atomic():
         payment = _payment_for(intent)
         if payment is None:

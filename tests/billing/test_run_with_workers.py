@@ -106,7 +106,7 @@ def test_a_billing_run_with_killed_workers_and_stripe_faults_bills_and_charges_o
         for share in (3, 1.5):  # SIGKILL at a third of the invoices, then at two thirds
             wait_until(
                 lambda share=share: Invoice.objects.count() >= CUSTOMERS / share,
-                timeout=60 + CUSTOMERS / 5,
+                timeout=60 + CUSTOMERS / 2,  # deadlines for a loaded 2-core machine
                 interval=0.02,
                 message=lambda w=worker: (
                     f"{Invoice.objects.count()} invoices; worker log:\n{w.log()}"
@@ -123,7 +123,7 @@ def test_a_billing_run_with_killed_workers_and_stripe_faults_bills_and_charges_o
         try:
             wait_until(
                 all_paid,
-                timeout=90 + CUSTOMERS / 4,
+                timeout=120 + CUSTOMERS,
                 interval=0.2,
                 message=lambda: (
                     f"{Invoice.objects.filter(status=InvoiceStatus.PAID).count()} of {CUSTOMERS} "
