@@ -266,6 +266,33 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 # A pool process that leaks memory is replaced after this many KiB resident.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
+# --- billing ---
+# Billing (billing/, docs/billing.md). Stripe's secret key: the real one in production
+# (with STRIPE_WEBHOOK_SECRET); in DEBUG without it, a test key the local fake accepts.
+BILLING_STRIPE_API_KEY = env_str(
+    "STRIPE_API_KEY", "sk_test_taskyard_development_only" if DEBUG else ""
+)
+# Who tells customers about reminders and receipts: a class implementing
+# billing.notify.Notifier (the notifications app can point this at its sender).
+BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "billing.notify.EmailNotifier")
+# Payment reminders, in days from the due date (negative: before), sent at this hour of
+# the business time zone. Paying cancels the ones not sent yet.
+try:
+    BILLING_REMINDER_OFFSETS_DAYS = [
+        int(day) for day in env_list("BILLING_REMINDER_OFFSETS_DAYS", ["-3", "0", "7"])
+    ]
+except ValueError:
+    raise ImproperlyConfigured(
+        "BILLING_REMINDER_OFFSETS_DAYS: comma-separated whole days, e.g. -3,0,7"
+    ) from None
+BILLING_REMINDER_HOUR = env_int("BILLING_REMINDER_HOUR", 9, minimum=0)
+if BILLING_REMINDER_HOUR > 23:
+    raise ImproperlyConfigured("BILLING_REMINDER_HOUR: an hour of the day, 0-23")
+# Render each invoice's PDF when it is issued (20 a minute: a 10,000-customer run takes
+# over 8 hours of PDFs). Off: rendered when first downloaded.
+BILLING_PDF_ON_ISSUE = env_bool("BILLING_PDF_ON_ISSUE", True)
+BILLING_COMPANY_NAME = env_str("BILLING_COMPANY_NAME", "Taskyard Waste Collection")
+
 # --- Queues ---------------------------------------------------------------------------
 # One declaration per queue (queueing/specs.py validates it at start): production
 # concurrency, pool, the worker group it shares a process with (`manage.py workers
@@ -301,6 +328,7 @@ TASKYARD_DEFAULT_PRIORITY = 5
 TASKYARD_RATE_LIMITS = {
     "sendgrid": "100/m",  # seed design: SendGrid plan limit
     "twilio": "1/s",  # seed design: one SMS per second per sender number
+    "billing-pdf": "20/m",  # seed design: invoice and receipt PDFs, 20 a minute
 }
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
