@@ -271,11 +271,13 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 
 # a JSON manifest with its row counts and the queue configuration of that moment.
 BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups"))).resolve()
 # Rotation: the newest backup of each of the last N days, ISO weeks and months that have
-# one (restic's keep-daily/-weekly/-monthly); a year of monthlies covers an annual audit.
+# one (restic's keep-daily/-weekly/-monthly; a year of monthlies covers an annual audit),
+# and every backup of the last `within_hours` (a manual one beside the night's).
 BACKUP_KEEP = {
     "daily": env_int("BACKUP_KEEP_DAILY", 7, minimum=1),
     "weekly": env_int("BACKUP_KEEP_WEEKLY", 4, minimum=0),
     "monthly": env_int("BACKUP_KEEP_MONTHLY", 12, minimum=0),
+    "within_hours": env_int("BACKUP_KEEP_WITHIN_HOURS", 24, minimum=0),
 }
 # PostgreSQL client programs (custom-format dump, restore); the server's major version
 # or newer. The password reaches them through PGPASSWORD, never the command line.

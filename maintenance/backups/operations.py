@@ -168,7 +168,7 @@ def restore_backup(path: Path) -> dict[str, int]:
     so a bad file leaves the database untouched. The backup catalogue (Backup rows) is
     kept as it was before the restore: the files on disk did not change."""
     vendor = check_restorable(path)
-    catalogue = list(Backup.objects.values())
+    catalogue: list[dict[str, Any]] = [dict(row) for row in Backup.objects.values()]
     current = connections["default"]
     # The restore replaces tables under every open connection of this process.
     connections.close_all()

@@ -3,7 +3,9 @@
 The rule is restic's ``--keep-daily/--keep-weekly/--keep-monthly``: keep the newest
 usable backup of each of the ``daily`` most recent calendar days that have one, of each
 of the ``weekly`` most recent ISO weeks that have one, and of each of the ``monthly``
-most recent months that have one. The three rules are independent (one backup may
+most recent months that have one; and every usable backup younger than ``within_hours``
+(restic's --keep-within), so a backup taken by hand before a risky change does not push
+out the night's one on the same day. The period rules are independent (one backup may
 satisfy several) and count only periods that have a backup, so backups that stop being
 made are never rotated away. Days, weeks and months are those of the business time zone.
 
@@ -27,10 +29,11 @@ class RetentionPolicy:
     daily: int = 7
     weekly: int = 4
     monthly: int = 12
+    within_hours: int = 24
 
     @classmethod
     def from_settings(cls, keep: dict[str, int]) -> RetentionPolicy:
-        return cls(daily=keep["daily"], weekly=keep["weekly"], monthly=keep["monthly"])
+        return cls(**{name: keep[name] for name in cls.__dataclass_fields__ if name in keep})
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def backups_to_keep(
     kept = _newest_per_period(usable, _day, policy.daily, zone)
     kept |= _newest_per_period(usable, _week, policy.weekly, zone)
     kept |= _newest_per_period(usable, _month, policy.monthly, zone)
+    recent_since = now - dt.timedelta(hours=policy.within_hours)
+    kept |= {c.key for c in usable if c.created_at >= recent_since}
     failed_since = now - dt.timedelta(days=policy.daily)
     kept |= {c.key for c in everything if not c.usable and c.created_at >= failed_since}
     return kept
