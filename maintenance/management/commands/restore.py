@@ -19,6 +19,8 @@ class Command(BaseCommand):
         "admin). Asks first, naming the database; checks the file before touching anything "
         "and restores in one transaction."
     )
+    # call_command(..., stdin=...) gives tests the operator's keyboard (as createsuperuser).
+    stealth_options = ("stdin",)
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("backup", help="path of the backup file, or its id")
