@@ -60,7 +60,9 @@ def create_backup(*, verify: bool = True, trigger: str = "manual") -> Backup:
             status=BackupStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:4000]
         )
         logger.error("backup %s (id %s) could not be written: %s", path, backup.pk, exc)
-        raise exc if isinstance(exc, BackupError) else BackupError(str(exc)) from exc
+        if isinstance(exc, BackupError):
+            raise
+        raise BackupError(f"{path.name} could not be written: {exc}") from exc
     backup.row_counts = counts
     backup.size_bytes = path.stat().st_size
     backup.sha256 = sha256_of(path)

@@ -43,6 +43,9 @@ CLIENT_TIMEOUT_SECONDS = 6 * 3600
 # Scratch databases are named so that a leftover one (host crash mid-verification) is
 # recognisable: `DROP DATABASE` every taskyard_verify_* that is not in use.
 SCRATCH_PREFIX = "taskyard_verify_"
+# A restore over the live database waits this long for a table that a forgotten web or
+# worker process holds, then fails (and rolls back) instead of hanging behind it.
+RESTORE_LOCK_TIMEOUT = "60s"
 STDERR_TAIL_CHARS = 600
 
 
@@ -87,6 +90,7 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
             env=env,
             capture_output=True,
             text=True,
+            errors="replace",  # pg_restore quotes damaged bytes of the archive
             timeout=CLIENT_TIMEOUT_SECONDS,
         )
     except FileNotFoundError as exc:
@@ -190,9 +194,11 @@ def restore_into(db: dict[str, Any], path: Path) -> dict[str, int]:
     """Replace the live database's tables with the archive's (``--clean``), in a single
     transaction: a failure leaves the database as it was. Returns its row counts."""
     check_archive(path)
+    env = client_env(db)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c lock_timeout={RESTORE_LOCK_TIMEOUT}".strip()
     _run(
         [*_restore_args(db["NAME"], path), "--clean", "--if-exists", str(path)],
-        client_env(db),
+        env,
         f"restoring {path.name}",
     )
     with connect(db) as connection:

@@ -400,6 +400,32 @@ def test_restore_refuses_a_missing_foreign_or_damaged_file(backup_dir, tmp_path)
     assert User.objects.filter(username="still-here").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_that_fails_halfway_leaves_the_database_as_it_was(backup_dir):
+    """PostgreSQL: bytes flipped inside the archive (its table of contents intact) break
+    pg_restore after --clean dropped the tables; the single transaction undoes it all.
+    SQLite: a cut file is refused by the integrity check before anything is written."""
+    make_rows()
+    backup = operations.create_backup(verify=False)
+    User.objects.create_user("after-the-backup")
+    before, digest = table_counts(), checksum()
+    path = Path(backup.path)
+    data = bytearray(path.read_bytes())
+    if connection.vendor == "postgresql":
+        middle = len(data) * 2 // 3
+        data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    else:
+        data = data[: len(data) // 2]
+    path.write_bytes(bytes(data))
+    Backup.objects.filter(pk=backup.pk).update(sha256=sha256_of(path))
+
+    with pytest.raises(CommandError, match=path.name):
+        call_command("restore", backup.path, "--yes")
+
+    assert table_counts() == before and checksum() == digest
+    assert User.objects.filter(username="after-the-backup").exists()
+
+
 # --- the job, on a real worker -------------------------------------------------------------
 
 
