@@ -72,5 +72,8 @@ bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 
+bench-backups: $(VENV)/.installed-dev ## Backup, verification, restore and upkeep times with 500,000 jobs (BENCH_ARGS="--jobs 100000")
+	$(PY) bench/backups.py $(BENCH_ARGS)
+
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
