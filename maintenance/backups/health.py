@@ -1,9 +1,10 @@
 """The backups' health for the platform's alert checks: what is wrong right now, in the
-shape of queueing's alert findings (kind, key, severity, value, threshold, message).
+shape of queueing's alert findings — kind, queue, severity, value, threshold, message;
+the alert key is ``kind:queue`` (here the queue field holds the database vendor).
 
-queueing's ``check_alerts`` only evaluates its own thresholds and resolves any open
-alert it did not find itself, so these cannot be Alert rows yet; the lead wires
-``findings()`` into the checks (see docs/operations.md, "Alerts").
+queueing's ``check_alerts`` evaluates only its own thresholds and resolves every open
+alert it did not find itself, and has no public function to open one, so these are not
+Alert rows yet: ``findings()`` is the hook for the checks (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -17,21 +18,27 @@ from django.utils import timezone
 from maintenance.models import Backup, BackupStatus
 
 
+def _hours(since: dt.datetime, now: dt.datetime) -> float:
+    return round((now - since).total_seconds() / 3600, 1)
+
+
 def findings(now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """``backup:failed`` (critical) when the newest finished backup failed;
-    ``backup:stale`` (warning) when backups are made here but none verified within
-    BACKUP_MAX_AGE_HOURS."""
+    """``backup_failed`` (critical) while the newest finished backup is a failed one;
+    ``backup_stale`` (warning) when backups are made here but none was verified within
+    BACKUP_MAX_AGE_HOURS (value: hours since the newest verified one, or since the
+    oldest backup when none ever was)."""
     now = now or timezone.now()
     found: list[dict[str, Any]] = []
-    finished = Backup.objects.exclude(status=BackupStatus.RUNNING)
-    newest = finished.order_by("-created_at").first()
+    finished = Backup.objects.exclude(status=BackupStatus.RUNNING).order_by("-created_at")
+    newest = finished.first()
     if newest is None:
         return found
     if newest.status == BackupStatus.FAILED:
         found.append(
             {
-                "kind": "backup",
-                "key": "backup:failed",
+                "kind": "backup_failed",
+                "queue": newest.vendor,
+                "key": f"backup_failed:{newest.vendor}",
                 "severity": "critical",
                 "value": 1.0,
                 "threshold": 0.0,
@@ -39,20 +46,21 @@ def findings(now: dt.datetime | None = None) -> list[dict[str, Any]]:
                 "backup_id": newest.pk,
             }
         )
-    max_age = dt.timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
-    verified = finished.filter(status=BackupStatus.VERIFIED).order_by("-created_at").first()
-    age_hours = (now - verified.created_at).total_seconds() / 3600 if verified else None
-    if age_hours is None or age_hours > max_age.total_seconds() / 3600:
+    limit = float(settings.BACKUP_MAX_AGE_HOURS)
+    verified = finished.filter(status=BackupStatus.VERIFIED).first()
+    since = verified or finished.last() or newest
+    age = _hours(since.created_at, now)
+    if age > limit:
         found.append(
             {
-                "kind": "backup",
-                "key": "backup:stale",
+                "kind": "backup_stale",
+                "queue": newest.vendor,
+                "key": f"backup_stale:{newest.vendor}",
                 "severity": "warning",
-                "value": round(age_hours, 1) if age_hours is not None else None,
-                "threshold": float(settings.BACKUP_MAX_AGE_HOURS),
-                "message": "no verified backup in the last "
-                f"{settings.BACKUP_MAX_AGE_HOURS} h"
-                + (f" (newest {age_hours:.0f} h old)" if age_hours is not None else ""),
+                "value": age,
+                "threshold": limit,
+                "message": f"no verified backup in the last {limit:g} h"
+                + (f" (newest verified {age:g} h old)" if verified else " (none ever)"),
             }
         )
     return found

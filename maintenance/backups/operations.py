@@ -33,7 +33,10 @@ PARTIAL_SUFFIX = ".partial"
 
 def backup_dir() -> Path:
     folder = Path(settings.BACKUP_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"BACKUP_DIR {folder} cannot be created: {exc}") from exc
     return folder
 
 
@@ -164,12 +167,13 @@ def _expected_sha256(path: Path) -> str:
     return ""
 
 
-def restore_backup(path: Path) -> dict[str, int]:
+def restore_backup(path: Path, *, checked: bool = False) -> dict[str, int]:
     """Replace this database's content with the backup at ``path``; return the row counts
-    after the restore. Checks first (check_restorable) and restores in one transaction,
-    so a bad file leaves the database untouched. The backup catalogue (Backup rows) is
-    kept as it was before the restore: the files on disk did not change."""
-    vendor = check_restorable(path)
+    after the restore. Checks first (check_restorable; ``checked`` says the caller just
+    did) and restores in one transaction, so a bad file leaves the database untouched.
+    The backup catalogue (Backup rows) is kept as it was before the restore: the files
+    on disk did not change."""
+    vendor = vendor_of(path) if checked else check_restorable(path)
     catalogue: list[dict[str, Any]] = [dict(row) for row in Backup.objects.values()]
     current = connections["default"]
     # The restore replaces tables under every open connection of this process.

@@ -119,4 +119,4 @@ def alert_failure(backup: Backup) -> None:
         else:
             backup.alerted_at = timezone.now()
             backup.save(update_fields=["alerted_at"])
-    logger.error("alert backup:%s critical: %s", backup.vendor, subject)
+    logger.error("alert backup_failed:%s critical: %s", backup.vendor, subject)

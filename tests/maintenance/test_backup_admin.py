@@ -99,10 +99,10 @@ def test_health_reports_a_failed_and_a_stale_backup(backups, settings):
 
     found = {f["key"]: f for f in health.findings()}
 
-    assert found["backup:failed"]["severity"] == "critical"
-    assert "41 rows at backup" in found["backup:failed"]["message"]
-    assert found["backup:stale"]["severity"] == "warning"
-    assert found["backup:stale"]["value"] == 2.0
+    assert found["backup_failed:sqlite"]["severity"] == "critical"
+    assert "41 rows at backup" in found["backup_failed:sqlite"]["message"]
+    assert found["backup_stale:sqlite"]["severity"] == "warning"
+    assert found["backup_stale:sqlite"]["value"] == 2.0
     settings.BACKUP_MAX_AGE_HOURS = 26
     Backup.objects.filter(status=BackupStatus.FAILED).delete()
     assert health.findings() == []

@@ -295,7 +295,7 @@ def test_a_truncated_backup_fails_verification_and_alerts(backup_dir, settings, 
     assert len(mailoutbox) == 1 and mailoutbox[0].to == ["ops@example.nl"]
     assert "CRITICAL backup failed" in mailoutbox[0].subject
     assert path.name in mailoutbox[0].subject and backup.alerted_at is not None
-    finding = next(f for f in health.findings() if f["key"] == "backup:failed")
+    finding = next(f for f in health.findings() if f["key"] == f"backup_failed:{connection.vendor}")
     assert finding["severity"] == "critical" and finding["backup_id"] == backup.pk
 
 

@@ -56,7 +56,7 @@ class Command(BaseCommand):
             if answer != current.settings_dict["NAME"]:
                 raise CommandError("not confirmed; nothing was changed")
         try:
-            counts = operations.restore_backup(path)
+            counts = operations.restore_backup(path, checked=True)
         except BackupError as exc:
             raise CommandError(f"restore failed, the database is unchanged: {exc}") from exc
         self.stdout.write(f"restored {path} into the {database}:")
