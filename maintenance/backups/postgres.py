@@ -15,13 +15,14 @@ import os
 import secrets
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.conf import settings
-from psycopg import sql
 
 from maintenance.backups.files import BackupError
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def client_env(db: dict[str, Any], name: str | None = None) -> dict[str, str]:
 
 def connect(db: dict[str, Any], name: str | None = None, **kwargs: Any) -> psycopg.Connection:
     """A connection of its own (not Django's): it has its own transaction and snapshot."""
+    import psycopg  # only where PostgreSQL is used: 0.1-0.3 s off every SQLite process start
+
     params: dict[str, Any] = {
         "dbname": name or db["NAME"],
         "host": db.get("HOST") or None,
@@ -115,6 +118,8 @@ def count_rows(connection: psycopg.Connection) -> dict[str, int]:
         "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
         "ORDER BY 1, 2"
     ).fetchall()
+    from psycopg import sql
+
     counts: dict[str, int] = {}
     for schema, table in tables:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
@@ -172,6 +177,8 @@ def _restore_args(name: str, path: Path) -> list[str]:
 def restore_to_scratch(db: dict[str, Any], path: Path) -> dict[str, int]:
     """Restore ``path`` into a new scratch database; return its row counts. The scratch
     database is dropped afterwards, also when the restore fails."""
+    from psycopg import sql
+
     check_archive(path)
     name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     with connect(db, autocommit=True) as admin:
