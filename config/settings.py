@@ -357,10 +357,13 @@ RELAY_DUE_GRANULARITY_SECONDS = env_float("RELAY_DUE_GRANULARITY_SECONDS", 0.05,
 # Rows the relay handles per query; a backlog drains in several quick batches rather
 # than in one long transaction.
 RELAY_BATCH_SIZE = env_int("RELAY_BATCH_SIZE", 500, minimum=1)
-# A queued job published this long ago, whose broker queue is empty, was lost by the
-# broker (or its message is stuck in a dead consumer): publish it again. A duplicate is
-# harmless, since the claim absorbs it.
-RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 60, minimum=1)
+# A queued job published this long ago whose message is neither waiting in the broker nor
+# held by a live worker (queueing/inflight.py) was lost: publish it again. A duplicate is
+# harmless, since the claim absorbs it. Also bounds how long a lost message goes unnoticed.
+RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 5, minimum=1)
+# Every Redis call of the relay gives up after this: a hung broker must not stop it from
+# reaping expired leases and promoting due jobs in the database.
+RELAY_BROKER_TIMEOUT_SECONDS = env_float("RELAY_BROKER_TIMEOUT_SECONDS", 1.0, minimum=0.05)
 # Results bigger than this are summarised in Job.result (the full value is still in the
 # results table).
 JOB_RESULT_SUMMARY_MAX_BYTES = 16 * 1024
@@ -554,13 +557,20 @@ HEALTH_RELAY_MAX_LAG_SECONDS = env_int("HEALTH_RELAY_MAX_LAG_SECONDS", 30, minim
 # Alerts (queueing/observe/alerts.py), checked every minute by beat. Seed design thresholds.
 ALERT_THRESHOLDS = {
     "backlog": env_int("ALERT_BACKLOG", 1000, minimum=1),  # jobs queued on one queue
-    "failure_rate": env_float("ALERT_FAILURE_RATE", 0.10, minimum=0.0),  # of attempts
+    # Share of attempts that failed (retried, dead or lost) in the window: seed 002's
+    # warning 2 % and critical 5 %.
+    "failure_rate": env_float("ALERT_FAILURE_RATE", 0.02, minimum=0.0),
+    "failure_rate_critical": env_float("ALERT_FAILURE_RATE_CRITICAL", 0.05, minimum=0.0),
     "min_attempts": 10,  # fewer attempts in the window: too few to judge a rate
     "average_run_seconds": env_float("ALERT_AVERAGE_RUN_SECONDS", 60.0, minimum=0.0),
     "dead_letters": env_int("ALERT_DEAD_LETTERS", 50, minimum=0),  # open, per queue
     "latency_warning_ms": env_float("ALERT_LATENCY_WARNING_MS", 750.0, minimum=0.0),
     "latency_critical_ms": env_float("ALERT_LATENCY_CRITICAL_MS", 1500.0, minimum=0.0),
     "window_minutes": env_int("ALERT_WINDOW_MINUTES", 15, minimum=1),
+    # Jobs finished per hour below which, while jobs wait, throughput is an alert; 0 = off.
+    # Seed 002's values are 8000 (warning) and 5000 (critical).
+    "throughput_warning_per_hour": env_float("ALERT_THROUGHPUT_WARNING_PER_HOUR", 0.0, minimum=0),
+    "throughput_critical_per_hour": env_float("ALERT_THROUGHPUT_CRITICAL_PER_HOUR", 0.0, minimum=0),
 }
 # Who gets alert emails (comma-separated), and an optional webhook, signed with
 # "X-Taskyard-Signature: sha256=<HMAC of the body with ALERT_WEBHOOK_SECRET>".
