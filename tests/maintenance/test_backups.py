@@ -3,7 +3,8 @@ damaged backup fails verification and alerts, restore asks first.
 
 The same module runs on SQLite and on PostgreSQL (DATABASE_URL): backups and restores
 are real (SQLite's backup API, pg_dump/pg_restore) and target the test database itself,
-so every database test here is transactional (its rows committed, flushed afterwards).
+so the tests that back up rows or restore are transactional (rows committed, flushed
+afterwards); the others run in a rolled-back transaction, cheaper on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def test_rotation_never_counts_a_failed_backup_and_drops_it_after_a_week():
     }
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_rotate_deletes_the_files_and_rows_the_policy_drops(backup_dir, settings):
     settings.BACKUP_KEEP = {"daily": 2, "weekly": 0, "monthly": 0, "within_hours": 0}
     now = timezone.now()
@@ -239,7 +240,7 @@ def test_backup_wipe_restore_gives_back_identical_rows(backup_dir):
     assert Backup.objects.get().path == backup.path
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_the_manifest_beside_the_backup_holds_the_queue_configuration(backup_dir):
     apps.get_model("queueing", "QueueState").objects.create(
         name="billing", paused=True, reason="month-end freeze"
@@ -352,7 +353,7 @@ class Pipe(io.StringIO):
         return False
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_restore_refuses_without_a_terminal_unless_yes(backup_dir):
     backup = operations.create_backup(verify=False)
     User.objects.create_user("after-the-backup")
@@ -364,7 +365,7 @@ def test_restore_refuses_without_a_terminal_unless_yes(backup_dir):
     assert User.objects.filter(username="after-the-backup").exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_restore_asks_for_the_database_name_and_stops_on_another_answer(backup_dir):
     backup = operations.create_backup(verify=False)
     User.objects.create_user("after-the-backup")
@@ -377,7 +378,7 @@ def test_restore_asks_for_the_database_name_and_stops_on_another_answer(backup_d
     assert User.objects.filter(username="after-the-backup").exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_restore_refuses_a_missing_foreign_or_damaged_file(backup_dir, tmp_path):
     User.objects.create_user("still-here")
     other = tmp_path / "other-vendor.bin"
