@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at
 
 bench-billing: $(VENV)/.installed-dev ## Monthly billing run of 10,000 customers: run time, invoices/s, worker memory (BENCH_ARGS="--customers 2000")
 	$(PY) bench/billing.py $(BENCH_ARGS)
+
+bench-backups: $(VENV)/.installed-dev ## Backup, verification, restore and upkeep times with 500,000 jobs (BENCH_ARGS="--jobs 100000")
+	$(PY) bench/backups.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var

@@ -292,6 +292,26 @@ if BILLING_REMINDER_HOUR > 23:
 # over 8 hours of PDFs). Off: rendered when first downloaded.
 BILLING_PDF_ON_ISSUE = env_bool("BILLING_PDF_ON_ISSUE", True)
 BILLING_COMPANY_NAME = env_str("BILLING_COMPANY_NAME", "Taskyard Waste Collection")
+# --- maintenance: backups and database upkeep (docs/operations.md) ---
+# `manage.py backup` and the nightly job write here: one file per backup and, beside it,
+# a JSON manifest with its row counts and the queue configuration of that moment.
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups"))).resolve()
+# Rotation: the newest backup of each of the last N days, ISO weeks and months that have
+# one (restic's keep-daily/-weekly/-monthly; a year of monthlies covers an annual audit),
+# and every backup of the last `within_hours` (a manual one beside the night's).
+BACKUP_KEEP = {
+    "daily": env_int("BACKUP_KEEP_DAILY", 7, minimum=1),
+    "weekly": env_int("BACKUP_KEEP_WEEKLY", 4, minimum=0),
+    "monthly": env_int("BACKUP_KEEP_MONTHLY", 12, minimum=0),
+    "within_hours": env_int("BACKUP_KEEP_WITHIN_HOURS", 24, minimum=0),
+}
+# PostgreSQL client programs (custom-format dump, restore); the server's major version
+# or newer. The password reaches them through PGPASSWORD, never the command line.
+BACKUP_PG_DUMP = env_str("BACKUP_PG_DUMP", "pg_dump")
+BACKUP_PG_RESTORE = env_str("BACKUP_PG_RESTORE", "pg_restore")
+# The nightly backup runs at 00:30 UTC; older than this, the newest verified backup is
+# reported stale (maintenance.backups.health).
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
 
 # --- Queues ---------------------------------------------------------------------------
 # One declaration per queue (queueing/specs.py validates it at start): production
