@@ -292,6 +292,7 @@ if BILLING_REMINDER_HOUR > 23:
 # over 8 hours of PDFs). Off: rendered when first downloaded.
 BILLING_PDF_ON_ISSUE = env_bool("BILLING_PDF_ON_ISSUE", True)
 BILLING_COMPANY_NAME = env_str("BILLING_COMPANY_NAME", "Taskyard Waste Collection")
+
 # --- maintenance: backups and database upkeep (docs/operations.md) ---
 # `manage.py backup` and the nightly job write here: one file per backup and, beside it,
 # a JSON manifest with its row counts and the queue configuration of that moment.
