@@ -266,6 +266,12 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 # A pool process that leaks memory is replaced after this many KiB resident.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
+# --- history (queue statistics and the daily report, docs/monitoring.md) ---
+# 5-minute queue statistics (QueueStat) are deleted after this many days (daily, 02:00
+# business time); the daily performance report goes to ALERT_EMAILS.
+HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 30, minimum=1)
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")  # links in the report's email
+
 # --- Queues ---------------------------------------------------------------------------
 # One declaration per queue (queueing/specs.py validates it at start): production
 # concurrency, pool, the worker group it shares a process with (`manage.py workers
