@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from queueing.control.pause import paused_queues_in_database
-from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, minute_rollups, run_percentile
+from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, minute_rollups
 from queueing.models import AttemptOutcome, Job, JobStatus, QueueStat
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def oldest_waiting(queues: Iterable[str] | None = None) -> dict[str, dt.datetime
         return {}
     table = _table()
     one = (
-        f"SELECT %s, (SELECT MIN(enqueued_at) FROM {table} WHERE status = 'queued' AND queue = %s)"  # noqa: S608,E501 - constants only
+        f"SELECT %s, (SELECT MIN(enqueued_at) FROM {table} WHERE status = 'queued' AND queue = %s)"  # noqa: S608 - constants only
     )
     sql = " UNION ALL ".join([one] * len(names))
     params = [value for name in names for value in (name, name)]
@@ -194,22 +195,77 @@ class Tally:
         self.histogram[-1] += row.get("runinf", 0)
         self.attempts += sum(v for k, v in row.items() if k.startswith("run"))
 
-    def add_stat(self, stat: QueueStat) -> None:
-        self.attempts += stat.attempts
-        self.succeeded += stat.succeeded
-        self.failed += stat.failed
-        for key, count in (stat.run_histogram or {}).items():
-            self.histogram[len(RUN_BUCKETS) if key == "inf" else int(key)] += count
+    def add(self, other: Tally) -> None:
+        self.attempts += other.attempts
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        for index, count in enumerate(other.histogram):
+            self.histogram[index] += count
 
     def run_ms(self, q: float) -> float | None:
         """The q-th percentile of run time in ms, as its bucket's upper edge (the top edge
-        for the slowest bucket, which has none)."""
-        rollup = {f"run{i}": n for i, n in enumerate(self.histogram[:-1])}
-        rollup["runinf"] = self.histogram[-1]
-        seconds = run_percentile([rollup], q)
-        if seconds is None:
+        for the slowest bucket, which has none): counters.run_percentile's rule."""
+        total = sum(self.histogram)
+        if not total:
             return None
-        return float(min(seconds, RUN_BUCKETS[-1]) * 1000)
+        rank, seen, index = q / 100 * total, 0, 0
+        for index, count in enumerate(self.histogram):  # noqa: B007 - index is the answer
+            seen += count
+            if seen >= rank:
+                break
+        return float(RUN_BUCKETS[min(index, len(RUN_BUCKETS) - 1)] * 1000)
+
+
+def _history(start: dt.datetime, queues: list[str]) -> dict[dt.datetime, Tally]:
+    """Bucket -> the history rows of ``queues`` from ``start`` on, added up in SQL (two
+    grouped queries over the bucket index, however long the window)."""
+    table = connection.ops.quote_name(QueueStat._meta.db_table)
+    marks = ", ".join(["%s"] * len(queues))
+    where = f"bucket >= %s AND queue IN ({marks})"
+    each = (
+        "jsonb_each_text(run_histogram)"
+        if connection.vendor == "postgresql"
+        else "json_each(run_histogram)"
+    )
+    value = "CAST(h.value AS INTEGER)"
+    out: dict[dt.datetime, Tally] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT bucket, SUM(attempts), SUM(succeeded), SUM(failed) FROM {table} "  # noqa: S608
+            f"WHERE {where} GROUP BY bucket",
+            [start, *queues],
+        )
+        for bucket, attempts, succeeded, failed in cursor.fetchall():
+            out[_aware(bucket)] = Tally(int(attempts), int(succeeded), int(failed))
+        cursor.execute(
+            f"SELECT bucket, h.key, SUM({value}) FROM {table}, {each} AS h "  # noqa: S608
+            f"WHERE {where} GROUP BY bucket, h.key",
+            [start, *queues],
+        )
+        for bucket, key, count in cursor.fetchall():
+            index = len(RUN_BUCKETS) if key == "inf" else int(key)
+            out[_aware(bucket)].histogram[index] += int(count)
+    return out
+
+
+def day_totals(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
+    """Queue -> attempts, succeeded and failed over the last 24 hours of history rows."""
+    since = (now or timezone.now()) - dt.timedelta(hours=24)
+    rows = (
+        QueueStat.objects.filter(bucket__gte=since)
+        .values("queue")
+        .annotate(attempts=Sum("attempts"), succeeded=Sum("succeeded"), failed=Sum("failed"))
+        .order_by()
+    )
+    return {
+        row["queue"]: {key: row[key] or 0 for key in ("attempts", "succeeded", "failed")}
+        for row in rows
+    }
+
+
+def _aware(value: dt.datetime | str) -> dt.datetime:
+    at = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return timezone.make_aware(at, dt.UTC) if timezone.is_naive(at) else at
 
 
 def _minute_of(moment: dt.datetime) -> int:
@@ -223,44 +279,40 @@ def _bucket_of_minute(minute: int) -> dt.datetime:
 
 def _window(
     minutes: int, queues: list[str], now: dt.datetime, *, every_kept_minute: bool = False
-) -> tuple[dict, dict, list[int]]:
-    """(queue -> {bucket start: QueueStat}, queue -> {minute: roll-up}, the window's
-    minutes): history rows for the buckets inside the window, roll-ups (read only while
+) -> tuple[dict[dt.datetime, Tally], dict[int, Tally], list[int]]:
+    """(bucket start -> history, minute -> roll-ups, the window's minutes), added up over
+    ``queues``: history rows for the buckets inside the window, roll-ups (read only while
     Redis keeps them) for the minutes no row covers, or for every minute Redis still
     keeps with ``every_kept_minute``."""
     this_minute = _minute_of(now)
     window = list(range(this_minute - minutes + 1, this_minute + 1))
-    start = dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC)
-    stats: dict[str, dict[dt.datetime, QueueStat]] = defaultdict(dict)
-    for stat in QueueStat.objects.filter(bucket__gte=start, queue__in=queues):
-        stats[stat.queue][stat.bucket] = stat
-    covered = {bucket for rows in stats.values() for bucket in rows}
+    history = _history(dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC), queues)
     wanted = [
         m
         for m in window
         if m > this_minute - ROLLUP_MINUTES
-        and (every_kept_minute or _bucket_of_minute(m) not in covered)
+        and (every_kept_minute or _bucket_of_minute(m) not in history)
     ]
-    rollups: dict[str, dict[int, dict[str, int]]] = {q: {} for q in queues}
+    rollups: dict[int, Tally] = {}
     if wanted:
         try:
             raw = minute_rollups(queues, wanted)
-            rollups = {q: dict(zip(wanted, raw[q], strict=True)) for q in queues}
         except Exception as exc:  # Redis down: the history rows still answer
             logger.warning("stats: minute roll-ups unavailable: %r", exc)
-    return stats, rollups, window
+            raw = {}
+        for rows in raw.values():
+            for minute, row in zip(wanted, rows, strict=True):
+                rollups.setdefault(minute, Tally()).add_rollup(row)
+    return history, rollups, window
 
 
 def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
     """Attempts that ended in the last ``minutes``: throughput, failure rate, run time."""
     queues = [queue] if queue else list(settings.TASKYARD_QUEUES)
-    stats, rollups, _ = _window(minutes, queues, timezone.now())
+    history, rollups, _ = _window(minutes, queues, timezone.now())
     tally = Tally()
-    for name in queues:
-        for stat in stats[name].values():
-            tally.add_stat(stat)
-        for row in rollups[name].values():
-            tally.add_rollup(row)
+    for part in (*history.values(), *rollups.values()):
+        tally.add(part)
     return {
         "window_minutes": minutes,
         "attempts": tally.attempts,
@@ -276,11 +328,11 @@ def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
 def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
     """One point per minute over the last ``minutes``: finished, failed, run time p50/p95,
     and (for the current minute only) the backlog. A minute Redis still keeps comes from
-    its roll-up (``source: minute``); an older one from its 5-minute history row, whose
+    its roll-up (``source: minute``); an older one from its 5-minute history rows, whose
     counts are spread evenly over its minutes (``source: history``)."""
     now = timezone.now()
     queues = [queue] if queue else list(settings.TASKYARD_QUEUES)
-    stats, rollups, window = _window(minutes, queues, now, every_kept_minute=True)
+    history, rollups, window = _window(minutes, queues, now, every_kept_minute=True)
     backlog = sum(
         row.get(JobStatus.QUEUED, 0)
         for name, row in status_counts([JobStatus.QUEUED]).items()
@@ -288,26 +340,18 @@ def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
     )
     this_minute = _minute_of(now)
     # A bucket whose minutes Redis no longer has (expired, or a wiped Redis) while its
-    # history row counted attempts: its minutes come from the row.
+    # history rows counted attempts: its minutes come from the rows.
     from_rollups: dict[dt.datetime, int] = defaultdict(int)
-    for name in queues:
-        for minute, row in rollups[name].items():
-            from_rollups[_bucket_of_minute(minute)] += sum(
-                v for k, v in row.items() if k.startswith("run")
-            )
+    for minute, tally in rollups.items():
+        from_rollups[_bucket_of_minute(minute)] += tally.attempts
     points = []
+    empty = Tally()
     for minute in window:
-        tally, source = Tally(), "minute"
         bucket = _bucket_of_minute(minute)
-        history = [stats[name][bucket] for name in queues if bucket in stats[name]]
-        if history and not from_rollups.get(bucket):
-            source = "history"
-            for stat in history:
-                tally.add_stat(stat)
+        if bucket in history and not from_rollups.get(bucket):
+            tally, share, source = history[bucket], 5, "history"
         else:
-            for name in queues:
-                tally.add_rollup(rollups[name].get(minute, {}))
-        share = 5 if source == "history" else 1
+            tally, share, source = rollups.get(minute, empty), 1, "minute"
         points.append(
             {
                 "minute": dt.datetime.fromtimestamp(minute * 60, tz=dt.UTC).isoformat(),
