@@ -116,7 +116,7 @@ def snapshot(now: dt.datetime | None = None) -> dict:
     fresh = [row for row in compute(start, now) if row.queue not in written]
     # ignore_conflicts: a concurrent snapshot of the same bucket wins, this one adds nothing
     QueueStat.objects.bulk_create(fresh, ignore_conflicts=True)
-    created = QueueStat.objects.filter(bucket=start, taken_at=now).count()
+    created = QueueStat.objects.filter(bucket=start).count() - len(written)
     logger.info("history: bucket %s, %d queue rows written", start.isoformat(), created)
     return {"bucket": start.isoformat(), "created": created}
 
