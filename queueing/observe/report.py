@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.db.models.functions import TruncHour
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -139,12 +139,7 @@ def day_summary(day: dt.date) -> dict[str, Any]:
         elif outcome in FAILED_OUTCOMES:
             slot["failed"] += n
     hours = int((end - start).total_seconds() // 3600)
-    letters = (
-        DeadLetter.objects.filter(created_at__gte=start, created_at__lt=end)
-        .values("fingerprint", "error_class", "reason", "job__queue", "job__task_name")
-        .annotate(count=Count("id"), message=Min("error_message"), last=Max("created_at"))
-        .order_by("-count", "fingerprint")[:DEAD_LETTER_CAUSES]
-    )
+    letters = _dead_letters(start, end)
     cost = provider_cost(start, end)
     return {
         "day": day.isoformat(),
@@ -158,24 +153,42 @@ def day_summary(day: dt.date) -> dict[str, Any]:
             ({"task": t, **f} for t, f in tasks.items() if f["run_p95_ms"] is not None),
             key=lambda row: (-row["run_p95_ms"], row["task"]),
         )[:SLOWEST_TASKS],
-        "dead_letters": [
-            {
-                "fingerprint": row["fingerprint"],
-                "error_class": row["error_class"],
-                "reason": row["reason"],
-                "queue": row["job__queue"],
-                "task": row["job__task_name"],
-                "count": row["count"],
-                "message": (row["message"] or "")[:300],
-            }
-            for row in letters
-        ],
+        "dead_letters": letters,
         "provider_cost": cost,
         "hourly": [
             {"hour": index, **hourly.get(index, {"succeeded": 0, "failed": 0})}
             for index in range(hours)
         ],
     }
+
+
+def _dead_letters(start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """The day's dead letters grouped by cause (the error fingerprint), most first, with
+    the tasks that died of it."""
+    of_day = DeadLetter.objects.filter(created_at__gte=start, created_at__lt=end)
+    causes = list(
+        of_day.values("fingerprint")
+        .annotate(
+            count=Count("id"),
+            error_class=Min("error_class"),
+            reason=Min("reason"),
+            message=Min("error_message"),
+        )
+        .order_by("-count", "fingerprint")[:DEAD_LETTER_CAUSES]
+    )
+    tasks: dict[str, set[str]] = defaultdict(set)
+    for fingerprint, task in of_day.filter(
+        fingerprint__in=[c["fingerprint"] for c in causes]
+    ).values_list("fingerprint", "job__task_name"):
+        tasks[fingerprint].add(task)
+    return [
+        {
+            **cause,
+            "message": (cause["message"] or "")[:300],
+            "tasks": sorted(tasks[cause["fingerprint"]]),
+        }
+        for cause in causes
+    ]
 
 
 def summary_of(day: dt.date) -> dict[str, Any]:
@@ -207,9 +220,9 @@ def _average(days: list[dict]) -> dict[str, Any]:
     """The mean of each figure over ``days``: a day without attempts counts as 0 in the
     volume and cost, and is left out of the failure rate and the p95 (it had none)."""
 
-    def mean(rows: list[dict]) -> dict:
+    def mean(rows: list[dict], keys: tuple[str, ...] = COMPARED) -> dict:
         out: dict[str, Any] = {}
-        for key in (*COMPARED, "provider_cost"):
+        for key in keys:
             if key in ("attempts", "provider_cost"):
                 out[key] = round(sum(r.get(key) or 0 for r in rows) / len(days), 2)
             else:
@@ -221,7 +234,7 @@ def _average(days: list[dict]) -> dict[str, Any]:
     queues = sorted({q for p in picked for q in p["queues"]})
     tasks = sorted({t for p in picked for t in p["tasks"]})
     return {
-        "totals": mean([p["totals"] for p in picked]),
+        "totals": mean([p["totals"] for p in picked], (*COMPARED, "provider_cost")),
         "queues": {q: mean([p["queues"].get(q, {}) for p in picked]) for q in queues},
         "tasks": {t: mean([p["tasks"].get(t, {}) for p in picked]) for t in tasks},
     }
