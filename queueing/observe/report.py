@@ -227,7 +227,8 @@ def _average(days: list[dict]) -> dict[str, Any]:
                 out[key] = round(sum(r.get(key) or 0 for r in rows) / len(days), 2)
             else:
                 seen = [r[key] for r in rows if r.get(key) is not None and r.get("attempts")]
-                out[key] = round(sum(seen) / len(seen), 4) if seen else None
+                digits = 4 if key == "failure_rate" else 1  # a rate; milliseconds
+                out[key] = round(sum(seen) / len(seen), digits) if seen else None
         return out
 
     picked = [_pick(day) for day in days]
