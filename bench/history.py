@@ -4,8 +4,10 @@ series), /status, the Prometheus ``/metrics`` scrape and the admin dashboard.
 
 Grows one PostgreSQL database step by step (default 1, 3 and 10 million jobs) and times
 every surface after each step, so a flat cost shows as equal columns. Jobs are inserted
-with generate_series (one statement per status and step, the mix of bench/dashboard.py:
-97 % succeeded over the last 24 h), one attempt per job that finished in the last hour,
+with generate_series (one statement per status and step, spread over the last 24 h): a
+fixed live backlog (``--backlog``, 30,000 queued, scheduled, retrying and dead jobs in
+bench/dashboard.py's proportions) and succeeded jobs for the rest, since what grows in
+production is the finished history; one attempt per job that finished in the last hour,
 the workers' per-minute roll-ups in Redis for those attempts, and 30 days of 5-minute
 history rows (QueueStat). After each step ``VACUUM ANALYZE``, as autovacuum would.
 
@@ -31,6 +33,13 @@ from bench.dashboard import MIX, timed  # noqa: E402
 
 BAR_MS = 300.0
 HISTORY_DAYS = 30
+# The live backlog (queued, scheduled, retrying, dead: bench/dashboard.py's mix of a
+# million jobs) stays this size while the ledger grows: what grows in production is the
+# finished history. Live counts cost about 0.5 us per open job (--backlog to see it).
+BACKLOG = 30_000
+# The bucket that ended last, as the 5-minute snapshot keeps it in production: history
+# rows up to there (a rerun tops them up), Redis roll-ups for the minutes since.
+LAST_BUCKET = "to_timestamp(floor(extract(epoch FROM now()) / 300) * 300 - 300)"
 
 
 def _jobs_sql(status: str, start: int, n: int, queues: list[str], tag: str) -> str:
@@ -78,9 +87,9 @@ def _history_sql(queues: list[str]) -> str:
         SELECT q, b, b + interval '5 minutes', 5, 100, 4, 3, 10, 2.5, 500, 490, 10, 1, 98,
             0.02, 40, 300, 900, 45, 400, 800, '{{"1": 100, "3": 300, "4": 90, "6": 10}}'
         FROM unnest(ARRAY[{names}]) AS q,
-             generate_series(date_trunc('hour', now()) - interval '{HISTORY_DAYS} days',
-                             date_trunc('hour', now()) - interval '5 minutes',
+             generate_series({LAST_BUCKET} - interval '{HISTORY_DAYS} days', {LAST_BUCKET},
                              interval '5 minutes') AS b
+        ON CONFLICT DO NOTHING
     """  # noqa: S608 - constants only
 
 
@@ -110,7 +119,7 @@ def _rollups(tag: str) -> None:
     pipe.execute()
 
 
-def grow(total_before: int, target: int, step: int) -> None:
+def grow(total_before: int, target: int, step: int, backlog: int = BACKLOG) -> None:
     from django.conf import settings
     from django.db import connection
 
@@ -119,8 +128,12 @@ def grow(total_before: int, target: int, step: int) -> None:
     count = target - total_before
     start = total_before
     with connection.cursor() as cursor:
+        open_share = sum(share for status, share in MIX if status != "succeeded")
         for status, share in MIX:
-            n = count * share // 1000
+            if status == "succeeded":
+                n = count - (backlog if step == 0 else 0)
+            else:
+                n = backlog * share // open_share if step == 0 else 0
             cursor.execute(_jobs_sql(status, start, n, queues, tag))
             start += n
         cursor.execute(_attempts_sql(tag))
@@ -149,16 +162,29 @@ def print_table(
     print(f"bar (every surface < {BAR_MS:g} ms at every size): {verdict} (worst {worst:.1f} ms)")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="1000000,3000000,10000000")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--backlog", type=int, default=BACKLOG, help="open jobs, fixed")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="time the database as the last run left it (no emptying, no growth)",
+    )
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         parser.error("set DATABASE_URL to a PostgreSQL database (it is emptied first)")
     if steps != sorted(steps) or steps[0] < 1000:
         parser.error("--steps must grow, from at least 1000")
+    args.steps = steps
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    steps = args.steps
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("METRICS_TOKEN", "bench")
@@ -176,7 +202,8 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["testserver"]
     call_command("migrate", verbosity=0, interactive=False)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE queueing_job, queueing_jobattempt, queueing_queuestat CASCADE")
+        if not args.again:
+            cursor.execute("TRUNCATE queueing_job, queueing_jobattempt, queueing_queuestat CASCADE")
         cursor.execute(_history_sql(list(settings.TASKYARD_QUEUES)))
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True})
     user.is_superuser = user.is_staff = True
@@ -193,6 +220,8 @@ def main() -> None:
         return call
 
     surfaces = {
+        # the machine's noise floor: a request that reads no ledger (SELECT 1)
+        "(control) /health/live": get("/health/live"),
         "API stats (60 min)": get("/api/v1/queue/stats"),
         "API stats (1440 min)": get("/api/v1/queue/stats?minutes=1440"),
         f"API stats/{queue}": get(f"/api/v1/queue/stats/{queue}"),
@@ -204,9 +233,14 @@ def main() -> None:
     }
     results: dict[str, dict[int, list[float]]] = {name: {} for name in surfaces}
     total = 0
+    if args.again:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM queueing_job")
+            steps = [cursor.fetchone()[0]]
     for index, target in enumerate(steps):
         started = time.monotonic()
-        grow(total, target, index)
+        if not args.again:
+            grow(total, target, index, args.backlog)
         total = target
         print(f"# {target:,} jobs in the ledger ({time.monotonic() - started:.0f} s to grow)")
         for name, call in surfaces.items():

@@ -216,36 +216,45 @@ class Tally:
         return float(RUN_BUCKETS[min(index, len(RUN_BUCKETS) - 1)] * 1000)
 
 
-def _history(start: dt.datetime, queues: list[str]) -> dict[dt.datetime, Tally]:
-    """Bucket -> the history rows of ``queues`` from ``start`` on, added up in SQL (two
-    grouped queries over the bucket index, however long the window)."""
+def _history(
+    start: dt.datetime, queues: list[str], *, per_bucket: bool
+) -> tuple[dict[int, Tally], list[int]]:
+    """(bucket's first minute -> its history rows of ``queues`` added up, the run-time
+    histogram of them all) from ``start`` on, added up in SQL: two grouped queries over
+    the bucket index, however long the window. Buckets carry their own histogram only
+    with ``per_bucket`` (a series needs it, a total does not)."""
     table = connection.ops.quote_name(QueueStat._meta.db_table)
     marks = ", ".join(["%s"] * len(queues))
     where = f"bucket >= %s AND queue IN ({marks})"
-    each = (
-        "jsonb_each_text(run_histogram)"
-        if connection.vendor == "postgresql"
-        else "json_each(run_histogram)"
-    )
-    value = "CAST(h.value AS INTEGER)"
-    out: dict[dt.datetime, Tally] = {}
+    if connection.vendor == "postgresql":
+        each = "jsonb_each_text(run_histogram)"
+        minute = "CAST(EXTRACT(EPOCH FROM bucket) AS BIGINT)"
+    else:
+        each, minute = "json_each(run_histogram)", "CAST(strftime('%%s', bucket) AS INTEGER)"
+    minute = f"{minute} / 60"
+    out: dict[int, Tally] = {}
+    total = [0] * (len(RUN_BUCKETS) + 1)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT bucket, SUM(attempts), SUM(succeeded), SUM(failed) FROM {table} "  # noqa: S608
-            f"WHERE {where} GROUP BY bucket",
+            f"SELECT {minute}, SUM(attempts), SUM(succeeded), SUM(failed) "  # noqa: S608
+            f"FROM {table} WHERE {where} GROUP BY bucket",
             [start, *queues],
         )
         for bucket, attempts, succeeded, failed in cursor.fetchall():
-            out[_aware(bucket)] = Tally(int(attempts), int(succeeded), int(failed))
+            out[int(bucket)] = Tally(int(attempts), int(succeeded), int(failed))
+        group = f"{minute}, h.key" if per_bucket else "h.key"
         cursor.execute(
-            f"SELECT bucket, h.key, SUM({value}) FROM {table}, {each} AS h "  # noqa: S608
-            f"WHERE {where} GROUP BY bucket, h.key",
+            f"SELECT {group}, SUM(CAST(h.value AS INTEGER)) "  # noqa: S608
+            f"FROM {table}, {each} AS h WHERE {where} GROUP BY {group}",
             [start, *queues],
         )
-        for bucket, key, count in cursor.fetchall():
+        for row in cursor.fetchall():
+            key, count = row[-2], int(row[-1])
             index = len(RUN_BUCKETS) if key == "inf" else int(key)
-            out[_aware(bucket)].histogram[index] += int(count)
-    return out
+            total[index] += count
+            if per_bucket:
+                out[int(row[0])].histogram[index] += count
+    return out, total
 
 
 def day_totals(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
@@ -263,30 +272,33 @@ def day_totals(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
     }
 
 
-def _aware(value: dt.datetime | str) -> dt.datetime:
-    at = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    return timezone.make_aware(at, dt.UTC) if timezone.is_naive(at) else at
-
-
 def _minute_of(moment: dt.datetime) -> int:
     return int(moment.timestamp() // 60)
 
 
-def _bucket_of_minute(minute: int) -> dt.datetime:
-    start = minute - minute % 5
-    return dt.datetime.fromtimestamp(start * 60, tz=dt.UTC)
+def _bucket_of_minute(minute: int) -> int:
+    """The first minute of the 5-minute bucket ``minute`` falls in."""
+    return minute - minute % 5
 
 
 def _window(
-    minutes: int, queues: list[str], now: dt.datetime, *, every_kept_minute: bool = False
-) -> tuple[dict[dt.datetime, Tally], dict[int, Tally], list[int]]:
-    """(bucket start -> history, minute -> roll-ups, the window's minutes), added up over
+    minutes: int,
+    queues: list[str],
+    now: dt.datetime,
+    *,
+    every_kept_minute: bool = False,
+    per_bucket: bool = False,
+) -> tuple[dict[int, Tally], list[int], dict[int, Tally], list[int]]:
+    """(bucket -> history, the history's run-time histogram, minute -> roll-ups, the
+    window's minutes), added up over
     ``queues``: history rows for the buckets inside the window, roll-ups (read only while
     Redis keeps them) for the minutes no row covers, or for every minute Redis still
     keeps with ``every_kept_minute``."""
     this_minute = _minute_of(now)
     window = list(range(this_minute - minutes + 1, this_minute + 1))
-    history = _history(dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC), queues)
+    history, histogram = _history(
+        dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC), queues, per_bucket=per_bucket
+    )
     wanted = [
         m
         for m in window
@@ -303,14 +315,14 @@ def _window(
         for rows in raw.values():
             for minute, row in zip(wanted, rows, strict=True):
                 rollups.setdefault(minute, Tally()).add_rollup(row)
-    return history, rollups, window
+    return history, histogram, rollups, window
 
 
 def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
     """Attempts that ended in the last ``minutes``: throughput, failure rate, run time."""
     queues = [queue] if queue else list(settings.TASKYARD_QUEUES)
-    history, rollups, _ = _window(minutes, queues, timezone.now())
-    tally = Tally()
+    history, histogram, rollups, _ = _window(minutes, queues, timezone.now())
+    tally = Tally(histogram=list(histogram))
     for part in (*history.values(), *rollups.values()):
         tally.add(part)
     return {
@@ -327,12 +339,18 @@ def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
 
 def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
     """One point per minute over the last ``minutes``: finished, failed, run time p50/p95,
-    and (for the current minute only) the backlog. A minute Redis still keeps comes from
-    its roll-up (``source: minute``); an older one from its 5-minute history rows, whose
-    counts are spread evenly over its minutes (``source: history``)."""
+    and (for the current minute only) the backlog. A minute comes from its roll-up in Redis
+    (``source: minute``) in a window of up to two hours, or when no history row covers
+    it; otherwise from its 5-minute history rows, whose counts are spread evenly over
+    its minutes (``source: history``)."""
     now = timezone.now()
     queues = [queue] if queue else list(settings.TASKYARD_QUEUES)
-    history, rollups, window = _window(minutes, queues, now, every_kept_minute=True)
+    # Up to the two hours Redis keeps, every minute from its roll-up; a longer window
+    # reads roll-ups only where no history row covers the minute (the last few minutes),
+    # so a day's series costs one grouped query and a handful of HGETALLs.
+    history, _, rollups, window = _window(
+        minutes, queues, now, every_kept_minute=minutes <= ROLLUP_MINUTES, per_bucket=True
+    )
     backlog = sum(
         row.get(JobStatus.QUEUED, 0)
         for name, row in status_counts([JobStatus.QUEUED]).items()
@@ -341,7 +359,7 @@ def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
     this_minute = _minute_of(now)
     # A bucket whose minutes Redis no longer has (expired, or a wiped Redis) while its
     # history rows counted attempts: its minutes come from the rows.
-    from_rollups: dict[dt.datetime, int] = defaultdict(int)
+    from_rollups: dict[int, int] = defaultdict(int)
     for minute, tally in rollups.items():
         from_rollups[_bucket_of_minute(minute)] += tally.attempts
     points = []
