@@ -145,7 +145,11 @@ def grow(total_before: int, target: int, step: int, backlog: int = BACKLOG) -> N
 
 
 def print_table(
-    results: dict[str, dict[int, list[float]]], steps: list[int], repeat: int, database: str
+    results: dict[str, dict[int, list[float]]],
+    steps: list[int],
+    repeat: int,
+    database: str,
+    in_sql: dict[str, dict[int, list[float]]],
 ) -> None:
     print()
     print(f"{database}; {repeat} runs each; median / max in ms")
@@ -160,6 +164,11 @@ def print_table(
         print(f"{name:26}{cells}")
     verdict = "met" if worst < BAR_MS else "NOT met"
     print(f"bar (every surface < {BAR_MS:g} ms at every size): {verdict} (worst {worst:.1f} ms)")
+    print()
+    print("of which in SQL (median ms): the part that would grow with the ledger")
+    for name, by_size in in_sql.items():
+        cells = "".join(f"{statistics.median(by_size[n]):18.1f}" for n in steps)
+        print(f"{name:26}{cells}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -194,7 +203,7 @@ def main() -> None:
     from django.conf import settings
     from django.contrib.auth.models import User
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, reset_queries
     from django.test import Client
 
     from bench.throughput import describe_database
@@ -212,10 +221,14 @@ def main() -> None:
     client.force_login(user)
     queue = next(iter(settings.TASKYARD_QUEUES))
 
+    sql_ms: list[float] = []  # time in SQL of each call (DEBUG records every query)
+
     def get(url: str, **headers):
         def call():
+            reset_queries()
             response = client.get(url, **headers)
             assert response.status_code == 200, (url, response.status_code)
+            sql_ms.append(sum(float(q["time"]) for q in connection.queries) * 1000)
 
         return call
 
@@ -232,6 +245,7 @@ def main() -> None:
         "admin dashboard": get("/admin/queueing/dashboard/"),
     }
     results: dict[str, dict[int, list[float]]] = {name: {} for name in surfaces}
+    in_sql: dict[str, dict[int, list[float]]] = {name: {} for name in surfaces}
     total = 0
     if args.again:
         with connection.cursor() as cursor:
@@ -245,7 +259,8 @@ def main() -> None:
         print(f"# {target:,} jobs in the ledger ({time.monotonic() - started:.0f} s to grow)")
         for name, call in surfaces.items():
             results[name][target] = timed(call, args.repeat)
-    print_table(results, steps, args.repeat, describe_database())
+            in_sql[name][target] = sql_ms[-args.repeat :]
+    print_table(results, steps, args.repeat, describe_database(), in_sql)
 
 
 if __name__ == "__main__":

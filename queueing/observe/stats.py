@@ -216,45 +216,33 @@ class Tally:
         return float(RUN_BUCKETS[min(index, len(RUN_BUCKETS) - 1)] * 1000)
 
 
-def _history(
-    start: dt.datetime, queues: list[str], *, per_bucket: bool
-) -> tuple[dict[int, Tally], list[int]]:
-    """(bucket's first minute -> its history rows of ``queues`` added up, the run-time
-    histogram of them all) from ``start`` on, added up in SQL: two grouped queries over
-    the bucket index, however long the window. Buckets carry their own histogram only
-    with ``per_bucket`` (a series needs it, a total does not)."""
+def _history(start: dt.datetime, queues: list[str]) -> dict[int, Tally]:
+    """Bucket's first minute -> the history rows of ``queues`` from ``start`` on, added
+    up in SQL: one query grouped by bucket over the bucket index, each run-time bucket of
+    the JSON histogram summed as its own column (no set-returning function, so no plan
+    that fans rows out), however long the window."""
     table = connection.ops.quote_name(QueueStat._meta.db_table)
     marks = ", ".join(["%s"] * len(queues))
-    where = f"bucket >= %s AND queue IN ({marks})"
+    keys = [str(index) for index in range(len(RUN_BUCKETS))] + ["inf"]
     if connection.vendor == "postgresql":
-        each = "jsonb_each_text(run_histogram)"
-        minute = "CAST(EXTRACT(EPOCH FROM bucket) AS BIGINT)"
+        minute = "CAST(EXTRACT(EPOCH FROM bucket) AS BIGINT) / 60"
+        field = "CAST(run_histogram ->> '{}' AS INTEGER)"
     else:
-        each, minute = "json_each(run_histogram)", "CAST(strftime('%%s', bucket) AS INTEGER)"
-    minute = f"{minute} / 60"
+        minute = "CAST(strftime('%%s', bucket) AS INTEGER) / 60"
+        field = "json_extract(run_histogram, '$.\"{}\"')"
+    sums = ", ".join(f"SUM({field.format(key)})" for key in keys)
     out: dict[int, Tally] = {}
-    total = [0] * (len(RUN_BUCKETS) + 1)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {minute}, SUM(attempts), SUM(succeeded), SUM(failed) "  # noqa: S608
-            f"FROM {table} WHERE {where} GROUP BY bucket",
+            f"SELECT {minute}, SUM(attempts), SUM(succeeded), SUM(failed), {sums} "  # noqa: S608
+            f"FROM {table} WHERE bucket >= %s AND queue IN ({marks}) GROUP BY bucket",
             [start, *queues],
         )
-        for bucket, attempts, succeeded, failed in cursor.fetchall():
-            out[int(bucket)] = Tally(int(attempts), int(succeeded), int(failed))
-        group = f"{minute}, h.key" if per_bucket else "h.key"
-        cursor.execute(
-            f"SELECT {group}, SUM(CAST(h.value AS INTEGER)) "  # noqa: S608
-            f"FROM {table}, {each} AS h WHERE {where} GROUP BY {group}",
-            [start, *queues],
-        )
-        for row in cursor.fetchall():
-            key, count = row[-2], int(row[-1])
-            index = len(RUN_BUCKETS) if key == "inf" else int(key)
-            total[index] += count
-            if per_bucket:
-                out[int(row[0])].histogram[index] += count
-    return out, total
+        for bucket, attempts, succeeded, failed, *histogram in cursor.fetchall():
+            out[int(bucket)] = Tally(
+                int(attempts), int(succeeded), int(failed), [int(n or 0) for n in histogram]
+            )
+    return out
 
 
 def day_totals(now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
@@ -287,18 +275,14 @@ def _window(
     now: dt.datetime,
     *,
     every_kept_minute: bool = False,
-    per_bucket: bool = False,
-) -> tuple[dict[int, Tally], list[int], dict[int, Tally], list[int]]:
-    """(bucket -> history, the history's run-time histogram, minute -> roll-ups, the
-    window's minutes), added up over
+) -> tuple[dict[int, Tally], dict[int, Tally], list[int]]:
+    """(bucket -> history, minute -> roll-ups, the window's minutes), added up over
     ``queues``: history rows for the buckets inside the window, roll-ups (read only while
     Redis keeps them) for the minutes no row covers, or for every minute Redis still
     keeps with ``every_kept_minute``."""
     this_minute = _minute_of(now)
     window = list(range(this_minute - minutes + 1, this_minute + 1))
-    history, histogram = _history(
-        dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC), queues, per_bucket=per_bucket
-    )
+    history = _history(dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC), queues)
     wanted = [
         m
         for m in window
@@ -315,14 +299,14 @@ def _window(
         for rows in raw.values():
             for minute, row in zip(wanted, rows, strict=True):
                 rollups.setdefault(minute, Tally()).add_rollup(row)
-    return history, histogram, rollups, window
+    return history, rollups, window
 
 
 def window_stats(queue: str | None = None, minutes: int = 60) -> dict:
     """Attempts that ended in the last ``minutes``: throughput, failure rate, run time."""
     queues = [queue] if queue else list(settings.TASKYARD_QUEUES)
-    history, histogram, rollups, _ = _window(minutes, queues, timezone.now())
-    tally = Tally(histogram=list(histogram))
+    history, rollups, _ = _window(minutes, queues, timezone.now())
+    tally = Tally()
     for part in (*history.values(), *rollups.values()):
         tally.add(part)
     return {
@@ -348,8 +332,8 @@ def time_series(minutes: int = 60, queue: str | None = None) -> list[dict]:
     # Up to the two hours Redis keeps, every minute from its roll-up; a longer window
     # reads roll-ups only where no history row covers the minute (the last few minutes),
     # so a day's series costs one grouped query and a handful of HGETALLs.
-    history, _, rollups, window = _window(
-        minutes, queues, now, every_kept_minute=minutes <= ROLLUP_MINUTES, per_bucket=True
+    history, rollups, window = _window(
+        minutes, queues, now, every_kept_minute=minutes <= ROLLUP_MINUTES
     )
     backlog = sum(
         row.get(JobStatus.QUEUED, 0)
