@@ -35,7 +35,7 @@ BAR_MS = 300.0
 HISTORY_DAYS = 30
 # The live backlog (queued, scheduled, retrying, dead: bench/dashboard.py's mix of a
 # million jobs) stays this size while the ledger grows: what grows in production is the
-# finished history. Live counts cost about 0.5 us per open job (--backlog to see it).
+# finished history. Live counts grow with the backlog (--backlog to see it).
 BACKLOG = 30_000
 # The bucket that ended last, as the 5-minute snapshot keeps it in production: history
 # rows up to there (a rerun tops them up), Redis roll-ups for the minutes since.
