@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history clean
+
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -68,6 +70,9 @@ bench-lateness: $(VENV)/.installed-dev ## Lateness of delayed jobs: ledger + rel
 
 bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,000 jobs (BENCH_ARGS="--jobs 100000")
 	$(PY) bench/dashboard.py $(BENCH_ARGS)
+
+bench-history: $(VENV)/.installed-dev ## Stats API, /metrics and dashboard at 1, 3 and 10 million jobs (PostgreSQL: DATABASE_URL=postgres://.../history, BENCH_ARGS="--steps 1000000,3000000")
+	$(PY) bench/history.py $(BENCH_ARGS)
 
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)

@@ -314,6 +314,12 @@ BACKUP_PG_RESTORE = env_str("BACKUP_PG_RESTORE", "pg_restore")
 # reported stale (maintenance.backups.health).
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
 
+# --- history (queue statistics and the daily report, docs/monitoring.md) ---
+# 5-minute queue statistics (QueueStat) are deleted after this many days (daily, 02:00
+# business time); the daily performance report goes to ALERT_EMAILS.
+HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 30, minimum=1)
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")  # links in the report's email
+
 # --- Queues ---------------------------------------------------------------------------
 # One declaration per queue (queueing/specs.py validates it at start): production
 # concurrency, pool, the worker group it shares a process with (`manage.py workers

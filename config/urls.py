@@ -10,6 +10,7 @@ from queueing.api.errors import api_not_found
 from queueing.observe import views as monitoring_views
 from queueing.observe.dashboard import dashboard_view
 from queueing.observe.providers_page import provider_reset_view, providers_view
+from queueing.observe.report_page import report_view, reports_view
 
 admin.site.site_header = "Taskyard"
 admin.site.site_title = "Taskyard"
@@ -31,6 +32,12 @@ urlpatterns = [
         "admin/queueing/providers/<slug:name>/reset/",
         admin.site.admin_view(provider_reset_view),
         name="queueing-provider-reset",
+    ),
+    path("admin/queueing/reports/", admin.site.admin_view(reports_view), name="queueing-reports"),
+    path(
+        "admin/queueing/reports/<str:day>/",
+        admin.site.admin_view(report_view),
+        name="queueing-report",
     ),
     path("admin/", admin.site.urls),
     path("queueing/", include("queueing.urls")),

@@ -27,10 +27,12 @@ from queueing.ledger.deadletters import DeadLetterError, discard, mark_reviewed,
 from queueing.models import (
     Alert,
     AuditEvent,
+    DailyReport,
     DeadLetter,
     Job,
     JobAttempt,
     JobStatus,
+    QueueStat,
     QueueState,
 )
 from queueing.observe import alert_actions, stats
@@ -594,3 +596,27 @@ class ReadOnlyTaskResultAdmin(TaskResultAdmin):
 
 admin.site.unregister(TaskResult)
 admin.site.register(TaskResult, ReadOnlyTaskResultAdmin)
+
+
+# --- history (queueing/observe/history.py, report.py) --------------------------------
+
+
+@admin.register(QueueStat)
+class QueueStatAdmin(ReadOnlyAdmin):
+    list_display = (
+        *("bucket", "queue", "queued", "running", "succeeded", "failed", "died"),
+        *("failure_rate", "run_p95_ms", "wait_p95_ms", "oldest_waiting_seconds"),
+    )
+    list_filter = ("queue",)
+    date_hierarchy = "bucket"
+
+
+@admin.register(DailyReport)
+class DailyReportAdmin(ReadOnlyAdmin):
+    list_display = ("day", "page", "created_at", "emailed_at")
+    exclude = ("data",)
+
+    @admin.display(description="report")
+    def page(self, report) -> str:
+        url = reverse("queueing-report", args=[report.day.isoformat()])
+        return format_html('<a href="{}">open the report</a>', url)

@@ -135,6 +135,9 @@ PROVIDER_COST_KEY = "taskyard:metrics:provider_cost"  # field provider -> total 
 PROVIDER_LATENCY_KEY = "taskyard:metrics:provider_latency:{provider}"
 PROVIDER_DAY_COST_KEY = "taskyard:provider:{provider}:cost:day:{day}"
 PROVIDER_MONTH_COST_KEY = "taskyard:provider:{provider}:cost:month:{month}"
+# Per UTC hour ("2026-12-01T13"), so the daily report can sum a business day that is not
+# a UTC day.
+PROVIDER_HOUR_COST_KEY = "taskyard:provider:{provider}:cost:hour:{hour}"
 PROVIDER_RECENT_KEY = "taskyard:provider:{provider}:recent"
 # The last calls kept per provider for its error rate and p95 (admin, API).
 PROVIDER_RECENT_CALLS = 500
@@ -168,6 +171,11 @@ def observe_provider_call(
             pipe.expire(day_key, _DAY_TTL_SECONDS)
             pipe.incrbyfloat(month_key, cost)
             pipe.expire(month_key, _MONTH_TTL_SECONDS)
+            hour_key = PROVIDER_HOUR_COST_KEY.format(
+                provider=provider, hour=time.strftime("%Y-%m-%dT%H", time.gmtime(now))
+            )
+            pipe.incrbyfloat(hour_key, cost)
+            pipe.expire(hour_key, _DAY_TTL_SECONDS)
         recent = PROVIDER_RECENT_KEY.format(provider=provider)
         pipe.lpush(recent, f"{int(now * 1000)}|{outcome}|{latency * 1000:.1f}")
         pipe.ltrim(recent, 0, PROVIDER_RECENT_CALLS - 1)

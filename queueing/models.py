@@ -135,6 +135,13 @@ class Job(models.Model):
                     ]
                 ),
             ),
+            # oldest waiting job per queue (dashboard, /metrics, history): one index probe
+            # per queue, the index as big as the backlog
+            models.Index(
+                fields=["queue", "enqueued_at"],
+                name="job_waiting_idx",
+                condition=Q(status=JobStatus.QUEUED),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -336,3 +343,66 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity} {self.key} ({self.status})"
+
+
+class QueueStat(models.Model):
+    """One queue's statistics for one 5-minute bucket (queueing/observe/history.py).
+
+    Written once per bucket by ``queueing.snapshot_queue_stats`` (a rerun leaves the row
+    alone: unique on queue and bucket), kept ``HISTORY_RETENTION_DAYS``. The stats and
+    metrics API, /metrics and the daily report read these instead of the ledger, so
+    their cost does not grow with it. Counts by status are as seen when the row was taken
+    (``taken_at``); the rest is about attempts that ended inside the bucket."""
+
+    queue = models.CharField(max_length=100)
+    bucket = models.DateTimeField()  # start of the 5 minutes, UTC
+    taken_at = models.DateTimeField()
+    # live counts when taken (the open statuses: the ledger's partial index job_open_idx)
+    scheduled = models.PositiveIntegerField(default=0)
+    queued = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
+    retrying = models.PositiveIntegerField(default=0)
+    dead = models.PositiveIntegerField(default=0)
+    oldest_waiting_seconds = models.FloatField(null=True, blank=True)
+    # attempts that ended in the bucket
+    attempts = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)  # retrying, dead or lost
+    died = models.PositiveIntegerField(default=0)  # failed for good (a dead letter)
+    throughput_per_minute = models.FloatField(default=0.0)
+    failure_rate = models.FloatField(default=0.0)
+    wait_p50_ms = models.FloatField(null=True, blank=True)
+    wait_p95_ms = models.FloatField(null=True, blank=True)
+    wait_p99_ms = models.FloatField(null=True, blank=True)
+    run_p50_ms = models.FloatField(null=True, blank=True)
+    run_p95_ms = models.FloatField(null=True, blank=True)
+    run_p99_ms = models.FloatField(null=True, blank=True)
+    # attempts per run-time bucket (queueing.counters.RUN_BUCKETS, "inf" last): windows
+    # longer than 5 minutes merge these for their percentiles
+    run_histogram = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-bucket", "queue"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "bucket"], name="queuestat_one_per_bucket")
+        ]
+        indexes = [models.Index(fields=["bucket"], name="queuestat_bucket_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} @ {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class DailyReport(models.Model):
+    """The daily performance report of one business day (queueing/observe/report.py):
+    the numbers as JSON, written once at midnight business time and mailed."""
+
+    day = models.DateField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField()
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"report of {self.day}"

@@ -46,3 +46,33 @@ def check_providers() -> dict:
     from queueing.specs import provider_specs
 
     return {name: check_health(spec) for name, spec in provider_specs().items()}
+
+
+# History and the daily report (docs/monitoring.md): the lowest priority on the
+# maintenance queue, so upkeep never delays a domain job.
+@job(queue="maintenance", name="queueing.snapshot_queue_stats", priority=9)
+def snapshot_queue_stats() -> dict:
+    """Write the 5-minute bucket that just ended into the history (seeded every 5 min)."""
+    from queueing.observe.history import snapshot
+
+    return snapshot()
+
+
+@job(queue="maintenance", name="queueing.prune_queue_stats", priority=9)
+def prune_queue_stats() -> dict:
+    """Delete history older than HISTORY_RETENTION_DAYS (seeded daily, 02:00 business)."""
+    from queueing.observe.history import prune
+
+    return prune()
+
+
+@job(queue="maintenance", name="queueing.daily_report", priority=9)
+def daily_report(day: str | None = None) -> dict:
+    """Build, store and mail the report of ``day`` (ISO date; default: yesterday in the
+    business time zone). Seeded at 00:00 business time."""
+    import datetime as dt
+
+    from queueing.observe.report import create
+
+    report = create(dt.date.fromisoformat(day) if day else None)
+    return {"day": report.day.isoformat(), "emailed": report.emailed_at is not None}

@@ -67,3 +67,46 @@ def forget_provider(name: str) -> None:
     for field in client.hkeys(PROVIDER_CALLS_KEY):
         if field.startswith(f"{name}|"):
             client.hdel(PROVIDER_CALLS_KEY, field)
+
+
+def ended_attempt(
+    *,
+    queue: str,
+    task: str = "tests.record",
+    outcome: str = "succeeded",
+    duration_ms: int = 100,
+    finished_at,
+    wait_ms: int = 0,
+    status: str | None = None,
+) -> Job:
+    """A job of ``task`` on ``queue`` whose one attempt ended with ``outcome`` at
+    ``finished_at`` after ``duration_ms``, having waited ``wait_ms`` since its enqueue:
+    ledger rows written straight to the tables (history and report fixtures)."""
+    import datetime as dt
+
+    from queueing.models import JobAttempt
+
+    started = finished_at - dt.timedelta(milliseconds=duration_ms)
+    enqueued = started - dt.timedelta(milliseconds=wait_ms)
+    final = {"succeeded": JobStatus.SUCCEEDED, "dead": JobStatus.DEAD}
+    job = Job.objects.create(
+        task_name=task,
+        queue=queue,
+        status=status or final.get(outcome, JobStatus.RETRYING),
+        attempts=1,
+        max_attempts=3,
+        enqueued_at=enqueued,
+        started_at=started,
+        finished_at=finished_at if outcome in final else None,
+    )
+    JobAttempt.objects.create(
+        job=job,
+        number=1,
+        fencing_token=1,
+        worker="worker-a/1",
+        started_at=started,
+        finished_at=finished_at,
+        duration_ms=duration_ms,
+        outcome=outcome,
+    )
+    return job

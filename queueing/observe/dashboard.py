@@ -6,7 +6,8 @@ Built to stay fast on a large ledger: counts only of the non-finished statuses a
 (a partial index, job_open_idx); the last hour's throughput, failures and run-time
 percentiles from per-minute roll-ups in Redis that workers write as attempts end
 (queueing/observe/metrics.py), never from a scan of the attempts. Percentiles are bucket upper
-bounds. bench/dashboard.py measures it with 1,000,000 jobs.
+bounds. The last 24 hours come from the 5-minute history rows (queueing/observe/history.py).
+bench/dashboard.py measures it with 1,000,000 jobs, bench/history.py up to 10 million.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.utils.safestring import mark_safe
 from queueing.control.pause import paused_queues_in_database
 from queueing.counters import RUN_BUCKETS, minute_rollups, run_percentile
 from queueing.models import JobStatus
-from queueing.observe.stats import oldest_waiting, status_counts
+from queueing.observe.stats import day_totals, oldest_waiting, status_counts
 
 OPEN_STATUSES = (
     JobStatus.SCHEDULED,
@@ -73,6 +74,7 @@ def queue_panels(now: dt.datetime | None = None) -> list[dict]:
     counts = status_counts(OPEN_STATUSES)
     oldest = oldest_waiting()
     paused = paused_queues_in_database()
+    day = day_totals(now)
     this_minute = int(now.timestamp() // 60)
     minutes = list(range(this_minute - 59, this_minute + 1))
     try:
@@ -110,6 +112,7 @@ def queue_panels(now: dt.datetime | None = None) -> list[dict]:
                 "run_p95": _duration(p95),
                 "workers": None if workers is None else workers.get(queue, []),
                 "rollups": rollups is not None,
+                "day": day.get(queue),
             }
         )
     return panels

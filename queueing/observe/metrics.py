@@ -3,7 +3,8 @@
 Counters and histograms are kept in Redis (HINCRBY from whichever process observes the
 event: a pool process recording an attempt, the relay republishing a lost job), not in
 process memory, so nothing is lost when a pool process is replaced and no multiprocess
-directory is needed. Gauges are read at scrape time from the ledger and the worker
+directory is needed. Gauges are read at scrape time from the ledger's
+partial indexes (as big as the backlog; queueing/observe/stats.py) and the worker
 registry. ``/metrics`` (queueing/observe/views.py) renders them with prometheus_client.
 """
 
@@ -106,18 +107,28 @@ class TaskyardCollector(Collector):
     """Everything under ``taskyard_``; read fresh at every scrape."""
 
     def collect(self):
-        from queueing.observe.stats import oldest_waiting, status_counts
+        from queueing.observe.stats import job_counts, oldest_waiting
         from queueing.registry import workers_per_queue
 
         queues = list(settings.TASKYARD_QUEUES)
         jobs = GaugeMetricFamily(
-            "taskyard_jobs", "Jobs in the ledger by queue and status", labels=["queue", "status"]
+            "taskyard_jobs",
+            "Jobs in the ledger by queue and status (succeeded and cancelled estimated on a "
+            "big ledger: taskyard_jobs_estimated)",
+            labels=["queue", "status"],
         )
-        counts = status_counts()
+        tally = job_counts(queues)
+        counts = tally.counts
         for queue in queues:
             for status in JobStatus.values:
                 jobs.add_metric([queue, status], counts.get(queue, {}).get(status, 0))
         yield jobs
+        yield GaugeMetricFamily(
+            "taskyard_jobs_estimated",
+            "1 when taskyard_jobs' succeeded and cancelled counts are the database's "
+            "estimate (a ledger above EXACT_COUNT_MAX_JOBS), 0 when exact",
+            value=1 if tally.estimated else 0,
+        )
 
         oldest = GaugeMetricFamily(
             "taskyard_queue_oldest_age_seconds",
