@@ -5,6 +5,7 @@ SCHEDULES = {
         "task": "billing.run_billing",
         # The 1st at 02:00: the previous month is complete and the night is quiet.
         "cron": "0 2 1 * *",
+        "timezone": "business",  # 02:00 on the 1st in BUSINESS_TIME_ZONE
         "kwargs": {"period": "previous"},
         "description": "Invoice every customer for the previous month (one job each)",
     },

@@ -10,6 +10,7 @@ SCHEDULES = {
     "routing: plan tomorrow's routes": {
         "task": "routing.plan_tomorrow",
         "cron": "0 20 * * *",  # 20:00, after the day's rounds and office changes
+        "timezone": "business",
         "kwargs": {"time_limit": 20.0},
         "description": "Plan tomorrow's collection routes, one optimisation per depot.",
     },

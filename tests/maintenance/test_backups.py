@@ -261,7 +261,7 @@ def test_the_manifest_beside_the_backup_holds_the_queue_configuration(backup_dir
         s for s in config["schedules"] if s["name"] == "maintenance: back up the database"
     )
     assert nightly_backup["task"] == "maintenance.backup_database"
-    assert nightly_backup["cron"] == "30 0 * * *" and nightly_backup["enabled"] is True
+    assert nightly_backup["cron"] == "30 1 * * *" and nightly_backup["enabled"] is True
     assert config["rate_limits"]["sendgrid"] == "100/m"
 
 
