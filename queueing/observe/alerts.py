@@ -100,11 +100,19 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
         .values_list("job__queue", "n")
     )
     waits: dict[str, list[float]] = {}
-    started = Job.objects.filter(started_at__gte=window).order_by("-started_at")[:5000]
-    for queue, started_at, enqueued_at, run_at in started.values_list(
+    # Starts in the window, read through indexes whose size is the window's work, not the
+    # ledger's: attempts that finished in it (attempt_finished_idx) and jobs running now
+    # (the partial indexes over running jobs).
+    finished = (
+        JobAttempt.objects.filter(finished_at__gte=window, started_at__gte=window)
+        .order_by("-finished_at")
+        .values_list("job__queue", "started_at", "job__enqueued_at", "job__run_at")[:5000]
+    )
+    running = Job.objects.filter(status=JobStatus.RUNNING, started_at__gte=window).values_list(
         "queue", "started_at", "enqueued_at", "run_at"
-    ):
-        if started_at is None:  # excluded by the filter; narrows the type
+    )[:5000]
+    for queue, started_at, enqueued_at, run_at in [*finished, *running]:
+        if started_at is None:  # excluded by the filters; narrows the type
             continue
         due = max(enqueued_at, run_at) if run_at else enqueued_at
         if queue in resumed:
