@@ -80,3 +80,31 @@ def test_first_start_can_be_turned_off(settings):
     call_command("seed_demo", "--first-start", stdout=out)
     assert "not seeded" in out.getvalue()
     assert not DemoDataset.objects.exists()
+
+
+def app_rows(label: str) -> dict[str, int]:
+    from django.apps import apps
+
+    return {
+        model.__name__: model.objects.count() for model in apps.get_app_config(label).get_models()
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_apps_demo_seeds_once_and_clears_exactly_its_rows():
+    modules = seeding.demo_modules()
+    labels = [label for label, _ in modules]
+    assert {"billing", "routing"} <= set(labels), labels  # the apps with demo data
+    before = {label: app_rows(label) for label in labels}
+    company = build_company(TODAY)
+
+    seeding.seed(company)
+    seeded = {label: app_rows(label) for label in labels}
+    for label in labels:
+        assert sum(seeded[label].values()) > sum(before[label].values()), f"{label}: no rows"
+
+    seeding.seed(company)  # a second seed finds its rows and adds nothing
+    assert {label: app_rows(label) for label in labels} == seeded
+
+    seeding.clear()
+    assert {label: app_rows(label) for label in labels} == before
