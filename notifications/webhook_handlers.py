@@ -1,0 +1,42 @@
+"""Delivery statuses from the providers, through datasync's inbound webhooks
+(docs/webhooks.md): datasync verifies, stores and de-duplicates each callback; these run
+in its processing job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasync.inbound import handles
+from notifications import tracking
+
+
+@handles(
+    "twilio",
+    "message.accepted",
+    "message.queued",
+    "message.sending",
+    "message.sent",
+    "message.delivered",
+    "message.undelivered",
+    "message.failed",
+)
+def twilio_message_status(event: Any) -> dict:
+    return tracking.twilio_status(event.payload, event.received_at)
+
+
+@handles(
+    "sendgrid",
+    "processed",
+    "deferred",
+    "delivered",
+    "bounce",
+    "dropped",
+    "open",
+    "click",
+    "spamreport",
+    "unsubscribe",
+    "group_unsubscribe",
+    "batch",
+)
+def sendgrid_events(event: Any) -> dict:
+    return tracking.sendgrid_events(event.payload, event.received_at)
