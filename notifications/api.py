@@ -31,8 +31,10 @@ class MaySendNotifications(BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user
-        return bool(
-            user and user.is_authenticated and user.has_perm("queueing.enqueue_notifications")
+        if not (user and user.is_authenticated):
+            return False
+        return user.is_superuser or any(
+            user.has_perm(f"queueing.{perm}") for perm in ("enqueue_notifications", "enqueue_any")
         )
 
 
@@ -70,6 +72,7 @@ class RecipientHistoryView(generics.ListAPIView):
 
     serializer_class = MessageSerializer
     permission_classes = [MaySendNotifications]
+    query_params = frozenset({"page"})
 
     def get_queryset(self) -> Any:
         ref = self.kwargs["ref"]
