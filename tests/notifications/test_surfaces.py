@@ -14,7 +14,6 @@ from devstack.fakes import webhooks as receiver_fake
 from notifications import services
 from notifications.models import (
     Message,
-    MessageKind,
     MessageStatus,
     Preference,
     Template,
