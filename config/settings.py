@@ -146,6 +146,9 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 # The business's own clock: billing periods, the daily report's midnight, quiet hours'
 # defaults and the demo company's day. Storage and the ledger stay in UTC (TIME_ZONE).
 BUSINESS_TIME_ZONE = env_str("BUSINESS_TIME_ZONE", "Europe/Amsterdam")
+# A first `make run` on an empty database seeds the demo company (`manage.py seed_demo`,
+# docs/maintenance.md); 0 starts empty instead.
+TASKYARD_DEMO_ON_FIRST_START = env_bool("TASKYARD_DEMO_ON_FIRST_START", True)
 USE_I18N = True
 USE_TZ = True
 
@@ -588,13 +591,20 @@ HEALTH_RELAY_MAX_LAG_SECONDS = env_int("HEALTH_RELAY_MAX_LAG_SECONDS", 30, minim
 # Alerts (queueing/observe/alerts.py), checked every minute by beat. Seed design thresholds.
 ALERT_THRESHOLDS = {
     "backlog": env_int("ALERT_BACKLOG", 1000, minimum=1),  # jobs queued on one queue
-    "failure_rate": env_float("ALERT_FAILURE_RATE", 0.10, minimum=0.0),  # of attempts
+    # Share of attempts that failed (retried, dead or lost) in the window: seed 002's
+    # warning 2 % and critical 5 %.
+    "failure_rate": env_float("ALERT_FAILURE_RATE", 0.02, minimum=0.0),
+    "failure_rate_critical": env_float("ALERT_FAILURE_RATE_CRITICAL", 0.05, minimum=0.0),
     "min_attempts": 10,  # fewer attempts in the window: too few to judge a rate
     "average_run_seconds": env_float("ALERT_AVERAGE_RUN_SECONDS", 60.0, minimum=0.0),
     "dead_letters": env_int("ALERT_DEAD_LETTERS", 50, minimum=0),  # open, per queue
     "latency_warning_ms": env_float("ALERT_LATENCY_WARNING_MS", 750.0, minimum=0.0),
     "latency_critical_ms": env_float("ALERT_LATENCY_CRITICAL_MS", 1500.0, minimum=0.0),
     "window_minutes": env_int("ALERT_WINDOW_MINUTES", 15, minimum=1),
+    # Jobs finished per hour below which, while jobs wait, throughput is an alert; 0 = off.
+    # Seed 002's values are 8000 (warning) and 5000 (critical).
+    "throughput_warning_per_hour": env_float("ALERT_THROUGHPUT_WARNING_PER_HOUR", 0.0, minimum=0),
+    "throughput_critical_per_hour": env_float("ALERT_THROUGHPUT_CRITICAL_PER_HOUR", 0.0, minimum=0),
 }
 # Who gets alert emails (comma-separated), and an optional webhook, signed with
 # "X-Taskyard-Signature: sha256=<HMAC of the body with ALERT_WEBHOOK_SECRET>".

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -72,9 +73,9 @@ def receive(source: str, request: HttpRequest, body: bytes) -> Receipt:
     verified = VERIFIERS[config["scheme"]](config["secret"], request, body)
     digest = hashlib.sha256(body).hexdigest()
     claim = DEDUPE_KEY.format(source=source, digest=digest)
-    client = _redis()
+    client: redis.Redis | None = _redis()
     try:
-        first = client.set(claim, "1", nx=True, ex=CLAIM_SECONDS)
+        first = _redis().set(claim, "1", nx=True, ex=CLAIM_SECONDS)
     except redis.RedisError as exc:
         # Without Redis the payload-hash window is checked in the database (racy between
         # two concurrent identical deliveries, which the event id still catches).
@@ -99,7 +100,7 @@ def receive(source: str, request: HttpRequest, body: bytes) -> Receipt:
 
 
 def _seen_recently(source: str, digest: str) -> bool:
-    since = timezone.now() - timezone.timedelta(seconds=settings.WEBHOOK_DEDUPE_SECONDS)
+    since = timezone.now() - timedelta(seconds=settings.WEBHOOK_DEDUPE_SECONDS)
     return WebhookEvent.objects.filter(
         source=source, payload_hash=digest, received_at__gte=since
     ).exists()

@@ -92,6 +92,8 @@ def run() -> int:
     try:
         _manage("migrate", "--noinput", "-v", "0")
         _manage("ensure_admin")
+        # The demo company on a first start only: a cleared demo stays cleared.
+        _manage("seed_demo", "--first-start")
         flower_auth = subprocess.run(
             [sys.executable, "manage.py", "flower", "--print-credentials"],
             cwd=BASE_DIR,

@@ -15,6 +15,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
@@ -32,7 +33,7 @@ from queueing.models import (
     JobStatus,
     QueueState,
 )
-from queueing.observe import stats
+from queueing.observe import alert_actions, stats
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,11 +51,13 @@ def record(request, action: str, target: tuple[str, object], **fields) -> None:
     audit.record_request(request, action, target, reason="via admin", **fields)
 
 
-def confirmed(modeladmin, request, queryset, action: str, description: str):
-    """None once the operator confirmed (POST with ``confirm``); else the page asking."""
+def confirmed(modeladmin, request, queryset, action: str, description: str, *, note=False):
+    """None once the operator confirmed (POST with ``confirm``); else the page asking
+    (with a note field when ``note``: the answer is in ``request.POST["note"]``)."""
     if request.POST.get("confirm") == "yes":
         return None
     context = {
+        "note_field": note,
         **modeladmin.admin_site.each_context(request),
         "title": f"Confirm: {description}",
         "description": description,
@@ -487,10 +490,93 @@ class AlertAdmin(ReadOnlyAdmin):
         "opened_at",
         "last_seen_at",
         "resolved_at",
-        "notified_at",
+        "answer",
     )
     list_filter = ("status", "severity", "kind", "queue")
     search_fields = ("key", "message")
+    actions = ("acknowledge_alerts", "snooze_hour", "snooze_day", "unacknowledge_alerts")
+
+    @admin.display(description="operator's answer")
+    def answer(self, alert: Alert) -> str:
+        parts = []
+        if alert.acknowledged_at:
+            who = alert.acknowledged_by.username if alert.acknowledged_by else "someone"
+            parts.append(f"acknowledged by {who}")
+        if alert.snoozed_until and alert.snoozed_until > timezone.now():
+            parts.append(f"snoozed until {timezone.localtime(alert.snoozed_until):%H:%M %d %b}")
+        if alert.note:
+            parts.append(f"“{alert.note[:80]}”")
+        return "; ".join(parts) or "-"
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("queueing.operate_queues")
+
+    def _answer(self, request, queryset, action: str, apply) -> None:
+        done, refused = 0, []
+        for alert in queryset:
+            try:
+                with transaction.atomic():
+                    changed, before = apply(alert.id)
+                    record(
+                        request,
+                        f"alert.{action}",
+                        ("alert", alert.id),
+                        before=before,
+                        after=alert_actions.state_of(changed),
+                    )
+                done += 1
+            except alert_actions.AlertActionError as exc:
+                refused.append(str(exc))
+        self.message_user(request, f"{done} alert(s): {action} done.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    def _ask_then(self, request, queryset, action, description, apply):
+        page = confirmed(self, request, queryset, action, description, note=True)
+        if page:
+            return page
+        note = request.POST.get("note", "")[:2000]
+        self._answer(request, queryset, action.removesuffix("_alerts"), lambda pk: apply(pk, note))
+        return None
+
+    @admin.action(description="Acknowledge selected (someone is on it)", permissions=["operate"])
+    def acknowledge_alerts(self, request, queryset):
+        return self._ask_then(
+            request,
+            queryset,
+            "acknowledge_alerts",
+            "acknowledge these alerts: no more notifications unless they get worse",
+            lambda pk, note: alert_actions.acknowledge(pk, user=request.user, note=note),
+        )
+
+    @admin.action(description="Snooze selected for an hour", permissions=["operate"])
+    def snooze_hour(self, request, queryset):
+        return self._ask_then(
+            request,
+            queryset,
+            "snooze_hour",
+            "snooze these alerts for an hour",
+            lambda pk, note: alert_actions.snooze(pk, user=request.user, minutes=60, note=note),
+        )
+
+    @admin.action(description="Snooze selected for a day", permissions=["operate"])
+    def snooze_day(self, request, queryset):
+        return self._ask_then(
+            request,
+            queryset,
+            "snooze_day",
+            "snooze these alerts for 24 hours",
+            lambda pk, note: alert_actions.snooze(pk, user=request.user, minutes=1440, note=note),
+        )
+
+    @admin.action(description="Take back acknowledgement and snooze", permissions=["operate"])
+    def unacknowledge_alerts(self, request, queryset):
+        self._answer(
+            request,
+            queryset,
+            "unacknowledge",
+            lambda pk: alert_actions.unacknowledge(pk, user=request.user),
+        )
 
 
 class ReadOnlyTaskResultAdmin(TaskResultAdmin):

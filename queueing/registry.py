@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 
 import redis
 from django.conf import settings
@@ -99,12 +100,19 @@ class WorkerHeartbeat(threading.Thread):
             return []
         return sorted(queue.name for queue in task_consumer.queues)
 
+    def configured(self) -> list[str]:
+        """The queues this worker was started for, consumed or not: a paused queue is
+        cancelled on the consumer but still served once resumed."""
+        _started_for.update(self.queues())
+        return sorted(_started_for)
+
     def tasks(self) -> list[str]:
         return sorted(n for n in self.consumer.app.tasks if not n.startswith("celery."))
 
     def write(self) -> None:
         entry = {
             "queues": self.queues(),
+            "configured": self.configured(),
             "tasks": self.tasks(),
             "pid": os.getpid(),
             "at": time.time(),
@@ -126,6 +134,23 @@ class WorkerHeartbeat(threading.Thread):
 
 
 _heartbeat: WorkerHeartbeat | None = None
+# The queues this worker process was started for (its -Q), noted before a paused queue
+# is cancelled on its consumer (control/pause.py calls started_for()).
+_started_for: set[str] = set()
+
+
+def started_for(queues: Iterable[str]) -> None:
+    _started_for.update(queues)
+
+
+def configured_workers_per_queue(client: redis.Redis | None = None) -> dict[str, list[str]]:
+    """Queue -> live workers started for it, whether or not they consume it right now
+    (they do not while it is paused)."""
+    per_queue: dict[str, list[str]] = {name: [] for name in settings.TASKYARD_QUEUES}
+    for worker, entry in sorted(live_worker_entries(client).items()):
+        for queue in entry.get("configured", entry.get("queues", [])):
+            per_queue.setdefault(queue, []).append(worker)
+    return per_queue
 
 
 def on_worker_ready(sender=None, **_) -> None:

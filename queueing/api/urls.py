@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver, path
 
+from queueing.api import alerts, views
 from queueing.api import operations as ops
-from queueing.api import views
 from queueing.api.providers import ProvidersView
 from queueing.api.tasks_view import TasksView
 from queueing.discovery import app_modules
@@ -46,6 +46,18 @@ urlpatterns = [
     path("jobs/<uuid:job_id>", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:job_id>/retry", views.JobRetryView.as_view(), name="job-retry"),
+    path("alerts", alerts.AlertListView.as_view(), name="alerts"),
+    path(
+        "alerts/<int:alert_id>/acknowledge",
+        alerts.AlertAcknowledgeView.as_view(),
+        name="alert-acknowledge",
+    ),
+    path("alerts/<int:alert_id>/snooze", alerts.AlertSnoozeView.as_view(), name="alert-snooze"),
+    path(
+        "alerts/<int:alert_id>/unacknowledge",
+        alerts.AlertUnacknowledgeView.as_view(),
+        name="alert-unacknowledge",
+    ),
     path("dead-letters", ops.DeadLetterListView.as_view(), name="dead-letters"),
     path("dead-letters/replay", ops.DeadLetterBulkReplayView.as_view(), name="dead-letters-replay"),
     path(

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from queueing.broker import as_text, control_connection, shared_redis
 from queueing.models import Job, JobStatus, QueueState
+from queueing.registry import started_for
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def on_worker_ready(sender=None, **_) -> None:
     consumer = sender
     if consumer.task_consumer:
         _configured_queues.update(queue.name for queue in consumer.task_consumer.queues)
+        started_for(_configured_queues)
     try:
         names = paused_queues()
     except Exception:

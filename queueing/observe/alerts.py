@@ -32,6 +32,7 @@ from queueing.models import (
     Job,
     JobAttempt,
     JobStatus,
+    QueueState,
 )
 from queueing.observe.stats import percentile
 
@@ -61,6 +62,13 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     window = now - dt.timedelta(minutes=limits["window_minutes"])
     queues = list(settings.TASKYARD_QUEUES)
     paused = paused_queues_in_database()
+    # A queue resumed within the window: its jobs waited for the pause, not for a worker,
+    # so their wait counts from the resume (an operator's pause is not latency).
+    resumed = dict(
+        QueueState.objects.filter(paused=False, changed_at__gte=window).values_list(
+            "name", "changed_at"
+        )
+    )
     findings: list[Finding] = []
 
     backlog = dict(
@@ -99,7 +107,9 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
         if started_at is None:  # excluded by the filter; narrows the type
             continue
         due = max(enqueued_at, run_at) if run_at else enqueued_at
-        waits.setdefault(queue, []).append((started_at - due).total_seconds() * 1000)
+        if queue in resumed:
+            due = max(due, resumed[queue])
+        waits.setdefault(queue, []).append(max(0.0, (started_at - due).total_seconds() * 1000))
     try:
         from queueing.registry import workers_per_queue
 
@@ -121,8 +131,33 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     }
     for queue in queues:
         findings.extend(_queue_findings(queue, data, limits))
+    findings.extend(_throughput_findings(attempts, backlog, paused, limits))
     findings.extend(_budget_findings())
     return findings
+
+
+def _throughput_findings(
+    attempts: dict[str, dict], backlog: dict[str, int], paused: set[str], limits: dict
+) -> list[Finding]:
+    """Attempts finished per hour across the running queues (the window's count scaled to
+    an hour) below the configured floor, while jobs wait: an idle platform is not slow.
+    Off unless ALERT_THROUGHPUT_WARNING_PER_HOUR / _CRITICAL_PER_HOUR are set."""
+    warning = limits["throughput_warning_per_hour"]
+    critical = limits["throughput_critical_per_hour"]
+    if not (warning or critical):
+        return []
+    if not any(n for queue, n in backlog.items() if queue not in paused):
+        return []
+    done = sum(entry["total"] for queue, entry in attempts.items() if queue not in paused)
+    per_hour = done * 60 / limits["window_minutes"]
+    for severity, floor in (("critical", critical), ("warning", warning)):
+        if floor and per_hour < floor:
+            message = (
+                f"{per_hour:.0f} jobs/hour finished in the last {limits['window_minutes']} min "
+                f"while jobs wait (floor {floor:g}/hour)"
+            )
+            return [Finding("throughput", "all", severity, round(per_hour, 1), floor, message)]
+    return []
 
 
 # Share of a provider's monthly budget that raises a warning; 100 % is critical.
@@ -176,14 +211,15 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
     counts = data["attempts"].get(queue, {"total": 0, "failed": 0})
     if counts["total"] >= limits["min_attempts"]:
         rate = counts["failed"] / counts["total"]
-        if rate > limits["failure_rate"]:
+        critical = rate > limits["failure_rate_critical"]
+        if critical or rate > limits["failure_rate"]:
             findings.append(
                 Finding(
                     "failure_rate",
                     queue,
-                    "warning",
+                    "critical" if critical else "warning",
                     round(rate, 4),
-                    limits["failure_rate"],
+                    limits["failure_rate_critical" if critical else "failure_rate"],
                     f"{rate:.0%} of {counts['total']} attempts on {queue} failed in the "
                     f"last {limits['window_minutes']} min",
                 )
@@ -212,7 +248,8 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
                 f"{letters} dead letters waiting on {queue}",
             )
         )
-    p95 = percentile(data["waits"].get(queue, []), 95)
+    # A paused queue's jobs wait by the operator's choice: no latency alert for it.
+    p95 = None if queue in data["paused"] else percentile(data["waits"].get(queue, []), 95)
     if p95 is not None and p95 > limits["latency_warning_ms"]:
         critical = p95 > limits["latency_critical_ms"]
         findings.append(
@@ -240,10 +277,15 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
 
 def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
     """Open, update and resolve Alert rows to match evaluate(); notify on changes.
-    Returns the keys opened, escalated and resolved."""
+    Returns the keys opened, escalated, reminded (a snooze ran out) and resolved.
+
+    Operators' answers (alert_actions.py): an acknowledged alert notifies again only when
+    its severity rises (which clears the acknowledgement) or when it resolves; a snoozed
+    one notifies nothing until the snooze ends, then once if it still holds and nobody
+    acknowledged it. Resolutions are always sent."""
     now = now or timezone.now()
     findings = {finding.key: finding for finding in evaluate(now)}
-    changes: dict[str, list[str]] = {"opened": [], "escalated": [], "resolved": []}
+    changes: dict[str, list[str]] = {"opened": [], "escalated": [], "reminded": [], "resolved": []}
     open_alerts = {alert.key: alert for alert in Alert.objects.filter(status=AlertStatus.OPEN)}
     for key, finding in findings.items():
         alert = open_alerts.get(key)
@@ -275,9 +317,19 @@ def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
             threshold=finding.threshold if escalated else alert.threshold,
         )
         if escalated:
+            # Worse than what was acknowledged: the acknowledgement no longer covers it.
+            Alert.objects.filter(id=alert.id).update(acknowledged_at=None, acknowledged_by=None)
             alert.refresh_from_db()
             changes["escalated"].append(key)
-            notify(alert, "escalated")
+            if not is_snoozed(alert, now):
+                notify(alert, "escalated")
+        elif alert.snoozed_until is not None and alert.snoozed_until <= now:
+            # The snooze is over and the condition still holds: say so once.
+            Alert.objects.filter(id=alert.id).update(snoozed_until=None)
+            alert.refresh_from_db()
+            if alert.acknowledged_at is None:
+                changes["reminded"].append(key)
+                notify(alert, "still open after its snooze")
     for key, alert in open_alerts.items():
         if key not in findings:
             updated = Alert.objects.filter(id=alert.id, status=AlertStatus.OPEN).update(
@@ -288,6 +340,10 @@ def check(now: dt.datetime | None = None) -> dict[str, list[str]]:
                 changes["resolved"].append(key)
                 notify(alert, "resolved")
     return changes
+
+
+def is_snoozed(alert: Alert, now: dt.datetime) -> bool:
+    return alert.snoozed_until is not None and alert.snoozed_until > now
 
 
 def notify(alert: Alert, event: str) -> None:

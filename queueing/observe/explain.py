@@ -32,16 +32,21 @@ def _reason(code: str, message: str, until: dt.datetime | None = None, **extra) 
     return reason
 
 
-def _workers(app) -> tuple[dict, dict]:
+def _workers(app, *, include_paused: bool = False) -> tuple[dict, dict]:
     """Queues and registered tasks of every live worker: from the heartbeat registry
     (a millisecond); from a control broadcast (a second) only if the registry is empty,
-    e.g. workers of an older release that write no heartbeat."""
+    e.g. workers of an older release that write no heartbeat. ``include_paused``: the
+    queues each worker was started for, including those it stopped consuming on a pause."""
     from queueing.registry import live_worker_entries
 
+    field = "configured" if include_paused else "queues"
     try:
         entries = live_worker_entries()
         if entries:
-            queues = {w: [{"name": q} for q in e.get("queues", [])] for w, e in entries.items()}
+            queues = {
+                w: [{"name": q} for q in e.get(field, e.get("queues", []))]
+                for w, e in entries.items()
+            }
             return queues, {w: e.get("tasks", []) for w, e in entries.items()}
         with control_connection() as connection:
             inspect = app.control.inspect(timeout=WORKER_INSPECT_TIMEOUT, connection=connection)
@@ -121,7 +126,8 @@ def explain(job: Job) -> list[dict]:
         return []
     deferred = job.last_error_class == "taskyard.ProviderDeferred"
     reasons = _timing_reasons(job, now, deferred)
-    if is_paused(job.queue):
+    paused = is_paused(job.queue)
+    if paused:
         reasons.append(_reason("queue_paused", f"queue {job.queue} is paused"))
     task = app.tasks.get(job.task_name)
     reasons += _provider_reasons(task, already=deferred)
@@ -130,10 +136,12 @@ def explain(job: Job) -> list[dict]:
         reasons += _limit_reasons(job, task, client)
     except redis.RedisError as exc:
         reasons.append(_reason("broker_unavailable", f"Redis does not answer: {exc}"))
-    queues, registered = _workers(app)
+    queues, registered = _workers(app, include_paused=paused)
     consumers = [w for w, qs in queues.items() if any(q["name"] == job.queue for q in qs)]
     if not consumers:
-        reasons.append(_reason("no_worker", f"no live worker consumes queue {job.queue}"))
+        # While paused, workers stop consuming the queue; only one started for it counts.
+        served = "is started for" if paused else "consumes"
+        reasons.append(_reason("no_worker", f"no live worker {served} queue {job.queue}"))
     elif not any(job.task_name in registered.get(w, []) for w in consumers):
         reasons.append(
             _reason("task_not_registered", f"no worker on {job.queue} has task {job.task_name}")

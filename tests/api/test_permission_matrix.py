@@ -18,7 +18,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 import queueing
 from queueing.control.pause import resume_queue
-from queueing.models import AuditEvent, Job
+from queueing.models import Alert, AuditEvent, Job
 from tests.api.conftest import ROLES
 from tests.factories import dead_letter_row
 
@@ -48,6 +48,18 @@ def recurring(users) -> PeriodicTask:
     crontab, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="4")
     return PeriodicTask.objects.create(
         name=f"nightly-{timezone.now().timestamp()}", task="queueing.ping", crontab=crontab
+    )
+
+
+def open_alert() -> Alert:
+    now = timezone.now()
+    return Alert.objects.create(
+        key=f"backlog:matrix-{next(ROUTE_IDS)}",
+        kind="backlog",
+        queue="routing",
+        message="matrix",
+        opened_at=now,
+        last_seen_at=now,
     )
 
 
@@ -184,6 +196,22 @@ CALLS = [
         {"queue": "routing", "dry_run": False},
         only({"admin": 200}),
         mutating=True,
+    ),
+    # Alerts: read with the stats; answered by those who operate queues.
+    Call("get", f"{API}/alerts", None, STATS),
+    *(
+        Call(
+            "post",
+            lambda u, action=action: f"{API}/alerts/{open_alert().id}/{action}",
+            body,
+            only({"admin": 200}),
+            mutating=True,
+        )
+        for action, body in (
+            ("acknowledge", {"note": "on it"}),
+            ("snooze", {"minutes": 30}),
+            ("unacknowledge", None),
+        )
     ),
     # An app's own endpoint (tests/sampleapp/api.py): the roles its job declares, only.
     Call(

@@ -82,7 +82,7 @@ def test_a_backlog_alert_fires_once_then_resolves(settings, smtp_server, webhook
     jobs = [queueing.enqueue("queueing.ping", queue="isolated") for _ in range(3)]
 
     assert check()["opened"] == ["backlog:isolated"]
-    assert check() == {"opened": [], "escalated": [], "resolved": []}  # still open: quiet
+    assert check() == {"opened": [], "escalated": [], "reminded": [], "resolved": []}  # quiet
     assert Alert.objects.filter(key="backlog:isolated").count() == 1
     alert = Alert.objects.get(key="backlog:isolated")
     assert (alert.status, alert.value, alert.threshold) == (AlertStatus.OPEN, 3, 2)

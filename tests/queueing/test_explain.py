@@ -8,6 +8,7 @@ from django.db import transaction
 import queueing
 from queueing.control.pause import pause_queue, resume_queue
 from queueing.models import Job, JobStatus
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -43,3 +44,24 @@ def test_running_and_finished_jobs(celery_worker):
     assert queueing.explain(job) == []
     Job.objects.filter(id=job.id).update(status=JobStatus.SUCCEEDED)
     assert codes(job) == {"finished"}
+
+
+def test_a_paused_queue_with_a_live_worker_is_paused_not_unserved(celery_worker):
+    from queueing.registry import live_worker_entries
+
+    with transaction.atomic():
+        job = queueing.enqueue("tests.record", ["p"], queue="maintenance", countdown=600)
+    Job.objects.filter(id=job.id).update(status=JobStatus.QUEUED, run_at=None)
+    pause_queue("maintenance")
+    try:
+        # The worker stops consuming the queue (its heartbeat says so) ...
+        wait_until(
+            lambda: all("maintenance" not in e["queues"] for e in live_worker_entries().values()),
+            timeout=15,
+        )
+        reasons = codes(job)
+        # ... and is still the queue's worker: paused is the whole answer.
+        assert "queue_paused" in reasons and "no_worker" not in reasons
+    finally:
+        resume_queue("maintenance")
+        Job.objects.filter(id=job.id).delete()

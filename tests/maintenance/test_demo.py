@@ -1,0 +1,82 @@
+"""The demo company: one generated business that every app seeds its own rows from."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from maintenance import seeding
+from maintenance.demo_company import CENTRE, RADIUS_KM, build_company
+from maintenance.models import DemoDataset
+
+TODAY = date(2026, 12, 1)
+
+
+def km_from_centre(lat: float, lon: float) -> float:
+    dlat = (lat - CENTRE[0]) * 111.32
+    dlon = (lon - CENTRE[1]) * 111.32 * math.cos(math.radians(CENTRE[0]))
+    return math.hypot(dlat, dlon)
+
+
+def test_the_same_day_gives_the_same_company():
+    assert build_company(TODAY) == build_company(TODAY)
+    assert build_company(TODAY) != build_company(TODAY, seed=7)
+
+
+def test_the_company_has_the_shape_the_apps_rely_on():
+    company = build_company(TODAY)
+    assert [d.code for d in company.depots] == ["DEMO-D1", "DEMO-D2"]
+    assert [(f.code, f.kind) for f in company.facilities] == [("DEMO-F1", "landfill")]
+    assert len(company.trucks) == 10
+    assert {t.depot_code for t in company.trucks} == {"DEMO-D1", "DEMO-D2"}
+    assert len(company.customers) == 300
+    codes = [c.code for c in company.customers]
+    assert len(set(codes)) == 300 and all(code.startswith("DEMO-C") for code in codes)
+    assert len({c.email for c in company.customers}) == 300
+    assert all(c.phone.startswith("+316") and len(c.phone) == 12 for c in company.customers)
+    assert all(km_from_centre(c.lat, c.lon) <= RADIUS_KM for c in company.customers)
+    assert {c.kind for c in company.customers} == {"household", "business"}
+    # Every customer fits a truck on its own, or no plan could serve them.
+    biggest = max(t.capacity_kg for t in company.trucks)
+    assert all(0 < c.demand_kg <= biggest for c in company.customers)
+
+
+def test_pickups_are_weekly_on_the_customers_day_from_their_contract_start():
+    company = build_company(TODAY)
+    pickups = company.pickups(date(2026, 11, 1), date(2026, 11, 30))
+    by_code = {c.code: c for c in company.customers}
+    assert pickups, "a month of pickups"
+    for code, day in pickups:
+        customer = by_code[code]
+        assert day.weekday() == customer.pickup_weekday
+        assert customer.contract_start <= day
+    per_customer = {code: sum(1 for c, _ in pickups if c == code) for code, _ in pickups}
+    assert max(per_customer.values()) <= 5
+
+
+@pytest.mark.django_db
+def test_first_start_seeds_once_and_never_again_after_a_clear(settings):
+    settings.TASKYARD_DEMO_ON_FIRST_START = True
+    out = StringIO()
+    call_command("seed_demo", "--first-start", stdout=out)
+    if seeding.demo_modules():
+        assert DemoDataset.objects.get().seeded_at is not None
+        call_command("seed_demo", "--clear", stdout=out)
+        out = StringIO()
+        call_command("seed_demo", "--first-start", stdout=out)
+        assert "not seeded" in out.getvalue()
+    else:
+        assert "no installed app has a demo module" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_first_start_can_be_turned_off(settings):
+    settings.TASKYARD_DEMO_ON_FIRST_START = False
+    out = StringIO()
+    call_command("seed_demo", "--first-start", stdout=out)
+    assert "not seeded" in out.getvalue()
+    assert not DemoDataset.objects.exists()
