@@ -316,16 +316,20 @@ def deliver(message_id: int) -> dict[str, Any]:
         Message.objects.filter(id=message.id).update(error=repr(exc)[:2000])
         raise
     sent_at = timezone.now()
-    _finish(
-        message.id,
-        MessageStatus.DELIVERED if result.delivered else MessageStatus.SENT,
+    # The provider's callback may have moved the status on already (SendGrid's events
+    # name our id): the send's own facts are written whatever the status is now.
+    Message.objects.filter(id=message.id).update(
         provider_message_id=result.provider_message_id,
         cost=result.cost,
         cost_unit=result.cost_unit,
         sent_at=sent_at,
-        delivered_at=sent_at if result.delivered else None,
         held_until=None,
         error="",
+    )
+    _finish(
+        message.id,
+        MessageStatus.DELIVERED if result.delivered else MessageStatus.SENT,
+        delivered_at=sent_at if result.delivered else None,
     )
     return {"message": message.id, "status": "sent", "id": result.provider_message_id}
 
