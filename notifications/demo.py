@@ -15,7 +15,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import reminders, seed as seed_rows
+from notifications import reminders
+from notifications import seed as seed_rows
 from notifications.models import (
     Booking,
     BookingStatus,
