@@ -72,5 +72,8 @@ bench-dashboard: $(VENV)/.installed-dev ## Admin dashboard load time with 1,000,
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 
+bench-notifications: $(VENV)/.installed-dev ## 10,000 SMS against a Twilio fake limited to 10/s: each sent once, none dead (BENCH_ARGS="--recipients 2000")
+	$(PY) bench/notifications.py $(BENCH_ARGS)
+
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var
