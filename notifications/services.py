@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -122,6 +123,55 @@ def template_for(kind: MessageKind, channel: str, locale: str) -> Template | Non
     return None
 
 
+@dataclass(frozen=True)
+class Target:
+    """One message a send will make: a channel, its template and the address."""
+
+    channel: str
+    template: Template
+    address: str
+    endpoint: WebhookEndpoint | None = None
+
+    def key(self, dedupe_key: str | None) -> str | None:
+        if not dedupe_key:
+            return None
+        return f"{dedupe_key}:{self.channel}" + (f":{self.endpoint.id}" if self.endpoint else "")
+
+
+def plan(
+    kind: MessageKind,
+    recipient: Recipient,
+    context: Mapping[str, Any],
+    channel: str | None,
+    templates: dict[tuple[str, str], Template | None] | None = None,
+) -> tuple[dict[str, Any], list[Target]]:
+    """The full context and the messages of one send (NotificationError when it cannot
+    work); ``templates`` caches template lookups across recipients."""
+    full = {**recipient_context(recipient), **dict(context)}
+    missing = rendering.missing_variables(kind.variables, full)
+    if missing:
+        raise NotificationError(f"{kind.name}: the context lacks {', '.join(missing)}")
+    if channel is not None:
+        channel_for(channel)  # ValueError naming the channels
+    cache = {} if templates is None else templates
+    targets = []
+    for name in [channel] if channel else list(DEFAULT_CHANNEL_ORDER):
+        if (name, recipient.locale) not in cache:
+            cache[(name, recipient.locale)] = template_for(kind, name, recipient.locale)
+        template = cache[(name, recipient.locale)]
+        if template is None:
+            if channel:
+                raise NotificationError(f"{kind.name} has no {name} template")
+            continue
+        if name == Channel.WEBHOOK:
+            endpoints = recipient.webhook_endpoints.filter(active=True)
+            found = [(e.url, e) for e in endpoints if not e.kinds or kind.name in e.kinds]
+        else:
+            found = [(channel_for(name).address(recipient), None)]
+        targets += [Target(name, template, a, e) for a, e in found if a or channel]
+    return full, targets
+
+
 def send(
     kind: str,
     recipient_ref: str,
@@ -131,7 +181,6 @@ def send(
     urgent: bool = False,
     send_at: dt.datetime | None = None,
     dedupe_key: str | None = None,
-    batch_id: int | None = None,
     booking_id: int | None = None,
     expires_at: dt.datetime | None = None,
 ) -> list[Message]:
@@ -146,103 +195,85 @@ def send(
     recipient = Recipient.objects.filter(ref=recipient_ref).first()
     if recipient is None:
         raise NotificationError(f"unknown recipient {recipient_ref!r}")
-    full = {**recipient_context(recipient), **dict(context)}
-    missing = rendering.missing_variables(message_kind.variables, full)
-    if missing:
-        raise NotificationError(f"{kind}: the context lacks {', '.join(missing)}")
-    if channel is not None:
-        channel_for(channel)  # ValueError naming the channels
-    channels = [channel] if channel else list(DEFAULT_CHANNEL_ORDER)
+    full, targets = plan(message_kind, recipient, context, channel)
     messages = []
-    for name in channels:
-        template = template_for(message_kind, name, recipient.locale)
-        if template is None:
-            if channel:
-                raise NotificationError(f"{kind} has no {name} template")
+    for target in targets:
+        key = target.key(dedupe_key)
+        existing = Message.objects.filter(dedupe_key=key).first() if key else None
+        if existing is not None:
+            messages.append(existing)
             continue
-        targets: list[tuple[str, WebhookEndpoint | None]]
-        if name == Channel.WEBHOOK:
-            endpoints = recipient.webhook_endpoints.filter(active=True)
-            targets = [(e.url, e) for e in endpoints if not e.kinds or kind in e.kinds]
-        else:
-            targets = [(channel_for(name).address(recipient), None)]
-        for address, endpoint in targets:
-            if not address and not channel:
-                continue
-            key = None
-            if dedupe_key:
-                key = f"{dedupe_key}:{name}" + (f":{endpoint.id}" if endpoint else "")
-            messages.append(
-                _queue_message(
-                    message_kind,
-                    template,
-                    recipient,
-                    name,
-                    address,
-                    endpoint,
-                    full,
-                    key,
-                    urgent=urgent,
-                    send_at=send_at,
-                    batch_id=batch_id,
-                    booking_id=booking_id,
-                    expires_at=expires_at,
-                )
-            )
+        message = build_message(
+            message_kind,
+            recipient,
+            target,
+            full,
+            key,
+            opted=opted_in(recipient, kind, target.channel),
+            suppressed=is_suppressed(target.channel, target.address),
+            urgent=urgent,
+            send_at=send_at,
+            booking_id=booking_id,
+            expires_at=expires_at,
+        )
+        try:
+            with transaction.atomic():
+                message.save()
+        except IntegrityError:
+            # A concurrent send of the same key won: its message is the one.
+            messages.append(Message.objects.get(dedupe_key=key))
+            continue
+        enqueue_deliveries([message])
+        messages.append(message)
     return messages
 
 
-def _queue_message(
+def build_message(
     kind: MessageKind,
-    template: Template,
     recipient: Recipient,
-    channel: str,
-    address: str,
-    endpoint: WebhookEndpoint | None,
+    target: Target,
     context: dict[str, Any],
     dedupe_key: str | None,
+    *,
+    opted: bool,
+    suppressed: bool,
     **fields: Any,
 ) -> Message:
-    if dedupe_key:
-        existing = Message.objects.filter(dedupe_key=dedupe_key).first()
-        if existing is not None:
-            return existing
-    if channel == Channel.EMAIL:
+    """The rendered, unsaved message; suppressed (not sent) when the recipient opted out
+    or the address is suppressed."""
+    if target.channel == Channel.EMAIL:
         context = {**context, "unsubscribe_url": unsubscribe_url(recipient, kind.name)}
     status, error = MessageStatus.QUEUED, ""
-    if not address:
-        status, error = MessageStatus.FAILED, f"the recipient has no {channel} address"
-    elif not opted_in(recipient, kind.name, channel):
-        status, error = MessageStatus.SUPPRESSED, f"opted out of {kind.name} by {channel}"
-    elif is_suppressed(channel, address):
+    if not target.address:
+        status, error = MessageStatus.FAILED, f"the recipient has no {target.channel} address"
+    elif not opted:
+        status, error = MessageStatus.SUPPRESSED, f"opted out of {kind.name} by {target.channel}"
+    elif suppressed:
         status, error = MessageStatus.SUPPRESSED, "the address is suppressed"
-    message = Message(
+    return Message(
         kind=kind.name,
-        channel=channel,
+        channel=target.channel,
         recipient=recipient,
-        template=template,
-        template_version=template.version,
-        webhook_endpoint=endpoint,
+        template=target.template,
+        template_version=target.template.version,
+        webhook_endpoint=target.endpoint,
         dedupe_key=dedupe_key,
-        to=address,
-        subject=rendering.render(template.subject, context),
-        body=rendering.render(template.body, context),
+        to=target.address,
+        subject=rendering.render(target.template.subject, context),
+        body=rendering.render(target.template.body, context),
         context=context,
         status=status,
         error=error,
         **fields,
     )
-    try:
-        with transaction.atomic():
-            message.save()
-    except IntegrityError:
-        # A concurrent send of the same key won: its message is the one.
-        return Message.objects.get(dedupe_key=dedupe_key)
-    if status == MessageStatus.QUEUED:
-        job = enqueue_delivery(message, run_at=message.send_at)
-        Message.objects.filter(id=message.id).update(job_id=job.id)
-        message.job_id = job.id
-    return message
+
+
+def enqueue_deliveries(messages: list[Message]) -> None:
+    """The delivery job of each saved, queued message, its id written back."""
+    queued = [m for m in messages if m.status == MessageStatus.QUEUED]
+    for message in queued:
+        message.job_id = enqueue_delivery(message, run_at=message.send_at).id
+    Message.objects.bulk_update(queued, ["job_id"])
 
 
 def enqueue_delivery(message: Message, *, run_at: dt.datetime | None = None) -> queueing.Job:
