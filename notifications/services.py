@@ -163,6 +163,7 @@ def plan(
             if channel:
                 raise NotificationError(f"{kind.name} has no {name} template")
             continue
+        found: list[tuple[str, WebhookEndpoint | None]]
         if name == Channel.WEBHOOK:
             endpoints = recipient.webhook_endpoints.filter(active=True)
             found = [(e.url, e) for e in endpoints if not e.kinds or kind.name in e.kinds]

@@ -64,7 +64,7 @@ def deliver_webhook(message_id: int) -> dict[str, Any]:
     return _deliver(message_id)
 
 
-DELIVERY_TASKS = {
+DELIVERY_TASKS: dict[str, Any] = {
     Channel.EMAIL: deliver_email,
     Channel.SMS: deliver_sms,
     Channel.PUSH: deliver_push,
@@ -80,7 +80,8 @@ class SendNotificationsArgs(Contract):
         child=serializers.CharField(max_length=64), required=False, allow_empty=False
     )
     segment = serializers.ChoiceField(choices=SEGMENTS, required=False)
-    context = serializers.DictField(required=False)
+    # The serializer's own .context is untouched: DRF pops declared fields off the class.
+    context = serializers.DictField(required=False)  # type: ignore[assignment]
     channel = serializers.ChoiceField(choices=Channel.values, required=False)
     urgent = serializers.BooleanField(required=False)
     send_at = serializers.DateTimeField(required=False)

@@ -104,7 +104,8 @@ def _retry_after(twilio: Client) -> float | None:
         http, "_test_only_last_response", None
     )
     headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
     try:
-        return float(headers.get("Retry-After") or headers.get("retry-after"))
+        return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None

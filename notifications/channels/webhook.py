@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httpx
 from django.conf import settings
@@ -66,7 +66,8 @@ class WebhookChannel:
     def send(self, message: Message) -> SendResult:
         from notifications.models import WebhookEndpoint
 
-        endpoint = WebhookEndpoint.objects.filter(id=message.webhook_endpoint_id).first()
+        endpoint_id = message.webhook_endpoint_id
+        endpoint = WebhookEndpoint.objects.filter(id=endpoint_id).first() if endpoint_id else None
         if endpoint is None or not endpoint.active:
             raise Undeliverable("the webhook endpoint is disabled or gone")
         body = json.dumps(
@@ -85,7 +86,7 @@ class WebhookChannel:
             "X-Taskyard-Event-Id": f"msg_{message.id}",
             **sign(endpoint.secret, body),
         }
-        timeout = settings.NOTIFICATIONS_WEBHOOK_PROVIDER.get("timeout", 10)
+        timeout = cast(float, settings.NOTIFICATIONS_WEBHOOK_PROVIDER.get("timeout", 10))
         try:
             with provider_call(register_provider(endpoint)):
                 response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout)
