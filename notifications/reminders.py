@@ -89,18 +89,26 @@ def schedule_reminders(booking: Booking, now: dt.datetime | None = None) -> list
             _withdraw(booking, offset, "the offset is already past")
             status, job_id, note = ReminderStatus.SKIPPED, None, "the offset was already past"
         else:
+            kwargs = {
+                "booking_id": booking.id,
+                "offset_seconds": offset,
+                "scheduled_for": booking.scheduled_for.isoformat(),
+            }
+            key = reminder_key(booking.id, offset)
+            options = {"queue": settings.NOTIFICATIONS_QUEUE, "run_at": due}
             job = queueing.enqueue(
-                send_reminder,
-                kwargs={
-                    "booking_id": booking.id,
-                    "offset_seconds": offset,
-                    "scheduled_for": booking.scheduled_for.isoformat(),
-                },
-                queue=settings.NOTIFICATIONS_QUEUE,
-                run_at=due,
-                unique_key=reminder_key(booking.id, offset),
-                on_conflict="replace",
+                send_reminder, kwargs=kwargs, unique_key=key, on_conflict="replace", **options
             )
+            if job.kwargs.get("scheduled_for") != kwargs["scheduled_for"]:
+                # The key's holder is running right now, for the old time (it will find
+                # the booking moved and do nothing): this time's reminder gets a key of
+                # its own.
+                job = queueing.enqueue(
+                    send_reminder,
+                    kwargs=kwargs,
+                    unique_key=f"{key}:{int(booking.scheduled_for.timestamp())}",
+                    **options,
+                )
             status, job_id, note = ReminderStatus.SCHEDULED, job.id, ""
         reminder, _ = Reminder.objects.update_or_create(
             booking=booking,

@@ -29,18 +29,18 @@ _local = threading.local()
 def client() -> Client:
     """One Twilio client per thread (the notifications pool is threads, and the 429's
     Retry-After is read from the client's last response); in development it talks to
-    the local fake."""
-    existing = getattr(_local, "client", None)
-    if existing is None:
-        existing = _local.client = _build_client()
-    return existing
+    the local fake. Built again when the provider's base URL changes."""
+    base_url = settings.TASKYARD_PROVIDERS[PROVIDER]["base_url"]
+    cached = getattr(_local, "client", None)
+    if cached is None or cached[0] != base_url:
+        cached = _local.client = (base_url, _build_client(base_url))
+    return cached[1]
 
 
-def _build_client() -> Client:
+def _build_client(base_url: str) -> Client:
     from twilio.rest import Client
 
     spec = settings.TASKYARD_PROVIDERS[PROVIDER]
-    base_url = spec["base_url"]
     http_client: Any = None
     if "twilio.com" not in base_url:
         from devstack.fakes.twilio import redirecting_http_client

@@ -10,6 +10,8 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from devstack.fakes import sendgrid as sendgrid_fake
+from devstack.fakes import twilio as twilio_fake
 from devstack.fakes import webhooks as receiver_fake
 from notifications import services
 from notifications.models import (
@@ -180,3 +182,21 @@ def test_a_failing_webhook_endpoint_is_disabled_after_its_streak_with_an_alert(k
     assert "2 failed deliveries in a row" in endpoint.disabled_reason
     assert [m.to for m in mail.outbox] == [["ops@example.com"]]
     assert services.send("booking_reminder", recipient.ref, CONTEXT) == []
+
+
+def test_the_outbox_shows_what_the_local_fakes_received(kinds, settings, admin_client):
+    recipient = make_recipient()
+    with twilio_fake.serve() as twilio, sendgrid_fake.serve() as sendgrid:
+        settings.TASKYARD_PROVIDERS = {
+            **settings.TASKYARD_PROVIDERS,
+            "twilio": {**settings.TASKYARD_PROVIDERS["twilio"], "base_url": twilio.url},
+            "sendgrid": {**settings.TASKYARD_PROVIDERS["sendgrid"], "base_url": sendgrid.url},
+        }
+        forget_provider("twilio")
+        forget_provider("sendgrid")
+        for message in services.send("booking_reminder", recipient.ref, CONTEXT):
+            assert services.deliver(message.id)["status"] == "sent"
+        page = admin_client.get("/admin/notifications/message/outbox/").content.decode()
+    assert "Taskyard: pickup B-1 at Oudegracht 1 on Tue 1 Dec 2026 07:30." in page
+    assert "Reminder: pickup B-1 on Tue 1 Dec 2026 07:30" in page
+    assert page.count("anna@example.com") == 1 and page.count("+31612345678") == 1
