@@ -5,6 +5,9 @@ alert."""
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
@@ -18,6 +21,7 @@ from notifications.models import (
     Message,
     MessageStatus,
     Preference,
+    Recipient,
     Template,
     WebhookEndpoint,
 )
@@ -200,3 +204,22 @@ def test_the_outbox_shows_what_the_local_fakes_received(kinds, settings, admin_c
     assert "Taskyard: pickup B-1 at Oudegracht 1 on Tue 1 Dec 2026 07:30." in page
     assert "Reminder: pickup B-1 on Tue 1 Dec 2026 07:30" in page
     assert page.count("anna@example.com") == 1 and page.count("+31612345678") == 1
+
+
+@pytest.mark.parametrize(
+    ("local", "held_until"),
+    [
+        ("2026-12-01 23:30", "2026-12-02 07:00"),  # late evening: until tomorrow morning
+        ("2026-12-02 06:59", "2026-12-02 07:00"),  # early morning: until 07:00 today
+        ("2026-12-02 07:00", None),  # the end is not quiet any more
+        ("2026-12-01 21:59", None),
+    ],
+)
+def test_quiet_hours_across_midnight_in_the_recipients_zone(local, held_until):
+    zone = zoneinfo.ZoneInfo("Europe/Amsterdam")
+    recipient = Recipient(
+        time_zone="Europe/Amsterdam", quiet_start=dt.time(22, 0), quiet_end=dt.time(7, 0)
+    )
+    now = dt.datetime.fromisoformat(local).replace(tzinfo=zone).astimezone(dt.UTC)
+    expected = dt.datetime.fromisoformat(held_until).replace(tzinfo=zone) if held_until else None
+    assert services.quiet_until(recipient, now) == expected
