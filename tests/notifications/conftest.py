@@ -4,7 +4,9 @@ provider fakes over HTTP, and a worker of our own whose settings point at them.
 The session worker (tests/conftest.py) knows nothing of these fakes, so the notification
 jobs of these tests go to the ``isolated`` queue (NOTIFICATIONS_QUEUE), which only our
 worker consumes; it also takes ``external-api``, where datasync processes the providers'
-callbacks, so the module runs on its own as well as in the whole suite.
+callbacks, so the package runs on its own as well as in the whole suite. The worker and
+the fakes live as long as this package's tests (package scope): other tests' own
+workers use ``isolated`` too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ BOUNCING = "bounce@example.com"
 VAPID_PRIVATE, VAPID_PUBLIC = generate()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fakes(live_server):
     """Twilio, SendGrid (its events posted to our live server), a push service and a
     customer's webhook receiver, each on a free port."""
@@ -41,7 +43,7 @@ def fakes(live_server):
         yield {"twilio": twilio, "sendgrid": sendgrid, "push": push, "receiver": receiver}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def notifications_worker(fakes, live_server, relay):
     worker = start_worker(
         queues=[QUEUE, "external-api"],
