@@ -197,7 +197,7 @@ def report(args: argparse.Namespace, fake: LimitedTwilioFake, started: float, se
         Job.objects.filter(task_name="notifications.deliver_sms").exclude(attempts=1).count()
     )
     print(f"recipients                 {args.recipients}")
-    print(f"fake limit                 {args.fake_rate}/s (+{args.random_429:.0%} random 429s)")
+    print(f"fake limit                 {args.fake_rate}/s (+{args.random_429:.1%} random 429s)")
     print(f"our ceiling                {args.ceiling}")
     print(f"drain, enqueue → last sent {drain:.1f} s (N / limit = {ideal:.1f} s)")
     print(f"drain / (N / limit)        {drain / ideal:.2f}")
