@@ -1,9 +1,10 @@
 """The admin's Outbox: what the local provider fakes received (development only).
 
-In DEBUG the SendGrid and Twilio providers point at the fakes of ``make run``
+In development the SendGrid and Twilio providers point at the fakes of ``make run``
 (devstack/fakes); each fake lists what it received at ``GET /_fake/requests``. This page
 reads those lists, so a developer sees the emails and SMS that "went out" without an
-account. Outside DEBUG, or with a real provider configured, it says so and shows nothing.
+account. A provider whose base URL is not on loopback is a real one: the page says so
+and shows nothing for it.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def outbox_view(request: HttpRequest) -> HttpResponse:
     for provider, title, parse in (("sendgrid", "Email", _emails), ("twilio", "SMS", _sms)):
         base_url = settings.TASKYARD_PROVIDERS[provider]["base_url"]
         section: dict[str, Any] = {"title": title, "url": base_url, "rows": [], "error": ""}
-        if not (settings.DEBUG and _is_local(base_url)):
+        if not _is_local(base_url):
             section["error"] = "not a local fake: the real provider is configured"
         else:
             try:

@@ -15,7 +15,7 @@ from tests.notifications.conftest import QUEUE, make_recipient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
-RECIPIENTS = 120
+RECIPIENTS = 105
 
 
 def test_a_batch_sends_each_recipient_exactly_one_message(worker, fakes, kinds):
@@ -49,7 +49,7 @@ def test_a_batch_sends_each_recipient_exactly_one_message(worker, fakes, kinds):
     )
     batch = Batch.objects.get()
     chunks = Job.objects.filter(task_name="notifications.send_batch_chunk")
-    assert sorted(len(j.kwargs["refs"]) for j in chunks) == [20, 100]
+    assert sorted(len(j.kwargs["refs"]) for j in chunks) == [5, 100]
     assert all(j.status == JobStatus.SUCCEEDED for j in chunks)
     assert Job.objects.get(id=job.id).status == JobStatus.SUCCEEDED
 
