@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
 from datasync.inbound import handles
 from notifications import tracking
 
@@ -21,7 +23,8 @@ from notifications import tracking
     "message.failed",
 )
 def twilio_message_status(event: Any) -> dict:
-    return tracking.twilio_status(event.payload, event.received_at)
+    with transaction.atomic():  # the status and a suppression it causes, together
+        return tracking.twilio_status(event.payload, event.received_at)
 
 
 @handles(
@@ -39,4 +42,5 @@ def twilio_message_status(event: Any) -> dict:
     "batch",
 )
 def sendgrid_events(event: Any) -> dict:
-    return tracking.sendgrid_events(event.payload, event.received_at)
+    with transaction.atomic():  # a bounce's status and its suppression, together
+        return tracking.sendgrid_events(event.payload, event.received_at)
