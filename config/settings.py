@@ -298,7 +298,9 @@ NOTIFICATIONS_REMINDER_OFFSETS = [
 # Batch sends: recipients per chunk job (seed design: ≤ 100, about a second of work at
 # the email limit) and per batch.
 NOTIFICATIONS_BATCH_CHUNK = 100
-NOTIFICATIONS_BATCH_MAX_RECIPIENTS = env_int("NOTIFICATIONS_BATCH_MAX_RECIPIENTS", 10_000, minimum=1)
+NOTIFICATIONS_BATCH_MAX_RECIPIENTS = env_int(
+    "NOTIFICATIONS_BATCH_MAX_RECIPIENTS", 10_000, minimum=1
+)
 # Outbound webhooks: an endpoint is disabled (with an alert) after this many failed
 # deliveries in a row; each endpoint gets its own breaker with these settings.
 NOTIFICATIONS_WEBHOOK_FAILURE_STREAK = env_int(
