@@ -388,10 +388,13 @@ RELAY_DUE_GRANULARITY_SECONDS = env_float("RELAY_DUE_GRANULARITY_SECONDS", 0.05,
 # Rows the relay handles per query; a backlog drains in several quick batches rather
 # than in one long transaction.
 RELAY_BATCH_SIZE = env_int("RELAY_BATCH_SIZE", 500, minimum=1)
-# A queued job published this long ago, whose broker queue is empty, was lost by the
-# broker (or its message is stuck in a dead consumer): publish it again. A duplicate is
-# harmless, since the claim absorbs it.
-RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 60, minimum=1)
+# A queued job published this long ago whose message is neither waiting in the broker nor
+# held by a live worker (queueing/inflight.py) was lost: publish it again. A duplicate is
+# harmless, since the claim absorbs it. Also bounds how long a lost message goes unnoticed.
+RELAY_REPUBLISH_AFTER_SECONDS = env_int("RELAY_REPUBLISH_AFTER_SECONDS", 5, minimum=1)
+# Every Redis call of the relay gives up after this: a hung broker must not stop it from
+# reaping expired leases and promoting due jobs in the database.
+RELAY_BROKER_TIMEOUT_SECONDS = env_float("RELAY_BROKER_TIMEOUT_SECONDS", 1.0, minimum=0.05)
 # Results bigger than this are summarised in Job.result (the full value is still in the
 # results table).
 JOB_RESULT_SUMMARY_MAX_BYTES = 16 * 1024

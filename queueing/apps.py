@@ -6,12 +6,15 @@ class QueueingConfig(AppConfig):
     verbose_name = "Queueing"
 
     def ready(self) -> None:
-        from celery.signals import task_revoked, worker_ready, worker_shutdown
+        from celery.signals import task_received, task_revoked, worker_ready, worker_shutdown
         from django.db.models.signals import post_migrate
 
+        from queueing.broker import tolerate_kombu_restore_failure
         from queueing.control.pause import on_worker_ready
         from queueing.control.schedules import seed_after_migrate
-        from queueing.ledger.transitions import on_task_revoked
+        from queueing.inflight import flush_pending
+        from queueing.ledger.transitions import on_task_received, on_task_revoked
+        from queueing.registry import ON_HEARTBEAT
         from queueing.registry import on_worker_ready as start_heartbeat
         from queueing.registry import on_worker_shutdown as stop_heartbeat
         from queueing.roles import ensure_roles
@@ -19,8 +22,13 @@ class QueueingConfig(AppConfig):
 
         # A malformed queue, rate or throttle declaration stops every process here.
         check_all()
+        # A Redis restart must not stop the workers (see the function).
+        tolerate_kombu_restore_failure()
 
         task_revoked.connect(on_task_revoked, weak=False, dispatch_uid="taskyard-revoked")
+        # Where each message is (queueing/inflight.py): the relay's lost-message repair.
+        task_received.connect(on_task_received, weak=False, dispatch_uid="taskyard-received")
+        ON_HEARTBEAT.append(flush_pending)
         worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="taskyard-paused")
         # After the paused queues were cancelled, so the first heartbeat is already right.
         worker_ready.connect(start_heartbeat, weak=False, dispatch_uid="taskyard-heartbeat")

@@ -5,6 +5,7 @@ published by the ledger."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import redis
@@ -15,6 +16,8 @@ from kombu import Connection
 # row for such a message drops it (the job was deleted or pruned); only unmarked messages
 # (``celery call``, Flower, another service) are adopted.
 LEDGER_HEADER = "taskyard_ledger"
+
+logger = logging.getLogger(__name__)
 
 
 def control_connection() -> Connection:
@@ -95,3 +98,33 @@ class RedisLock:
         """Give the lock up if this owner holds it."""
         if self.holder() == self.owner:
             self.client.delete(self.key)
+
+
+def tolerate_kombu_restore_failure() -> None:
+    """kombu's Redis transport puts a worker's unacknowledged messages back when it closes
+    a channel; on a connection that Redis just dropped, that restore can itself fail
+    (``'NoneType' object has no attribute 'hostname'``, kombu#970/#582 in older forms),
+    and Celery then stops the worker with "Unrecoverable error": a Redis restart kills
+    workers. The restore is only an optimisation here: the relay publishes again the jobs
+    of messages a worker received and did not run (queueing/inflight.py). So a failed
+    restore is logged and the worker reconnects. Idempotent."""
+    from kombu.transport.redis import QoS
+
+    original = QoS.restore_unacked_once
+    if getattr(original, "taskyard_tolerant", False):
+        return
+
+    def restore_unacked_once(self, stderr=None):
+        try:
+            return original(self, stderr)
+        except Exception as exc:
+            logger.warning(
+                "broker connection closed with %d unacknowledged message(s) not put back "
+                "(%r); the relay publishes their jobs again",
+                len(self._delivered),
+                exc,
+            )
+            return None
+
+    restore_unacked_once.taskyard_tolerant = True  # type: ignore[attr-defined]
+    QoS.restore_unacked_once = restore_unacked_once  # type: ignore[method-assign]

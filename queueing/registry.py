@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 from django.conf import settings
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 WORKERS_KEY = "taskyard:workers"
 BEAT_KEY = "taskyard:beat-heartbeat"
 RELAY_KEY = "taskyard:relay-heartbeat"
-WORKER_HEARTBEAT_SECONDS = 5.0
+WORKER_HEARTBEAT_SECONDS = 3.0
 STALE_AFTER_SECONDS = 3 * WORKER_HEARTBEAT_SECONDS
 
 
@@ -123,6 +123,8 @@ class WorkerHeartbeat(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.write()
+                for hook in ON_HEARTBEAT:
+                    hook()
             except Exception as exc:  # Redis down: try again next beat
                 logger.debug("worker heartbeat not written: %r", exc)
             self.stopped.wait(WORKER_HEARTBEAT_SECONDS)
@@ -134,6 +136,9 @@ class WorkerHeartbeat(threading.Thread):
 
 
 _heartbeat: WorkerHeartbeat | None = None
+# Called after each heartbeat written (queueing/apps.py adds the message index's flush of
+# receipts left over from an outage).
+ON_HEARTBEAT: list[Callable[[], None]] = []
 # The queues this worker process was started for (its -Q), noted before a paused queue
 # is cancelled on its consumer (control/pause.py calls started_for()).
 _started_for: set[str] = set()

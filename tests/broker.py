@@ -8,6 +8,7 @@ do to the broker what production sees happen: stop it, and start it again empty.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,7 +34,9 @@ class TestBroker:
         return self.server is not None and self.server.owned
 
     def start(self) -> None:
-        # appendonly off: a restart comes back empty, like a Redis without persistence.
+        # appendonly off: a restart comes back empty, like a Redis without persistence
+        # (no snapshot left by an earlier session's stop_keeping_data either).
+        (_DATA_DIR / "dump.rdb").unlink(missing_ok=True)
         self.server = embedded_redis.start(_DATA_DIR, appendonly=False)
         os.environ["REDIS_URL"] = self.server.url
 
@@ -45,6 +48,18 @@ class TestBroker:
         """Stop the server and start a new one with no data on the same socket."""
         self.require_control()
         self.stop()
+        (_DATA_DIR / "dump.rdb").unlink(missing_ok=True)
+        self.server = embedded_redis.start(_DATA_DIR, appendonly=False)
+
+    def stop_keeping_data(self) -> None:
+        """Save a snapshot and stop, as a Redis with persistence goes down (or a network
+        partition looks): start_again() brings it back with every key it had."""
+        self.require_control()
+        with contextlib.suppress(redis.ConnectionError):  # it closes the connection
+            redis.Redis.from_url(os.environ["REDIS_URL"]).shutdown(save=True)
+        self.server.process.wait(10)
+
+    def start_again(self) -> None:
         self.server = embedded_redis.start(_DATA_DIR, appendonly=False)
 
     def freeze(self) -> None:

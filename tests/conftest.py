@@ -76,17 +76,23 @@ class RelayService:
 
     def __init__(self) -> None:
         self.process: ManagedProcess = start_relay()
+        self._pauses = 0
 
     @contextmanager
     def paused(self):
         """Stop the relay (and free its SQLite leadership lock) for a test that drives
-        relay ticks itself; start a new one afterwards."""
-        self.process.stop()
-        redis.Redis.from_url(settings.REDIS_URL).delete(LOCK_KEY)
+        relay ticks itself; start a new one after the outermost pause ends (a test may
+        pause inside a module that is paused as a whole)."""
+        if self._pauses == 0:
+            self.process.stop()
+            redis.Redis.from_url(settings.REDIS_URL).delete(LOCK_KEY)
+        self._pauses += 1
         try:
             yield
         finally:
-            self.process = start_relay()
+            self._pauses -= 1
+            if self._pauses == 0:
+                self.process = start_relay()
 
     def stop(self) -> None:
         self.process.stop()

@@ -28,8 +28,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from queueing import inflight
 from queueing.broker import LEDGER_HEADER
 from queueing.ledger.keys import concurrency_key_for, fill_key
+from queueing.ledger.outage import OutageLog
 from queueing.ledger.retry import retry_policy_for
 from queueing.ledger.transitions import cancel_waiting
 from queueing.ledger.wake import nudge_relay_if_soon
@@ -485,6 +487,9 @@ class _Publisher:
 _publisher = _Publisher()
 
 
+_outage = OutageLog("publish after commit", logger)
+
+
 def broker_queue_keys(queue: str, *, up_to_priority: int = PRIORITY_MAX) -> list[str]:
     """The Redis lists behind one queue, most urgent first: kombu keeps one list per
     priority step (``queue``, ``queue\\x06\\x161`` ... ``queue\\x06\\x169``), the bare
@@ -503,20 +508,18 @@ def publish(spec: PublishSpec, *, breaker: bool = True) -> None:
     at once while the breaker is open (``breaker=False``: try anyway, as the relay does).
     """
     _publisher.send(spec, breaker=breaker)
+    # Only now is the job's message in the broker (queueing/inflight.py).
+    inflight.mark_sent([spec.job_id])
 
 
 def publish_after_commit(spec: PublishSpec) -> bool:
     """Publish; on failure mark the job unpublished for the relay. Never raises."""
     try:
         publish(spec)
+        _outage.back()
         return True
     except Exception as exc:
-        logger.warning(
-            "job %s (%s): publish after commit failed, the relay will publish it: %r",
-            spec.job_id,
-            spec.task_name,
-            exc,
-        )
+        _outage.failed(spec.job_id, exc)
     try:
         Job.objects.filter(id=spec.job_id, status=JobStatus.QUEUED).update(published_at=None)
     except Exception:

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from queueing import counters as metrics
+from queueing import inflight
 from queueing.ledger.retry import Decision
 from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import (
@@ -188,9 +189,15 @@ def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAt
     """The attempt's row (to save in the outcome's transaction); also counted in the
     metrics once that transaction commits."""
     run_seconds = max(0.0, (now - claim.started_at).total_seconds())
+    done_with = (inflight.reserved_key(inflight.worker_of(claim.owner)), claim.job_id)
     transaction.on_commit(
         lambda: metrics.observe_attempt(
-            claim.queue, claim.task_name, outcome, run_seconds, claim.wait_seconds
+            claim.queue,
+            claim.task_name,
+            outcome,
+            run_seconds,
+            claim.wait_seconds,
+            forget=done_with,
         )
     )
     return JobAttempt(
@@ -524,6 +531,12 @@ class LeaseKeeper:
                 logger.exception("lease renewal failed; retrying in %.1fs", interval)
             finally:
                 connection.close()
+
+
+def on_task_received(sender=None, request=None, **_) -> None:
+    """Celery signal, in the worker's main process: this worker now holds the message."""
+    if request is not None and request.id:
+        inflight.mark_received(request.id, request.hostname or "unknown")
 
 
 def on_task_revoked(sender=None, request=None, terminated=False, expired=False, **_) -> None:

@@ -7,9 +7,16 @@ Each tick (``manage.py relay``, every RELAY_INTERVAL_SECONDS):
 2. promote: ``scheduled`` / ``retrying`` jobs whose run_at has come become ``queued``;
 3. publish: queued jobs with no publish on record (the after-commit publish failed, or
    2. and 1. just made them queued);
-4. recover: queued jobs published long ago whose broker queue is empty (the broker lost
-   them), and every queued job at once when the broker's data was wiped (a Redis restart
-   without persistence: the epoch key we leave in Redis is gone).
+4. recover: every queued job at once when the broker's data was wiped (a Redis restart
+   without persistence: the epoch key we leave in Redis is gone); the jobs a dead worker
+   had received but not started, as soon as its heartbeat goes stale; and any queued job
+   published more than RELAY_REPUBLISH_AFTER_SECONDS ago whose message is neither waiting
+   in the broker nor held by a live worker (queueing/inflight.py keeps that index).
+
+The database steps (reap, promote) never wait on Redis: every broker call has a short
+socket timeout, and after a failure the broker steps are skipped (retried with a backoff)
+while reaping and promoting go on every tick. An outage is logged when it starts, every
+minute while it lasts, and when it ends; never once per job.
 
 Why a daemon and not a beat task every second: the relay is what repairs a broker
 outage, so it must not depend on the broker to be scheduled; and a tight loop needs no
@@ -26,7 +33,6 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -36,7 +42,7 @@ from django.utils import timezone
 from queueing import counters as metrics
 from queueing.broker import RedisLock
 from queueing.control.pause import sync_paused_set
-from queueing.ledger.enqueue import PublishSpec, broker_queue_keys, publish
+from queueing.ledger.enqueue import PublishSpec, publish
 from queueing.ledger.transitions import fingerprint, promote_due, reap_expired
 from queueing.ledger.wake import wait_for_nudge
 from queueing.models import (
@@ -48,28 +54,14 @@ from queueing.models import (
     JobStatus,
 )
 from queueing.registry import RELAY_KEY, beat
+from queueing.relay.recovery import EPOCH_KEY, MessageRecovery
+from queueing.relay.state import BROKER_RETRY_SECONDS, BrokerDown, BrokerWatch, TickReport
 
 logger = logging.getLogger(__name__)
 
-# Redis key whose absence tells the relay the broker lost its data.
-EPOCH_KEY = "taskyard:broker-epoch"
+__all__ = ["EPOCH_KEY", "LOCK_KEY", "BrokerDown", "Relay", "TickReport"]
+
 LOCK_KEY = "taskyard:relay-lock"
-
-
-@dataclass
-class TickReport:
-    reaped: int = 0
-    dead_lost: int = 0
-    promoted: int = 0
-    published: int = 0
-    republished_lost: int = 0
-    publish_failures: int = 0
-    broker_wiped: bool = False
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.reaped or self.promoted or self.published or self.republished_lost)
 
 
 def _skip_locked() -> bool:
@@ -83,15 +75,25 @@ def _locked_batch(queryset, limit: int) -> list:
     return list(queryset[:limit])
 
 
-class Relay:
+class Relay(BrokerWatch, MessageRecovery):
     def __init__(self, redis_client: redis.Redis | None = None) -> None:
+        timeout = settings.RELAY_BROKER_TIMEOUT_SECONDS
         self.redis = redis_client or redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+            settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self.owner = f"relay-{uuid.uuid4().hex[:8]}"
         self._lock = RedisLock(self.redis, LOCK_KEY, self.owner)
         self.batch = settings.RELAY_BATCH_SIZE
         self._paused: set[str] = set()
+        # Broker outage state (monotonic times): when it went, when to try again.
+        self.broker_down_since: float | None = None
+        self._broker_retry_at = 0.0
+        self._broker_backoff = BROKER_RETRY_SECONDS
+        self._outage_reported_at = 0.0
+        self._missing_since: dict[str, float] = {}
+        self._lost_cursor: dt.datetime | None = None
+        self._tidy_at = 0.0
+        self._tidy_cursor = 0
 
     # --- the tick --------------------------------------------------------------------
 
@@ -100,16 +102,25 @@ class Relay:
         if not _skip_locked() and not self._hold_lock():
             return report
         now = timezone.now()
-        try:
-            self._paused = sync_paused_set()
-        except redis.RedisError as exc:
-            report.errors.append(f"broker: {exc!r}")
         self._reap(now, report)
         self._promote(now, report)
-        self._check_broker_epoch(report)
-        self._publish_unpublished(report)
-        if not report.broker_wiped:
-            self._recover_lost(now, report)
+        if not self._broker_usable():
+            report.broker_skipped = True
+            self._report_outage()
+            return report
+        try:
+            self._paused = sync_paused_set()
+            self._check_broker_epoch(report)
+            self._release_dead_workers(report)
+            self._publish_unpublished(report)
+            if not report.broker_wiped:
+                self._recover_lost(now, report)
+            self._tidy_index()
+        except (redis.RedisError, BrokerDown) as exc:
+            report.errors.append(f"broker: {exc!r}")
+            self._broker_failed(exc)
+        else:
+            self._broker_back()
         return report
 
     # --- 1. reap ---------------------------------------------------------------------
@@ -204,7 +215,9 @@ class Relay:
         """Publish each job of ``queryset`` (batch by batch) and stamp published_at.
 
         The stamp is a conditional UPDATE made before the publish, committed right away,
-        so a second relay skips the row; if the publish fails the stamp is taken back."""
+        so a second relay skips the row; if a publish fails, the stamps of that job and of
+        every job of the batch not sent yet are taken back (issue 19: a stamp must mean a
+        message)."""
         while True:
             now = timezone.now()
             with transaction.atomic():
@@ -228,80 +241,48 @@ class Relay:
                     ).update(published_at=now)
                     if claimed:
                         stamped.append(job)
-            for job in stamped:
+            republished = []
+            for sent, job in enumerate(stamped):
                 try:
                     publish(PublishSpec.of(job), breaker=False)
                 except Exception as exc:
+                    # Take back the stamp of this job and of every job of the batch not
+                    # sent yet (only our own stamp: another relay may have restamped), so
+                    # no job stays marked published without a message.
+                    unsent = [other.id for other in stamped[sent:]]
                     report.publish_failures += 1
-                    Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(published_at=None)
-                    logger.warning("job %s: relay publish failed (broker down?): %r", job.id, exc)
-                    return  # the broker is down: the next tick tries again
-                if lost:
-                    report.republished_lost += 1
-                    metrics.count_lost()
-                    logger.warning(
-                        "job %s: republished, its message was lost by the broker", job.id
+                    Job.objects.filter(
+                        id__in=unsent, status=JobStatus.QUEUED, published_at=now
+                    ).update(published_at=None)
+                    logger.info(
+                        "relay: publish failed, %d job(s) left unpublished for a later "
+                        "tick, first %s: %r",
+                        len(unsent),
+                        job.id,
+                        exc,
                     )
+                    raise BrokerDown(repr(exc)) from exc
+                if lost:
+                    republished.append(str(job.id))
                 else:
                     report.published += 1
+            if republished:
+                report.republished_lost += len(republished)
+                metrics.count_lost(len(republished))
+                logger.warning(
+                    "relay: published %d job(s) again whose message was lost (first %s)",
+                    len(republished),
+                    ", ".join(republished[:5]),
+                )
             if len(jobs) < self.batch:
                 return
-
-    # --- 4. recover ------------------------------------------------------------------
-
-    def _check_broker_epoch(self, report: TickReport) -> None:
-        """If Redis lost its data (restarted without persistence, flushed), every queued
-        job's message is gone: mark them all unpublished so step 3 publishes them."""
-        try:
-            created = self.redis.set(EPOCH_KEY, str(timezone.now().timestamp()), nx=True)
-        except redis.RedisError as exc:
-            report.errors.append(f"broker: {exc!r}")
-            return
-        if not created:
-            return
-        # The key is missing: a fresh Redis (first start, or restarted without its data)
-        # or a flushed one. Either way no queued job's message can be in it.
-        report.broker_wiped = True
-        count = Job.objects.filter(status=JobStatus.QUEUED).update(published_at=None)
-        metrics.count_lost(count)
-        if count:
-            logger.warning(
-                "the broker has lost its data (epoch key gone): republishing %s queued jobs",
-                count,
-            )
-
-    def _queue_is_empty(self, queue: str) -> bool:
-        pipe = self.redis.pipeline()
-        for name in broker_queue_keys(queue):
-            pipe.llen(name)
-        return sum(pipe.execute()) == 0
-
-    def _recover_lost(self, now: dt.datetime, report: TickReport) -> None:
-        cutoff = now - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS)
-        stale_queues = (
-            Job.objects.filter(status=JobStatus.QUEUED, published_at__lt=cutoff)
-            .values_list("queue", flat=True)
-            .distinct()
-        )
-        for queue in list(stale_queues):
-            if queue in self._paused:
-                continue
-            try:
-                if not self._queue_is_empty(queue):
-                    continue  # messages are waiting: ours are among them
-            except redis.RedisError as exc:
-                report.errors.append(f"broker: {exc!r}")
-                return
-            self._publish_where(
-                Job.objects.filter(status=JobStatus.QUEUED, queue=queue, published_at__lt=cutoff),
-                report,
-                lost=True,
-            )
 
     # --- running ---------------------------------------------------------------------
 
     def _hold_lock(self) -> bool:
         """SQLite: one relay at a time (a lock that expires if its holder dies)."""
+        if self.broker_down_since is not None:
+            return True  # as below: no lock without a broker, and no publishing either
         try:
             return self._lock.hold(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5))
         except redis.RedisError:
@@ -369,4 +350,7 @@ class Relay:
             if report.published >= self.batch or report.promoted >= self.batch:
                 continue
             # Sleep until then, unless someone schedules a job due sooner (queueing.ledger.wake).
-            wait_for_nudge(self.redis, wake - time.monotonic())
+            if self.broker_down_since is None:
+                wait_for_nudge(self.redis, wake - time.monotonic())
+            else:
+                time.sleep(max(0.0, wake - time.monotonic()))

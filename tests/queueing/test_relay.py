@@ -17,10 +17,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import queueing
+from queueing import inflight
 from queueing.ledger.enqueue import broker_queue_keys
 from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
-from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, Relay
+from queueing.registry import WORKERS_KEY
+from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, BrokerDown, Relay, TickReport
 from tests.harness import start_relay, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,20 +138,56 @@ def test_a_broker_that_lost_its_data_gets_every_queued_job_again(broker_client):
     assert sorted(messages(broker_client)) == sorted(ids)
 
 
-def test_stale_publish_is_repeated_only_when_the_queue_is_empty(broker_client):
-    (job_id,) = unpublished_jobs(1)
+def published_long_ago(ids: list[str]) -> None:
     long_ago = timezone.now() - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS + 5)
-    Job.objects.filter(id=job_id).update(published_at=long_ago)
-    broker_client.rpush(QUEUE, json.dumps({"headers": {"id": "someone-else"}}))
+    Job.objects.filter(id__in=ids).update(published_at=long_ago)
 
+
+def test_a_lost_message_is_published_again_even_while_other_messages_wait(broker_client):
+    """Issue 19: the repair used to wait for an empty queue, which under steady load never
+    comes. Now the index of messages (queueing/inflight.py) says which one is missing."""
+    waiting, lost = unpublished_jobs(2)
+    relay = Relay()
+    relay.tick()  # both published, both indexed as waiting in the broker
+    assert sorted(messages(broker_client)) == sorted([waiting, lost])
+    broker_client.delete(*broker_queue_keys(QUEUE))
+    broker_client.rpush(QUEUE, json.dumps({"headers": {"id": waiting}}))  # only one survives
+    broker_client.srem(inflight.SENT_KEY, lost)
+    published_long_ago([waiting, lost])
+
+    report = relay.tick()
+
+    assert report.republished_lost == 1
+    assert sorted(messages(broker_client)) == sorted([waiting, lost])
+    assert relay.tick().republished_lost == 0  # indexed again: not lost twice
+
+
+def test_a_message_held_by_a_live_worker_is_not_lost_and_a_dead_workers_is(broker_client):
+    held, dropped = unpublished_jobs(2)
     relay = Relay()
     relay.tick()
-    assert messages(broker_client) == ["someone-else"]  # messages wait: ours is among them
-
-    broker_client.delete(*broker_queue_keys(QUEUE))
-    report = relay.tick()
-    assert report.republished_lost == 1
-    assert messages(broker_client) == [job_id]
+    broker_client.delete(*broker_queue_keys(QUEUE))  # both taken off the broker...
+    inflight.mark_received(held, "celery@alive")  # ...by a worker with a heartbeat
+    inflight.mark_received(dropped, "celery@gone")  # ...by one without
+    broker_client.hset(WORKERS_KEY, "celery@alive", json.dumps({"queues": [], "at": time.time()}))
+    try:
+        published_long_ago([held, dropped])
+        wait_until(
+            lambda: relay.tick().released_from_dead_workers == 1,
+            timeout=5,
+            message="the dead worker's job released",
+        )
+        assert messages(broker_client) == [dropped]  # published again, once
+        assert relay.tick().republished_lost == 0  # the live worker's is where it should be
+        assert not broker_client.exists(inflight.reserved_key("celery@gone"))
+        # A live worker that received a job long ago and never started it lost it (its
+        # consumer reconnected after a broker outage): published again.
+        broker_client.zadd(inflight.reserved_key("celery@alive"), {held: time.time() - 60})
+        assert relay.tick().republished_lost == 1
+        assert sorted(messages(broker_client)) == sorted([dropped, held])
+    finally:
+        broker_client.hdel(WORKERS_KEY, "celery@alive")
+        broker_client.delete(inflight.reserved_key("celery@alive"))
 
 
 def expire_lease(job_id) -> None:
@@ -221,3 +259,18 @@ def test_a_delayed_job_is_published_when_due_not_at_the_next_tick(relay, broker_
     job.refresh_from_db()
     lateness = (job.published_at - job.run_at).total_seconds()
     assert 0 <= lateness < 0.5, f"published {lateness:.2f} s after it was due"
+
+
+def test_a_failed_publish_leaves_no_job_of_the_batch_marked_published(broker, broker_client):
+    """Issue 19: with the broker down, a tick used to take back the stamp of the first job
+    only, leaving the rest of the batch marked published with no message."""
+    ids = unpublished_jobs(30)
+    relay, report = Relay(), TickReport()
+    broker.stop()  # between the stamps and the publishes of the batch
+    try:
+        with pytest.raises(BrokerDown):
+            relay._publish_unpublished(report)
+        assert report.publish_failures == 1
+        assert Job.objects.filter(id__in=ids, published_at__isnull=False).count() == 0
+    finally:
+        broker.restart_empty()
