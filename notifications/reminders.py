@@ -95,9 +95,14 @@ def schedule_reminders(booking: Booking, now: dt.datetime | None = None) -> list
                 "scheduled_for": booking.scheduled_for.isoformat(),
             }
             key = reminder_key(booking.id, offset)
-            options = {"queue": settings.NOTIFICATIONS_QUEUE, "run_at": due}
+            queue = settings.NOTIFICATIONS_QUEUE
             job = queueing.enqueue(
-                send_reminder, kwargs=kwargs, unique_key=key, on_conflict="replace", **options
+                send_reminder,
+                kwargs=kwargs,
+                queue=queue,
+                run_at=due,
+                unique_key=key,
+                on_conflict="replace",
             )
             if job.kwargs.get("scheduled_for") != kwargs["scheduled_for"]:
                 # The key's holder is running right now, for the old time (it will find
@@ -106,8 +111,9 @@ def schedule_reminders(booking: Booking, now: dt.datetime | None = None) -> list
                 job = queueing.enqueue(
                     send_reminder,
                     kwargs=kwargs,
+                    queue=queue,
+                    run_at=due,
                     unique_key=f"{key}:{int(booking.scheduled_for.timestamp())}",
-                    **options,
                 )
             status, job_id, note = ReminderStatus.SCHEDULED, job.id, ""
         reminder, _ = Reminder.objects.update_or_create(
