@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst
 
 bench-outages: $(VENV)/.installed-dev ## Drain after a Redis outage: back with its data vs back empty (BENCH_ARGS="--jobs 1000")
 	env -u REDIS_URL $(PY) bench/outages.py $(BENCH_ARGS)
+
+bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at 2 s/10 s + a 300-stop day (BENCH_ARGS="--limits 2")
+	$(PY) bench/vrp.py $(BENCH_ARGS)
+
+bench-billing: $(VENV)/.installed-dev ## Monthly billing run of 10,000 customers: run time, invoices/s, worker memory (BENCH_ARGS="--customers 2000")
+	$(PY) bench/billing.py $(BENCH_ARGS)
+
+bench-backups: $(VENV)/.installed-dev ## Backup, verification, restore and upkeep times with 500,000 jobs (BENCH_ARGS="--jobs 100000")
+	$(PY) bench/backups.py $(BENCH_ARGS)
 
 bench-notifications: $(VENV)/.installed-dev ## 10,000 SMS against a Twilio fake limited to 10/s: each sent once, none dead (BENCH_ARGS="--recipients 2000")
 	$(PY) bench/notifications.py $(BENCH_ARGS)

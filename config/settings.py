@@ -266,6 +266,54 @@ CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
 # A pool process that leaks memory is replaced after this many KiB resident.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 
+# --- billing ---
+# Billing (billing/, docs/billing.md). Stripe's secret key: the real one in production
+# (with STRIPE_WEBHOOK_SECRET); in DEBUG without it, a test key the local fake accepts.
+BILLING_STRIPE_API_KEY = env_str(
+    "STRIPE_API_KEY", "sk_test_taskyard_development_only" if DEBUG else ""
+)
+# Who tells customers about reminders and receipts: a class implementing
+# billing.notify.Notifier (the notifications app can point this at its sender).
+BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "billing.notify.EmailNotifier")
+# Payment reminders, in days from the due date (negative: before), sent at this hour of
+# the business time zone. Paying cancels the ones not sent yet.
+try:
+    BILLING_REMINDER_OFFSETS_DAYS = [
+        int(day) for day in env_list("BILLING_REMINDER_OFFSETS_DAYS", ["-3", "0", "7"])
+    ]
+except ValueError:
+    raise ImproperlyConfigured(
+        "BILLING_REMINDER_OFFSETS_DAYS: comma-separated whole days, e.g. -3,0,7"
+    ) from None
+BILLING_REMINDER_HOUR = env_int("BILLING_REMINDER_HOUR", 9, minimum=0)
+if BILLING_REMINDER_HOUR > 23:
+    raise ImproperlyConfigured("BILLING_REMINDER_HOUR: an hour of the day, 0-23")
+# Render each invoice's PDF when it is issued (20 a minute: a 10,000-customer run takes
+# over 8 hours of PDFs). Off: rendered when first downloaded.
+BILLING_PDF_ON_ISSUE = env_bool("BILLING_PDF_ON_ISSUE", True)
+BILLING_COMPANY_NAME = env_str("BILLING_COMPANY_NAME", "Taskyard Waste Collection")
+
+# --- maintenance: backups and database upkeep (docs/operations.md) ---
+# `manage.py backup` and the nightly job write here: one file per backup and, beside it,
+# a JSON manifest with its row counts and the queue configuration of that moment.
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups"))).resolve()
+# Rotation: the newest backup of each of the last N days, ISO weeks and months that have
+# one (restic's keep-daily/-weekly/-monthly; a year of monthlies covers an annual audit),
+# and every backup of the last `within_hours` (a manual one beside the night's).
+BACKUP_KEEP = {
+    "daily": env_int("BACKUP_KEEP_DAILY", 7, minimum=1),
+    "weekly": env_int("BACKUP_KEEP_WEEKLY", 4, minimum=0),
+    "monthly": env_int("BACKUP_KEEP_MONTHLY", 12, minimum=0),
+    "within_hours": env_int("BACKUP_KEEP_WITHIN_HOURS", 24, minimum=0),
+}
+# PostgreSQL client programs (custom-format dump, restore); the server's major version
+# or newer. The password reaches them through PGPASSWORD, never the command line.
+BACKUP_PG_DUMP = env_str("BACKUP_PG_DUMP", "pg_dump")
+BACKUP_PG_RESTORE = env_str("BACKUP_PG_RESTORE", "pg_restore")
+# The nightly backup runs at 00:30 UTC; older than this, the newest verified backup is
+# reported stale (maintenance.backups.health).
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
+
 # --- notifications ---------------------------------------------------------------------
 # Email, SMS, Web Push and outbound webhooks (notifications/, docs/notifications.md).
 # The queue its jobs go to (a deployment may give notifications a worker group of its own).
@@ -347,6 +395,7 @@ TASKYARD_DEFAULT_PRIORITY = 5
 TASKYARD_RATE_LIMITS = {
     "sendgrid": "100/m",  # seed design: SendGrid plan limit
     "twilio": "1/s",  # seed design: one SMS per second per sender number
+    "billing-pdf": "20/m",  # seed design: invoice and receipt PDFs, 20 a minute
     # notifications: one named limit per channel (seed design: email 100/min, the
     # other notifications 200/min).
     "notifications.email": env_str("NOTIFICATIONS_RATE_EMAIL", "100/m"),

@@ -133,7 +133,41 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
         findings.extend(_queue_findings(queue, data, limits))
     findings.extend(_throughput_findings(attempts, backlog, paused, limits))
     findings.extend(_budget_findings())
+    findings.extend(app_findings(now))
     return findings
+
+
+def app_findings(now: dt.datetime) -> list[Finding]:
+    """Alerts an app raises about itself: each installed app's ``alerts.py`` may define
+    ``findings(now)`` returning dicts with kind, queue (the thing it is about), severity
+    ("warning" or "critical"), message, and optionally value and threshold. They open,
+    escalate, notify, take answers and resolve like the platform's own (maintenance's
+    failed or stale backups, for one). A source that raises is logged and skipped."""
+    from queueing.discovery import app_modules
+
+    found: list[Finding] = []
+    for config, module in app_modules("alerts"):
+        source = getattr(module, "findings", None)
+        if config.name == "queueing" or not callable(source):
+            continue
+        try:
+            for item in source(now):
+                severity = item["severity"]
+                if severity not in SEVERITY_RANK:
+                    raise ValueError(f"severity {severity!r} is not warning or critical")
+                found.append(
+                    Finding(
+                        str(item["kind"]),
+                        str(item.get("queue") or config.label),
+                        severity,
+                        float(item.get("value") or 0.0),
+                        float(item.get("threshold") or 0.0),
+                        str(item["message"]),
+                    )
+                )
+        except Exception:
+            logger.exception("alerts: %s/alerts.py findings() failed; skipped", config.name)
+    return found
 
 
 def _throughput_findings(

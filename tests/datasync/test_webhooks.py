@@ -25,7 +25,7 @@ from tests.sideeffects.models import SideEffect
 STRIPE_SECRET = settings.WEBHOOK_SOURCES["stripe"]["secret"]
 
 
-def stripe_event(event_type: str = "payment_intent.succeeded", intent: str | None = None) -> dict:
+def stripe_event(event_type: str = "payment_intent.created", intent: str | None = None) -> dict:
     return stripe_fake.build_event(
         event_type, {"id": intent or f"pi_{uuid.uuid4().hex[:12]}", "object": "payment_intent"}
     )
@@ -71,7 +71,7 @@ def test_a_signed_event_is_accepted_stored_and_processed_once(celery_worker):
     assert (stored.source, stored.event_id, stored.event_type) == (
         "stripe",
         event["id"],
-        "payment_intent.succeeded",
+        "payment_intent.created",
     )
     assert "Stripe-Signature" in stored.headers
     job = Job.objects.get(id=stored.job_id)
@@ -192,7 +192,7 @@ def test_stripe_fake_delivers_a_signed_event_end_to_end(live_server, celery_work
         params = {"amount": 1200, "currency": "eur", "payment_method": "pm_card_visa"}
         intent = client.v1.payment_intents.create(params={**params, "confirm": True})
         event = wait_until(
-            lambda: WebhookEvent.objects.filter(event_type="payment_intent.succeeded").first(),
+            lambda: WebhookEvent.objects.filter(event_type="payment_intent.created").first(),
             timeout=10,
             message="the fake's signed event stored",
         )

@@ -8,7 +8,8 @@ from datasync.inbound import handles
 from tests.sideeffects.models import SideEffect
 
 
-@handles("stripe", "payment_intent.succeeded")
+# payment_intent.created: billing handles succeeded/payment_failed (one handler per type).
+@handles("stripe", "payment_intent.created")
 def record_payment(event: Any) -> str:
     """Leave one row per processing, so a test counts how often an event was handled."""
     intent = event.payload["data"]["object"]

@@ -1,0 +1,128 @@
+"""The billing run: one job per customer and period, then per invoice its follow-ups
+(charge, PDF, reminders), each enqueued in the transaction that issues the invoice.
+
+Why a rerun or a second beat bills nobody twice: the per-customer job's unique key
+(``billing:<customer>:<period>``) merges duplicates while one is active, the run skips
+customers already invoiced for the period, and the (customer, period) unique constraint
+on Invoice refuses a second invoice whatever else happens. docs/billing.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+
+from billing import documents, reminders, services
+from billing.models import BillingRun, Customer, Invoice
+from queueing import Job, JobStatus, enqueue
+
+log = logging.getLogger(__name__)
+
+BILL_TASK = "billing.bill_customer"
+# A dry run answers with at most this many invoices (and the count of all of them): a
+# preview of 10,000 customers would be a response of many megabytes.
+DRY_RUN_MAX_INVOICES = 200
+
+
+def _scope(period_label: str, customer_code: str) -> tuple[Any, Any]:
+    period = services.get_period(period_label)
+    customers = services.billable_customers(period)
+    if customer_code:
+        customers = customers.filter(code=customer_code)
+        if not customers.exists() and not Customer.objects.filter(code=customer_code).exists():
+            raise services.BillingError(f"no customer {customer_code!r}")
+    return period, customers
+
+
+def preview(period: str, customer_code: str = "") -> dict[str, Any]:
+    """The invoices a run would issue now (customers already invoiced are left out);
+    writes nothing but the period row."""
+    label = services.resolve_period_label(period)
+    billing_period, customers = _scope(label, customer_code)
+    pending = customers.exclude(invoices__period=billing_period)
+    drafts: list[dict[str, Any]] = []
+    count = 0
+    for customer in pending.iterator(chunk_size=500):
+        draft = services.draft_invoice(customer, billing_period)
+        if not draft.lines:
+            continue
+        count += 1
+        if len(drafts) < DRY_RUN_MAX_INVOICES:
+            drafts.append(draft.as_json())
+    return {
+        "dry_run": True,
+        "period": label,
+        "count": count,
+        "truncated": count > len(drafts),
+        "invoices": drafts,
+    }
+
+
+def start(period: str, customer_code: str = "", job_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """Record the run and enqueue one billing job per customer not invoiced yet. Call in
+    the run job's transaction (atomic): the run and its jobs commit together."""
+    label = services.resolve_period_label(period)
+    billing_period, customers = _scope(label, customer_code)
+    run = BillingRun.objects.create(
+        period=billing_period,
+        customer=Customer.objects.filter(code=customer_code).first() if customer_code else None,
+        job_id=job_id,
+    )
+    pending = customers.exclude(invoices__period=billing_period).values_list("id", flat=True)
+    enqueued = 0
+    for customer_id in pending.iterator(chunk_size=1000):
+        enqueue(BILL_TASK, kwargs={"customer_id": customer_id, "period": label, "run_id": run.id})
+        enqueued += 1
+    BillingRun.objects.filter(id=run.id).update(customers_enqueued=enqueued)
+    log.info("billing run %s of %s: %s customers enqueued", run.id, label, enqueued)
+    return {"run": run.id, "period": label, "customers": enqueued}
+
+
+def bill(customer_id: int, period: str, run_id: int | None = None) -> dict[str, Any]:
+    """Issue one customer's invoice for ``period`` and enqueue its charge, PDF and
+    reminders (in the caller's transaction). A customer already invoiced: nothing new."""
+    customer = Customer.objects.filter(id=customer_id).first()
+    if customer is None:
+        return {"skipped": "no such customer"}
+    billing_period = services.get_period(period)
+    run = BillingRun.objects.filter(id=run_id).first() if run_id else None
+    invoice, created = services.issue_invoice(customer, billing_period, run=run)
+    if invoice is None:
+        return {"skipped": "nothing to bill"}
+    if created:
+        if invoice.total > 0:
+            enqueue("billing.charge_invoice", kwargs={"invoice_id": invoice.id})
+        if settings.BILLING_PDF_ON_ISSUE:
+            documents.request(invoice.id, "invoice")
+        reminders.schedule(invoice)
+    return {"invoice": invoice.number, "total": str(invoice.total), "created": created}
+
+
+def summary(run: BillingRun) -> dict[str, Any]:
+    """What the admin's billing-run page shows: customers, invoices and totals per
+    currency, and the customers whose job failed (dead) or is still waiting."""
+    invoices = Invoice.objects.filter(run=run)
+    totals = list(
+        invoices.values("currency")
+        .annotate(count=Count("id"), total=Sum("total"))
+        .order_by("currency")
+    )
+    jobs = Job.objects.filter(task_name=BILL_TASK, kwargs__run_id=run.id)
+    failed = list(
+        jobs.filter(status=JobStatus.DEAD).values_list("kwargs", "last_error_message")[:100]
+    )
+    return {
+        "customers": run.customers_enqueued,
+        "invoices": invoices.count(),
+        "totals": totals,
+        "waiting": jobs.filter(
+            ~Q(status__in=[JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED])
+        ).count(),
+        "failed": [
+            {"customer_id": kwargs.get("customer_id"), "error": error} for kwargs, error in failed
+        ],
+    }

@@ -1,0 +1,354 @@
+"""Route optimisation as plain functions: snapshot, cache, solve, store (no Celery here).
+
+`optimize` is what the job runs. One run row per job (keyed by the job id), so a job
+that runs again after its worker died reuses its run instead of adding a second one; the
+plan is written in one transaction guarded by the job's lease (`guard`), so a worker
+that lost its lease cannot write over the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from routing import snapshot as snap
+from routing.models import (
+    Depot,
+    Facility,
+    OptimizationRun,
+    Route,
+    RouteVisit,
+    RunStatus,
+    ServicePoint,
+    Vehicle,
+    VisitKind,
+)
+from routing.solver import COST_UNIT, InfeasibleProblem, Plan, Problem, solve
+from routing.solver.baseline import Baseline, baseline
+
+logger = logging.getLogger(__name__)
+
+# The result cache: the same input snapshot and parameters within this window return
+# the stored plan without solving (issue 13: "cached for an hour").
+RESULT_CACHE_SECONDS = 3600
+
+
+class OptimizationFailed(Exception):
+    """The run cannot produce a plan (impossible instance, no stops); recorded on the run."""
+
+
+def parameters_of(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "time_limit": float(kwargs.get("time_limit", 10.0)),
+        "seed": int(kwargs.get("seed", 0)),
+        "matrix": kwargs.get("matrix", "offline"),
+    }
+
+
+def build_snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.get("problem"):
+        return snap.from_inline(kwargs["problem"])
+    try:
+        return snap.from_tables(dt.date.fromisoformat(kwargs["day"]), kwargs["depot"])
+    except Depot.DoesNotExist:
+        raise OptimizationFailed(
+            f"no depot {kwargs['depot']!r} (deleted since the request?)"
+        ) from None
+
+
+def optimize(
+    job_id: str | None,
+    kwargs: dict[str, Any],
+    progress: Callable[[float], Any] | None = None,
+    guard: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> OptimizationRun:
+    """Plan the routes `kwargs` describe (the job's contract) and store them on a run.
+
+    Returns the finished run (succeeded, or served from the result cache). Raises
+    OptimizationFailed, after marking the run failed, when no plan can exist.
+    """
+    snapshot = build_snapshot(kwargs)
+    parameters = parameters_of(kwargs)
+    digest = snap.input_hash(snapshot, parameters)
+    run = _claim_run(job_id, kwargs, snapshot, parameters, digest)
+    if run.status == RunStatus.SUCCEEDED:
+        return run  # this job already finished it (a redelivery)
+    source = cached_run(digest, exclude=run.pk)
+    if source is not None:
+        return _copy_plan(run, source, guard)
+    if not snapshot["stops"]:
+        return _fail(run, "no service points to plan (none due that day at that depot)", [])
+    try:
+        problem = snap.to_problem(snapshot, _provider_matrix(snapshot, parameters))
+        base = compare_with(problem, snapshot["current"])
+
+        def report(fraction: float, cost: int | None) -> bool:
+            percent = round(100 * fraction, 1)
+            OptimizationRun.objects.filter(pk=run.pk).update(progress=percent)
+            if progress is not None:
+                progress(percent)
+            return not (should_stop and should_stop())
+
+        plan = solve(problem, parameters["time_limit"], parameters["seed"], progress=report)
+    except InfeasibleProblem as exc:
+        dropped = [{"stop": s, "reason": ", ".join(exc.constraints)} for s in exc.stop_ids]
+        return _fail(run, str(exc), dropped)
+    return _store_plan(run, snapshot, plan, base.__dict__, base.improvement(plan.cost), guard)
+
+
+def compare_with(problem: Problem, current: dict[str, list[str]]) -> Baseline:
+    """The baseline: today's order when it is recorded and feasible, else nearest neighbour
+    (an infeasible current order would flatter the plan)."""
+    if current:
+        steps = [
+            (vehicle, [("stop", stop) for stop in stops]) for vehicle, stops in current.items()
+        ]
+        base = baseline(problem, steps)
+        if base.feasible:
+            return base
+    return baseline(problem)
+
+
+def cached_run(digest: str, exclude: int | None = None) -> OptimizationRun | None:
+    """A succeeded run of the same input within the cache window (its own solve, not a copy)."""
+    fresh = timezone.now() - dt.timedelta(seconds=RESULT_CACHE_SECONDS)
+    runs = OptimizationRun.objects.filter(
+        input_hash=digest,
+        status=RunStatus.SUCCEEDED,
+        finished_at__gte=fresh,
+        cached_from__isnull=True,
+    )
+    if exclude is not None:
+        runs = runs.exclude(pk=exclude)
+    return runs.order_by("-finished_at").first()
+
+
+def _claim_run(
+    job_id: str | None,
+    kwargs: dict[str, Any],
+    snapshot: dict[str, Any],
+    parameters: dict[str, Any],
+    digest: str,
+) -> OptimizationRun:
+    depot = Depot.objects.filter(code=kwargs.get("depot")).first() if kwargs.get("depot") else None
+    fields = {
+        "day": kwargs.get("day"),
+        "depot": depot,
+        "input_snapshot": snapshot,
+        "input_hash": digest,
+        "parameters": parameters,
+        "stats": {"worker_pid": os.getpid()},
+    }
+    if job_id is None:
+        return OptimizationRun.objects.create(**fields)
+    run, created = OptimizationRun.objects.get_or_create(job_id=job_id, defaults=fields)
+    if not created and run.status != RunStatus.SUCCEEDED:
+        logger.info("routing run %s: job %s runs again, reusing its run", run.pk, job_id)
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.RUNNING, progress=0, error="", **fields
+        )
+        run.refresh_from_db()
+    return run
+
+
+def _fail(run: OptimizationRun, error: str, dropped: list[dict[str, str]]) -> OptimizationRun:
+    logger.warning("routing run %s (job %s) failed: %s", run.pk, run.job_id, error)
+    OptimizationRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED, error=error, dropped=dropped, finished_at=timezone.now()
+    )
+    raise OptimizationFailed(error)
+
+
+def _time(seconds: int) -> dt.time:
+    seconds = max(0, min(seconds, 24 * 3600 - 1))
+    return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def _load(values: tuple[int, ...], dims: list[str]) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for name, value in zip(dims, values, strict=True):
+        if name == "litres":
+            out["m3"] = round(value / snap.LITRES_PER_M3, 3)
+        else:
+            out[name] = value
+    return out
+
+
+def _store_plan(
+    run: OptimizationRun,
+    snapshot: dict[str, Any],
+    plan: Plan,
+    base: dict[str, Any],
+    improvement: float,
+    guard: Callable[[], None] | None,
+) -> OptimizationRun:
+    coords = {
+        item["id"]: (item["lat"], item["lon"])
+        for kind in ("facilities", "stops")
+        for item in snapshot[kind]
+    }
+    dims = snapshot["dimensions"]
+    points = {
+        p.code: p
+        for p in ServicePoint.objects.filter(code__in=[s["id"] for s in snapshot["stops"]])
+    }
+    facilities = {f.code: f for f in Facility.objects.filter(code__in=list(coords))}
+    vehicles = {
+        v.code: v for v in Vehicle.objects.filter(code__in=[r.vehicle_id for r in plan.routes])
+    }
+    with transaction.atomic():
+        if guard is not None:
+            guard()  # still ours? (LeaseLost otherwise: nothing is written)
+        Route.objects.filter(run=run).delete()
+        for number, r in enumerate(plan.routes, 1):
+            route = Route.objects.create(
+                run=run,
+                vehicle=vehicles.get(r.vehicle_id),
+                vehicle_code=r.vehicle_id,
+                number=number,
+                start=_time(r.start),
+                end=_time(r.end),
+                distance_m=r.distance,
+                duration_s=r.duration,
+                stops=len(r.stop_ids),
+                reloads=r.reloads,
+            )
+            RouteVisit.objects.bulk_create(
+                RouteVisit(
+                    route=route,
+                    order=order,
+                    kind=VisitKind.STOP if v.kind == "stop" else VisitKind.RELOAD,
+                    code=v.id,
+                    service_point=points.get(v.id) if v.kind == "stop" else None,
+                    facility=facilities.get(v.id) if v.kind == "reload" else None,
+                    lat=coords[v.id][0],
+                    lon=coords[v.id][1],
+                    eta=_time(v.arrival),
+                    service_start=_time(v.start),
+                    departure=_time(v.departure),
+                    load_on_arrival=_load(v.load_on_arrival, dims),
+                )
+                for order, v in enumerate(r.visits, 1)
+            )
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED,
+            progress=100,
+            objective=plan.cost,
+            cost=(Decimal(plan.cost) / COST_UNIT).quantize(Decimal("0.01")),
+            distance_m=plan.distance,
+            duration_s=plan.duration,
+            baseline=base,
+            improvement_pct=Decimal(str(round(improvement, 2))),
+            stats={**run.stats, **plan.stats, "cache_hit": False},
+            dropped=[
+                {"stop": s, "reason": "optional: cheaper to skip (prize)"} for s in plan.dropped
+            ],
+            finished_at=timezone.now(),
+        )
+    run.refresh_from_db()
+    logger.info(
+        "routing run %s (job %s): %s routes, cost %s",
+        run.pk,
+        run.job_id,
+        len(plan.routes),
+        run.cost,
+    )
+    return run
+
+
+def _copy_plan(
+    run: OptimizationRun, source: OptimizationRun, guard: Callable[[], None] | None
+) -> OptimizationRun:
+    """Serve `run` from the result cache: the source's plan, copied, without solving."""
+    with transaction.atomic():
+        if guard is not None:
+            guard()
+        Route.objects.filter(run=run).delete()
+        for old in source.routes.prefetch_related("visits"):
+            visits = list(old.visits.all())
+            old.pk = None
+            old.run = run
+            old.save()
+            for v in visits:
+                v.pk = None
+                v.route = old
+            RouteVisit.objects.bulk_create(visits)
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED,
+            progress=100,
+            objective=source.objective,
+            cost=source.cost,
+            distance_m=source.distance_m,
+            duration_s=source.duration_s,
+            baseline=source.baseline,
+            improvement_pct=source.improvement_pct,
+            stats={**source.stats, "cache_hit": True, "worker_pid": os.getpid()},
+            dropped=source.dropped,
+            cached_from=source,
+            finished_at=timezone.now(),
+        )
+    run.refresh_from_db()
+    logger.info(
+        "routing run %s (job %s): served from the cache of run %s", run.pk, run.job_id, source.pk
+    )
+    return run
+
+
+def _provider_matrix(snapshot: dict[str, Any], parameters: dict[str, Any]) -> Any:
+    if parameters["matrix"] != "osrm":
+        return None
+    from routing.osrm import osrm_matrix
+
+    return osrm_matrix(snap.points_of(snapshot))
+
+
+def run_summary(run: OptimizationRun) -> dict[str, Any]:
+    """What the API and the job's result say about a run."""
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "progress": run.progress,
+        "cost": str(run.cost) if run.cost is not None else None,
+        "distance_km": round(run.distance_m / 1000, 2) if run.distance_m is not None else None,
+        "duration_h": round(run.duration_s / 3600, 2) if run.duration_s is not None else None,
+        "improvement_pct": str(run.improvement_pct) if run.improvement_pct is not None else None,
+        "cache_hit": bool(run.cached_from_id),
+        "dropped": run.dropped,
+        "error": run.error,
+    }
+
+
+def business_today() -> dt.date:
+    """Today in the business's time zone (settings.BUSINESS_TIME_ZONE)."""
+    from zoneinfo import ZoneInfo
+
+    from django.conf import settings
+
+    zone = getattr(settings, "BUSINESS_TIME_ZONE", None) or settings.TIME_ZONE
+    return timezone.now().astimezone(ZoneInfo(str(zone))).date()
+
+
+def enqueue_day(day: dt.date, time_limit: float) -> list[str]:
+    """One optimisation job per depot with pickups that day; the depots' codes."""
+    from routing.tasks import optimize_routes
+
+    depots = (
+        Depot.objects.filter(
+            service_points__active=True, service_points__pickup_weekday=day.weekday()
+        )
+        .distinct()
+        .order_by("code")
+    )
+    codes = []
+    for depot in depots:
+        optimize_routes.delay(day=day.isoformat(), depot=depot.code, time_limit=time_limit)
+        codes.append(depot.code)
+    return codes

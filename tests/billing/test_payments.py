@@ -1,0 +1,192 @@
+"""Charging through stripe-python against the Stripe fake (in this process), what each
+Stripe answer means for the retry policy, the webhook handler, reminders and receipts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+import stripe
+from django.core import mail
+
+from billing import payments, reminders, runs, services
+from billing.models import InvoiceStatus, Payment, PaymentStatus, Reminder, ReminderStatus
+from billing.notify import BillingMessage
+from devstack.fakes import stripe as stripe_fake
+from queueing import Job, ProviderDeferred
+from queueing.ledger.retry import FailureKind, classify
+from tests.billing import factories
+from tests.factories import forget_provider
+
+
+@pytest.fixture
+def fake(settings):
+    """A Stripe fake in this process, and this process's settings pointed at it."""
+    forget_provider("stripe")
+    with stripe_fake.serve() as server:
+        stripe_spec = {**settings.TASKYARD_PROVIDERS["stripe"], "base_url": server.url}
+        settings.TASKYARD_PROVIDERS = {**settings.TASKYARD_PROVIDERS, "stripe": stripe_spec}
+        yield server
+    forget_provider("stripe")
+
+
+def invoice_for(method: str = "pm_card_visa"):
+    factories.tax_rule()
+    owner = factories.customer(stripe_payment_method=method)
+    deal = factories.contract(owner)
+    factories.pickups(deal, factories.weekly(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    result = runs.bill(owner.id, "2026-11")
+    return owner.invoices.get(number=result["invoice"])
+
+
+def event_of(fake, event_type: str) -> dict:
+    return next(e for e in reversed(fake.events) if e["type"] == event_type)["data"]["object"]
+
+
+@pytest.mark.django_db
+def test_a_charge_is_one_payment_intent_whatever_the_retries(fake):
+    invoice = invoice_for()
+    first = payments.charge(invoice)
+    again = payments.charge(invoice)  # a duplicated or retried job
+    assert first["intent"] == again["intent"]
+    assert len(fake.payment_intents) == 1
+    intent = fake.payment_intents[first["intent"]]
+    assert intent["amount"] == int(invoice.total * 100) and intent["currency"] == "eur"
+    assert intent["metadata"]["invoice"] == invoice.number
+    replayed = [r for r in fake.requests if r.route == "payment_intents.create"]
+    assert [r.header("Idempotency-Key") for r in replayed] == [f"taskyard-{invoice.number}-1"] * 2
+    # The answer is not the outcome: only the webhook marks the invoice paid.
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.PROCESSING
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED
+
+
+@pytest.mark.django_db
+def test_the_webhook_pays_the_invoice_cancels_reminders_and_sends_a_receipt_once(fake):
+    invoice = invoice_for()
+    assert invoice.reminders.filter(status=ReminderStatus.SCHEDULED).count() == 3
+    payments.charge(invoice)
+    succeeded = event_of(fake, "payment_intent.succeeded")
+    assert payments.record_intent_event("payment_intent.succeeded", succeeded) == "succeeded"
+    assert (
+        payments.record_intent_event("payment_intent.succeeded", succeeded) == "already succeeded"
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and invoice.paid_at is not None
+    assert set(invoice.reminders.values_list("status", flat=True)) == {ReminderStatus.CANCELLED}
+    assert Job.objects.filter(task_name="billing.send_receipt").count() == 1
+    assert (
+        Job.objects.filter(task_name="billing.render_document", kwargs__kind="receipt").count() == 1
+    )
+    assert payments.record_intent_event("payment_intent.succeeded", {"id": "pi_other"}) == (
+        "not a billing payment"
+    )
+
+
+@pytest.mark.django_db
+def test_a_declined_card_is_permanent_and_a_new_card_is_a_new_payment(fake):
+    invoice = invoice_for("pm_card_chargeDeclined")
+    with pytest.raises(payments.CardDeclined) as declined:
+        payments.charge(invoice)
+    assert classify(declined.value).kind is FailureKind.PERMANENT
+    failed = event_of(fake, "payment_intent.payment_failed")
+    assert payments.record_intent_event("payment_intent.payment_failed", failed) == "failed"
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.FAILED and "declined" in payment.error
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED  # still owed: reminders go on
+
+    invoice.customer.stripe_payment_method = "pm_card_visa"
+    invoice.customer.save()
+    invoice.refresh_from_db()
+    result = payments.charge(invoice)
+    assert Payment.objects.get(stripe_payment_intent_id=result["intent"]).idempotency_key == (
+        f"taskyard-{invoice.number}-2"
+    )
+    assert len(fake.payment_intents) == 2
+
+
+@pytest.mark.django_db
+def test_stripe_5xx_is_transient_and_429_defers_without_spending_an_attempt(fake):
+    invoice = invoice_for()
+    payments.ensure_stripe_customer(invoice.customer)
+    fake.fail_next(500)
+    with pytest.raises(stripe.APIError) as server_error:
+        payments.charge(invoice)
+    assert classify(server_error.value).kind is FailureKind.TRANSIENT
+    fake.fail_next(429, retry_after=1)
+    with pytest.raises(ProviderDeferred):
+        payments.charge(invoice)
+    assert fake.payment_intents == {}  # as at Stripe, a failed request created nothing
+    forget_provider("stripe")
+    payments.charge(invoice)
+    assert len(fake.payment_intents) == 1
+
+
+@pytest.mark.django_db
+def test_reminders_before_on_and_after_the_due_date_and_none_once_paid(settings):
+    settings.BILLING_REMINDER_OFFSETS_DAYS = [-3, 0, 7]
+    invoice = invoice_for()
+    zone = ZoneInfo(settings.BUSINESS_TIME_ZONE)
+    rows = list(invoice.reminders.order_by("send_at"))
+    due = invoice.due_date
+    assert [r.send_at.astimezone(zone) for r in rows] == [
+        dt.datetime.combine(due + dt.timedelta(days=d), dt.time(9), tzinfo=zone) for d in (-3, 0, 7)
+    ]
+    jobs = Job.objects.filter(task_name="billing.send_reminder").order_by("run_at")
+    assert [j.run_at for j in jobs] == [r.send_at for r in rows]
+
+    assert reminders.send(rows[0].id) == "sent"
+    assert reminders.send(rows[0].id) == "nothing to send"  # a second delivery of the job
+    [email] = mail.outbox
+    assert email.to == [invoice.customer.email] and invoice.number in email.subject
+    assert f"{invoice.total} EUR" in email.body and due.isoformat() in email.body
+
+    Payment.objects.create(
+        invoice=invoice, idempotency_key="k", amount=invoice.total, currency="EUR"
+    )
+    payments.record_intent_event(
+        "payment_intent.succeeded",
+        {
+            "id": "pi_1",
+            "amount": int(invoice.total * 100),
+            "metadata": {"taskyard_payment": str(Payment.objects.get().id)},
+        },
+    )
+    assert reminders.send(rows[1].id) == "nothing to send"
+    assert len(mail.outbox) == 1
+    assert Reminder.objects.filter(status=ReminderStatus.CANCELLED).count() == 2
+
+
+class RecordingNotifier:
+    sent: list[BillingMessage] = []
+
+    def send(self, message: BillingMessage) -> None:
+        self.sent.append(message)
+
+
+@pytest.mark.django_db
+def test_the_notifier_is_a_setting_the_notifications_app_can_replace(settings):
+    settings.BILLING_NOTIFIER = f"{__name__}.RecordingNotifier"
+    invoice = invoice_for()
+    reminders.send(invoice.reminders.first().id)
+    [message] = RecordingNotifier.sent
+    assert message.kind == "payment_reminder" and not mail.outbox
+    assert message.data == {
+        "invoice": invoice.number,
+        "customer": invoice.customer.name,
+        "amount": str(invoice.total),
+        "currency": "EUR",
+        "dueDate": invoice.due_date.isoformat(),
+    }
+
+
+@pytest.mark.django_db
+def test_a_second_bill_of_the_same_period_adds_no_invoice_nor_follow_up():
+    invoice = invoice_for()
+    again = runs.bill(invoice.customer_id, "2026-11")
+    assert again == {"invoice": invoice.number, "total": str(invoice.total), "created": False}
+    assert Job.objects.filter(task_name="billing.charge_invoice").count() == 1
+    assert services.billable_customers(invoice.period).count() == 1
