@@ -8,9 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history clean
-
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history bench-notifications clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -88,6 +86,9 @@ bench-billing: $(VENV)/.installed-dev ## Monthly billing run of 10,000 customers
 
 bench-backups: $(VENV)/.installed-dev ## Backup, verification, restore and upkeep times with 500,000 jobs (BENCH_ARGS="--jobs 100000")
 	$(PY) bench/backups.py $(BENCH_ARGS)
+
+bench-notifications: $(VENV)/.installed-dev ## 10,000 SMS against a Twilio fake limited to 10/s: each sent once, none dead (BENCH_ARGS="--recipients 2000")
+	$(PY) bench/notifications.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var

@@ -320,6 +320,52 @@ BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
 HISTORY_RETENTION_DAYS = env_int("HISTORY_RETENTION_DAYS", 30, minimum=1)
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")  # links in the report's email
 
+# --- notifications ---------------------------------------------------------------------
+# Email, SMS, Web Push and outbound webhooks (notifications/, docs/notifications.md).
+# The queue its jobs go to (a deployment may give notifications a worker group of its own).
+NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "notifications")
+# Where providers and recipients reach us: Twilio status callbacks, unsubscribe links.
+NOTIFICATIONS_PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "")
+# sendgrid (django-anymail; the local fake in DEBUG), smtp (EMAIL_HOST...) or console.
+NOTIFICATIONS_EMAIL_BACKEND = env_choice(
+    "NOTIFICATIONS_EMAIL_BACKEND", "sendgrid", ("sendgrid", "smtp", "console")
+)
+NOTIFICATIONS_FROM_EMAIL = env_str(
+    "NOTIFICATIONS_FROM_EMAIL", env_str("DEFAULT_FROM_EMAIL", "taskyard@localhost")
+)
+SENDGRID_API_KEY = env_str("SENDGRID_API_KEY", "SG.taskyard-development" if DEBUG else "")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "AC" + "0" * 32 if DEBUG else "")
+TWILIO_AUTH_TOKEN = env_str(
+    "TWILIO_AUTH_TOKEN", "taskyard-development-twilio-token" if DEBUG else ""
+)
+TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER", "+15005550006" if DEBUG else "")
+# Web Push: `manage.py generate_vapid_keys` prints both; in development it writes the
+# private key to VAPID_KEY_FILE, read when VAPID_PRIVATE_KEY is unset.
+VAPID_PRIVATE_KEY = env_str("VAPID_PRIVATE_KEY")
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
+VAPID_KEY_FILE = env_str("VAPID_KEY_FILE", str(VAR_DIR / "vapid-private.key"))
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:operations@localhost")
+# Reminders before a booking, in seconds (seed design: 24 h, 1 h, 15 min).
+NOTIFICATIONS_REMINDER_OFFSETS = [
+    int(value) for value in env_list("NOTIFICATIONS_REMINDER_OFFSETS", ["86400", "3600", "900"])
+]
+# Batch sends: recipients per chunk job (seed design: ≤ 100, about a second of work at
+# the email limit) and per batch.
+NOTIFICATIONS_BATCH_CHUNK = 100
+NOTIFICATIONS_BATCH_MAX_RECIPIENTS = env_int(
+    "NOTIFICATIONS_BATCH_MAX_RECIPIENTS", 10_000, minimum=1
+)
+# Outbound webhooks: an endpoint is disabled (with an alert) after this many failed
+# deliveries in a row; each endpoint gets its own breaker with these settings.
+NOTIFICATIONS_WEBHOOK_FAILURE_STREAK = env_int(
+    "NOTIFICATIONS_WEBHOOK_FAILURE_STREAK", 10, minimum=1
+)
+NOTIFICATIONS_WEBHOOK_PROVIDER = {
+    "timeout": 10,
+    "rate_limit": "10/s",
+    "breaker": {"failures": 5, "open_seconds": 60, "min_calls": 10},
+}
+
 # --- Queues ---------------------------------------------------------------------------
 # One declaration per queue (queueing/specs.py validates it at start): production
 # concurrency, pool, the worker group it shares a process with (`manage.py workers
@@ -356,6 +402,12 @@ TASKYARD_RATE_LIMITS = {
     "sendgrid": "100/m",  # seed design: SendGrid plan limit
     "twilio": "1/s",  # seed design: one SMS per second per sender number
     "billing-pdf": "20/m",  # seed design: invoice and receipt PDFs, 20 a minute
+    # notifications: one named limit per channel (seed design: email 100/min, the
+    # other notifications 200/min).
+    "notifications.email": env_str("NOTIFICATIONS_RATE_EMAIL", "100/m"),
+    "notifications.sms": env_str("NOTIFICATIONS_RATE_SMS", "200/m"),
+    "notifications.push": env_str("NOTIFICATIONS_RATE_PUSH", "200/m"),
+    "notifications.webhook": env_str("NOTIFICATIONS_RATE_WEBHOOK", "200/m"),
 }
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
@@ -519,6 +571,14 @@ TASKYARD_PROVIDERS: dict[str, dict] = {
         "rate_limit": "100/m",  # SendGrid plan limit (seed design)
         "cost_per_call": 0.0006,  # USD per email on a Pro plan
         "monthly_budget": env_float("SENDGRID_MONTHLY_BUDGET", 0.0, minimum=0.0) or None,
+    },
+    # Web Push (notifications): each subscription names its push service; base_url is
+    # nominal and there is no health URL common to the browsers' services.
+    "webpush": {
+        "base_url": "https://fcm.googleapis.com",
+        "timeout": 10,
+        "rate_limit": "50/s",
+        "health_check": "notifications.channels.push.health_check",
     },
     "airtable": {
         "base_url": _provider_url(

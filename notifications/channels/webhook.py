@@ -1,0 +1,131 @@
+"""Outbound webhooks to customers' endpoints: a JSON POST signed with the endpoint's
+secret (``X-Taskyard-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``, the same
+scheme our own inbound webhooks verify), one circuit breaker per endpoint through the
+provider guard, and the endpoint disabled after a streak of failures, with an alert."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import httpx
+from django.conf import settings
+from django.core.mail import mail_admins, send_mail
+from django.db.models import F
+from django.utils import timezone
+
+from notifications.channels.base import SendResult, Undeliverable
+from queueing import ProviderDeferred, RateLimited, provider_call
+
+if TYPE_CHECKING:
+    from notifications.models import Message, Recipient, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+USER_AGENT = "Taskyard-Webhooks/1"
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The signature headers of ``body``."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Taskyard-Timestamp": stamp, "X-Taskyard-Signature": f"sha256={mac}"}
+
+
+def health_check(spec: Any) -> None:
+    """Customers' endpoints are not probed: a failed delivery is the health signal."""
+
+
+def register_provider(endpoint: WebhookEndpoint) -> str:
+    """Declare the endpoint to the provider guard (one breaker per endpoint, state in
+    Redis, shared by every worker). The guard only knows providers of
+    TASKYARD_PROVIDERS, so this process's setting gains an entry built from
+    NOTIFICATIONS_WEBHOOK_PROVIDER; the guard parses it again when the dict changes."""
+    name = endpoint.provider_name
+    if name not in settings.TASKYARD_PROVIDERS:
+        spec = {
+            **settings.NOTIFICATIONS_WEBHOOK_PROVIDER,
+            "base_url": endpoint.url,
+            "health_check": "notifications.channels.webhook.health_check",
+        }
+        settings.TASKYARD_PROVIDERS = {**settings.TASKYARD_PROVIDERS, name: spec}
+    return name
+
+
+class WebhookChannel:
+    name: ClassVar[str] = "webhook"
+    rate_limit: ClassVar[str] = "notifications.webhook"
+
+    def address(self, recipient: Recipient) -> str:
+        first = recipient.webhook_endpoints.filter(active=True).first()
+        return first.url if first else ""
+
+    def send(self, message: Message) -> SendResult:
+        from notifications.models import WebhookEndpoint
+
+        endpoint_id = message.webhook_endpoint_id
+        endpoint = WebhookEndpoint.objects.filter(id=endpoint_id).first() if endpoint_id else None
+        if endpoint is None or not endpoint.active:
+            raise Undeliverable("the webhook endpoint is disabled or gone")
+        body = json.dumps(
+            {
+                "id": f"msg_{message.id}",
+                "type": message.kind,
+                "created": int(message.created_at.timestamp()),
+                "recipient": message.context.get("recipient_ref", ""),
+                "data": {k: v for k, v in message.context.items() if k != "unsubscribe_url"},
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Taskyard-Event-Id": f"msg_{message.id}",
+            **sign(endpoint.secret, body),
+        }
+        timeout = cast(float, settings.NOTIFICATIONS_WEBHOOK_PROVIDER.get("timeout", 10))
+        try:
+            with provider_call(register_provider(endpoint)):
+                response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout)
+                if response.status_code == 429:
+                    retry_after = response.headers.get("Retry-After")
+                    raise RateLimited(float(retry_after) if retry_after else None)
+                response.raise_for_status()
+        except Exception as exc:
+            if not isinstance(exc, RateLimited | ProviderDeferred):
+                record_failure(endpoint, exc)
+            raise
+        WebhookEndpoint.objects.filter(id=endpoint.id).update(failure_streak=0)
+        return SendResult(provider_message_id=f"msg_{message.id}", delivered=True)
+
+
+def record_failure(endpoint: WebhookEndpoint, exc: BaseException) -> None:
+    """Count one failed attempt; at NOTIFICATIONS_WEBHOOK_FAILURE_STREAK in a row the
+    endpoint is disabled (once: a conditional UPDATE) and operators are alerted."""
+    from notifications.models import WebhookEndpoint
+
+    mine = WebhookEndpoint.objects.filter(id=endpoint.id)
+    mine.update(failure_streak=F("failure_streak") + 1)
+    limit = settings.NOTIFICATIONS_WEBHOOK_FAILURE_STREAK
+    reason = f"{limit} failed deliveries in a row; last: {exc!r}"[:300]
+    disabled = mine.filter(active=True, failure_streak__gte=limit).update(
+        active=False, disabled_at=timezone.now(), disabled_reason=reason
+    )
+    if disabled:
+        alert_disabled(endpoint, reason)
+
+
+def alert_disabled(endpoint: WebhookEndpoint, reason: str) -> None:
+    subject = f"Taskyard: webhook endpoint {endpoint.id} disabled"
+    text = f"{endpoint.url} (recipient {endpoint.recipient_id}) was disabled: {reason}"
+    logger.error("alert webhook_endpoint_disabled: %s", text)
+    try:
+        if settings.ALERT_EMAILS:
+            send_mail(subject, text, None, settings.ALERT_EMAILS, fail_silently=False)
+        else:
+            mail_admins(subject, text, fail_silently=True)
+    except Exception as error:
+        logger.warning("alert for endpoint %s not mailed: %r", endpoint.id, error)

@@ -1,0 +1,153 @@
+"""The notification jobs: thin, they decode ids and call services (docs/apps.md).
+
+Delivery has one job per channel, so each takes its channel's named rate limit
+(TASKYARD_RATE_LIMITS "notifications.<channel>") and is held unclaimed while its
+provider's breaker is open or cooling down after a 429."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from rest_framework import serializers
+
+from notifications import batches, reminders, services
+from notifications.models import Channel
+from queueing import Contract, job
+
+SEGMENTS = ("customers", "drivers", "all")
+
+
+def _deliver(message_id: int) -> dict[str, Any]:
+    return services.deliver(message_id)
+
+
+@job(
+    queue="notifications",
+    name="notifications.deliver_email",
+    rate_limit="notifications.email",
+    providers=("sendgrid",),
+)
+def deliver_email(message_id: int) -> dict[str, Any]:
+    """Send one queued email (SendGrid, or SMTP)."""
+    return _deliver(message_id)
+
+
+@job(
+    queue="notifications",
+    name="notifications.deliver_sms",
+    rate_limit="notifications.sms",
+    providers=("twilio",),
+)
+def deliver_sms(message_id: int) -> dict[str, Any]:
+    """Send one queued SMS through Twilio."""
+    return _deliver(message_id)
+
+
+@job(
+    queue="notifications",
+    name="notifications.deliver_push",
+    rate_limit="notifications.push",
+    providers=("webpush",),
+)
+def deliver_push(message_id: int) -> dict[str, Any]:
+    """Send one queued Web Push message to the recipient's browsers."""
+    return _deliver(message_id)
+
+
+@job(
+    queue="notifications", name="notifications.deliver_webhook", rate_limit="notifications.webhook"
+)
+def deliver_webhook(message_id: int) -> dict[str, Any]:
+    """POST one signed webhook to a customer's endpoint (its own breaker)."""
+    return _deliver(message_id)
+
+
+DELIVERY_TASKS: dict[str, Any] = {
+    Channel.EMAIL: deliver_email,
+    Channel.SMS: deliver_sms,
+    Channel.PUSH: deliver_push,
+    Channel.WEBHOOK: deliver_webhook,
+}
+
+
+class SendNotificationsArgs(Contract):
+    """POST /api/v1/queue/notifications: a kind to named recipients or a segment."""
+
+    kind = serializers.SlugField(max_length=64)
+    recipients = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, allow_empty=False
+    )
+    segment = serializers.ChoiceField(choices=SEGMENTS, required=False)
+    # The serializer's own .context is untouched: DRF pops declared fields off the class.
+    context = serializers.DictField(required=False)  # type: ignore[assignment]
+    channel = serializers.ChoiceField(choices=Channel.values, required=False)
+    urgent = serializers.BooleanField(required=False)
+    send_at = serializers.DateTimeField(required=False)
+
+    def validate_kind(self, value: str) -> str:
+        try:
+            services._kind(value)
+        except services.NotificationError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_recipients(self, value: list[str]) -> list[str]:
+        limit = settings.NOTIFICATIONS_BATCH_MAX_RECIPIENTS
+        if len(value) > limit:
+            raise serializers.ValidationError(f"at most {limit} recipients in one batch")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("recipients" in attrs) == ("segment" in attrs):
+            raise serializers.ValidationError(
+                {"recipients": ["give either recipients or a segment, not both or neither"]}
+            )
+        return attrs
+
+
+@job(
+    queue="notifications",
+    name="notifications.send_batch",
+    api=SendNotificationsArgs,
+    roles=("dispatcher",),
+    atomic=True,
+    retry={"max_attempts": 3},
+)
+def send_batch(
+    kind: str,
+    recipients: list[str] | None = None,
+    segment: str | None = None,
+    context: dict[str, Any] | None = None,
+    channel: str | None = None,
+    urgent: bool = False,
+    send_at: str | None = None,
+) -> dict[str, Any]:
+    """Fan a kind out to recipients (or a segment) in chunk jobs of ≤ 100."""
+    refs = recipients if recipients is not None else services.recipients_in_segment(segment or "")
+    batch = batches.start(
+        kind, refs, context or {}, channel=channel, urgent=urgent, send_at=send_at
+    )
+    return {"batch": batch.id, "recipients": batch.recipient_count}
+
+
+@job(queue="notifications", name="notifications.send_batch_chunk", atomic=True)
+def send_batch_chunk(
+    batch_id: int, refs: list[str], urgent: bool = False, send_at: str | None = None
+) -> dict[str, Any]:
+    """Queue the messages of one chunk of a batch."""
+    return batches.send_chunk(batch_id, refs, urgent=urgent, send_at=send_at)
+
+
+@job(queue="notifications", name="notifications.send_reminder", retry={"max_attempts": 5})
+def send_reminder(booking_id: int, offset_seconds: int, scheduled_for: str) -> dict[str, Any]:
+    """One booking reminder (T - offset), if the booking still wants it."""
+    with transaction.atomic():
+        return reminders.run_reminder(booking_id, offset_seconds, scheduled_for)
+
+
+@job(queue="notifications", name="notifications.ensure_reminders")
+def ensure_reminders(hours: int = 48) -> dict[str, Any]:
+    """Schedule the missing reminders of bookings in the next ``hours``."""
+    return {"bookings": reminders.ensure_upcoming(hours)}
