@@ -5,6 +5,7 @@ instead of the ledger."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -126,6 +127,10 @@ def test_stats_and_metrics_add_history_rows_and_minute_rollups(admin_client):
     delete_keys("taskyard:minute:isolated:*")
     from django.utils import timezone
 
+    # The roll-up written below must still be "this minute" when the series is read: start
+    # early in a minute, not in its last seconds (a boundary crossed mid-test made the last
+    # point an empty new minute).
+    wait_until(lambda: time.time() % 60 < 45, timeout=20, interval=0.2)
     now = timezone.now()
     history_bucket = bucket_start(now) - dt.timedelta(minutes=10)
     bucket_fixture(history_bucket)
