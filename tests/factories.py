@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -110,3 +111,15 @@ def ended_attempt(
         outcome=outcome,
     )
     return job
+
+
+_ASSET = re.compile(
+    r"""<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)\s*=\s*["']([^"']+)""", re.IGNORECASE
+)
+
+
+def external_assets(html: str) -> list[str]:
+    """The scripts, stylesheets, images and frames a page loads from another host (a CDN):
+    the console must work offline and leak no visit to a third party. Reads the tags, not
+    the text, so a random CSRF token that happens to spell "cdn" is no finding."""
+    return [url for url in _ASSET.findall(html) if url.startswith(("http:", "https:", "//"))]
