@@ -200,9 +200,24 @@ CELERY_RESULT_EXPIRES = None  # retention is ours (maintenance), not celery.back
 CELERY_BEAT_SCHEDULER = "queueing.control.beat:SingleBeatScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
-# Events for Flower: workers report task-started/succeeded/failed, clients task-sent.
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# Celery task events (task-received/started/succeeded..., one Redis publish each) only
+# when something reads them: Flower switches them on in every worker it sees (its
+# enable_events, every few seconds), so they cost nothing while no Flower is attached.
+# The ledger, not the event stream, is the record of every job. CELERY_TASK_EVENTS=1
+# turns them on from the start (another event consumer); docs/performance.md.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_TASK_EVENTS", False)
+# task-sent is the publisher's event and cannot be switched on remotely.
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
+
+# --- Worker database connections ----------------------------------------------------
+# Celery's Django fixup closes the worker's connections around every task unless
+# CELERY_DB_REUSE_MAX is set: a new PostgreSQL backend per job (measured: most of the
+# database's CPU per job, issue 18). Workers keep their connection instead, and close it
+# the way Django closes a request's: when it errored and is no longer usable, or is
+# older than WORKER_DB_CONN_MAX_AGE seconds (queueing/worker/connections.py). The fixup's
+# own recycling is pushed out of reach.
+WORKER_DB_CONN_MAX_AGE = env_int("WORKER_DB_CONN_MAX_AGE", 600, minimum=0)
+CELERY_DB_REUSE_MAX = 2**31
 
 # --- Reliable delivery ------------------------------------------------------------
 # Measured on these machines with Celery 5.7 on Redis: without acks_late plus

@@ -6,7 +6,16 @@ class QueueingConfig(AppConfig):
     verbose_name = "Queueing"
 
     def ready(self) -> None:
-        from celery.signals import task_received, task_revoked, worker_ready, worker_shutdown
+        from celery.signals import (
+            task_postrun,
+            task_prerun,
+            task_received,
+            task_revoked,
+            worker_init,
+            worker_process_init,
+            worker_ready,
+            worker_shutdown,
+        )
         from django.db.models.signals import post_migrate
 
         from queueing.broker import tolerate_kombu_restore_failure
@@ -19,12 +28,25 @@ class QueueingConfig(AppConfig):
         from queueing.registry import on_worker_shutdown as stop_heartbeat
         from queueing.roles import ensure_roles
         from queueing.specs import check_all
+        from queueing.worker import connections
 
         # A malformed queue, rate or throttle declaration stops every process here.
         check_all()
         # A Redis restart must not stop the workers (see the function).
         tolerate_kombu_restore_failure()
 
+        # Workers keep their database connection across jobs (queueing/worker/connections.py).
+        # worker_init: the solo and threads pools; worker_process_init: each prefork child.
+        worker_init.connect(connections.keep_connections, weak=False, dispatch_uid="taskyard-db")
+        worker_process_init.connect(
+            connections.keep_connections, weak=False, dispatch_uid="taskyard-db-child"
+        )
+        task_prerun.connect(
+            connections.on_task_boundary, weak=False, dispatch_uid="taskyard-db-pre"
+        )
+        task_postrun.connect(
+            connections.on_task_boundary, weak=False, dispatch_uid="taskyard-db-post"
+        )
         task_revoked.connect(on_task_revoked, weak=False, dispatch_uid="taskyard-revoked")
         # Where each message is (queueing/inflight.py): the relay's lost-message repair.
         task_received.connect(on_task_received, weak=False, dispatch_uid="taskyard-received")

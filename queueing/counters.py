@@ -105,12 +105,12 @@ def observe_attempt(
     """An attempt ended (succeeded, retrying, dead, cancelled, lost...), having waited
     ``wait_seconds`` from enqueue (or due time) to its start. Never raises: metrics must
     not fail a job. One pipelined round trip, after the job's transaction; ``forget``
-    (set key, member) is removed in the same trip (queueing/inflight.py: the worker is
-    done with the job's message)."""
+    (sorted-set key, member) is removed in the same trip (queueing/inflight.py: the
+    worker is done with the job's message)."""
     try:
         pipe = shared_redis(text=True).pipeline(transaction=False)
         if forget is not None:
-            pipe.srem(*forget)
+            pipe.zrem(*forget)
         pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
         _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
         if wait_seconds is not None:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from queueing import counters as metrics
 from queueing import inflight
+from queueing.ledger.fused import record_success_fused, result_row
 from queueing.ledger.retry import Decision
 from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import (
@@ -188,18 +189,11 @@ def summarise_result(value) -> object:
 def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAttempt:
     """The attempt's row (to save in the outcome's transaction); also counted in the
     metrics once that transaction commits."""
-    run_seconds = max(0.0, (now - claim.started_at).total_seconds())
-    done_with = (inflight.reserved_key(inflight.worker_of(claim.owner)), claim.job_id)
-    transaction.on_commit(
-        lambda: metrics.observe_attempt(
-            claim.queue,
-            claim.task_name,
-            outcome,
-            run_seconds,
-            claim.wait_seconds,
-            forget=done_with,
-        )
-    )
+    _count_on_commit(claim, outcome, now)
+    return _attempt_instance(claim, outcome, now, **error)
+
+
+def _attempt_instance(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAttempt:
     return JobAttempt(
         job_id=claim.job_id,
         number=claim.attempt,
@@ -213,21 +207,34 @@ def _attempt_row(claim: Claim, outcome: str, now: dt.datetime, **error) -> JobAt
     )
 
 
-def record_success(claim: Claim, value) -> bool:
-    """Mark the job succeeded under this claim's token; False if the lease was lost.
-    Call inside the task's transaction to make its writes and the outcome one commit."""
-    now = timezone.now()
-    with transaction.atomic():
-        updated = _guarded(claim).update(
-            status=JobStatus.SUCCEEDED,
-            finished_at=now,
-            result=summarise_result(value),
-            lease_owner="",
-            lease_expires_at=None,
+def _count_on_commit(claim: Claim, outcome: str, now: dt.datetime) -> None:
+    run_seconds = max(0.0, (now - claim.started_at).total_seconds())
+    done_with = (inflight.reserved_key(inflight.worker_of(claim.owner)), claim.job_id)
+    transaction.on_commit(
+        lambda: metrics.observe_attempt(
+            claim.queue,
+            claim.task_name,
+            outcome,
+            run_seconds,
+            claim.wait_seconds,
+            forget=done_with,
         )
-        if updated:
-            _attempt_row(claim, AttemptOutcome.SUCCEEDED, now).save(force_insert=True)
-    return bool(updated)
+    )
+
+
+def record_success(claim: Claim, value, task=None) -> bool:
+    """Mark the job succeeded under this claim's token; False if the lease was lost.
+    Call inside the task's transaction to make its writes and the outcome one commit.
+    With ``task`` (the running Celery task), Celery's result row is written in the same
+    statement (queueing/ledger/fused.py)."""
+    now = timezone.now()
+    summary = summarise_result(value)
+    celery_result = result_row(task, value, summary) if task is not None else None
+    attempt = _attempt_instance(claim, AttemptOutcome.SUCCEEDED, now)
+    if not record_success_fused(claim.job_id, claim.token, now, summary, attempt, celery_result):
+        return False
+    _count_on_commit(claim, AttemptOutcome.SUCCEEDED, now)
+    return True
 
 
 def record_cancelled(claim: Claim) -> bool:

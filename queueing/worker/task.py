@@ -107,6 +107,18 @@ class TaskyardTask(Task):
     def is_tracked(self) -> bool:
         return bool(self.tracked) and not self.name.startswith("celery.")
 
+    # A tracked job's success is stored with its outcome, in one statement
+    # (queueing/ledger/fused.py): Celery must not store it a second time. Its failures
+    # and retries are still stored by Celery (hence store_errors_even_if_ignored).
+    # Properties, so that a task declared with ignore_result=... keeps its own choice.
+    @property
+    def ignore_result(self) -> bool:  # type: ignore[override]
+        return self.is_tracked
+
+    @property
+    def store_errors_even_if_ignored(self) -> bool:  # type: ignore[override]
+        return self.is_tracked
+
     # --- client side ---------------------------------------------------------------
 
     def apply_async(
@@ -368,11 +380,11 @@ class TaskyardTask(Task):
         if self.atomic:
             with transaction.atomic():
                 value = self.run(*args, **kwargs)
-                if not execution.record_success(claim, value):
+                if not execution.record_success(claim, value, self):
                     raise execution.LeaseLost(f"job {claim.job_id}: lease taken over")
             return value
         value = self.run(*args, **kwargs)
-        if not execution.record_success(claim, value):
+        if not execution.record_success(claim, value, self):
             execution.record_superseded(claim)
             raise Ignore()
         return value

@@ -246,6 +246,13 @@ def test_a_job_received_by_a_worker_that_dies_runs_again_within_seconds(patient_
     replacement = start_worker(queues=[QUEUE], concurrency=1)
     try:
         wait_until(lambda: all_succeeded([str(job.id)]), timeout=30, message=replacement.log)
+        # The finished job leaves the replacement's index at once (the relay's tidy-up,
+        # every 30 s, is only the fallback).
+        wait_until(
+            lambda: client.zscore(inflight.reserved_key(replacement.name), str(job.id)) is None,
+            timeout=5,
+            message="the finished job is still indexed as received",
+        )
     finally:
         replacement.stop()
     started = JobAttempt.objects.get(job_id=job.id).started_at

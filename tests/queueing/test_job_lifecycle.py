@@ -47,7 +47,15 @@ def test_job_runs_once_and_its_result_is_everywhere(celery_worker):
     assert attempt.worker.startswith(celery_worker.name + "/")
     assert SideEffect.objects.filter(job_id=job.id).count() == 1
     assert AsyncResult(str(job.id)).get(timeout=10) == "e2e"
-    assert TaskResult.objects.get(task_id=str(job.id)).status == states.SUCCESS
+    # Celery's result row, written with the outcome (one statement), as Celery writes it.
+    row = TaskResult.objects.get(task_id=str(job.id))
+    assert (row.status, row.task_name, row.worker) == (
+        states.SUCCESS,
+        "tests.record",
+        celery_worker.name,
+    )
+    assert row.content_type == "application/json" and row.task_args == "\"['e2e']\""
+    assert row.date_done is not None and row.date_done >= job.finished_at
 
 
 def test_a_message_from_a_plain_celery_client_is_adopted(celery_worker):
