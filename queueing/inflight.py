@@ -66,6 +66,22 @@ def mark_sent(job_ids: Iterable[str], client: redis.Redis | None = None) -> None
         logger.debug("inflight: %d sent job(s) not indexed: %r", len(ids), exc)
 
 
+def add_to_batch(producer, job_ids: list[str]) -> None:
+    """Inside ``producer.batch()``, after its publishes: index ``job_ids`` as sent in the
+    batch's own pipeline, so the messages and their index entries travel in one round
+    trip and exist together (kombu 5.7's Redis PublishBatch keeps its pipeline on the
+    producer's batch session; without one, a separate SADD after the publish)."""
+    state = getattr(producer._batch_local, "current", None)
+    session = getattr(state, "session", None)
+    pipeline = getattr(session, "pipeline", None)
+    if pipeline is None:
+        # Not batched (another transport, or kombu changed): the publishes above went
+        # out one by one already; index them now.
+        mark_sent(job_ids)
+        return
+    pipeline.sadd(SENT_KEY, *job_ids)
+
+
 # Receipts this process could not write (Redis went away under the worker), written with
 # their original times once Redis answers: a message received just as the broker died is
 # usually dropped by the reconnecting consumer, and only this record makes the relay

@@ -9,6 +9,7 @@ publishes it when the broker answers again. See docs/job-ledger.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -329,7 +330,10 @@ def enqueue(
     # No savepoint of its own inside the caller's transaction (two round trips saved per
     # job): a failed insert fails the caller's transaction either way. The unique-key
     # path keeps its savepoint, inside _insert_unique, to recover from the conflict.
-    with transaction.atomic(savepoint=False):
+    # Outside any transaction a plain job is one autocommitted INSERT (no BEGIN and
+    # COMMIT round trips), and on_commit publishes right after it.
+    plain = unique_key is None and not connection.in_atomic_block
+    with contextlib.nullcontext() if plain else transaction.atomic(savepoint=False):
         if unique_key is None:
             job.save(force_insert=True)
         else:
@@ -416,9 +420,6 @@ PUBLISH_CONNECT_TIMEOUT_SECONDS = 1.0
 PUBLISH_BREAKER_SECONDS = 5.0
 
 
-_ONE_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
-
-
 class BrokerUnavailable(ConnectionError):
     pass
 
@@ -455,33 +456,51 @@ class _Publisher:
                 self._pid = os.getpid()
             return self._pool
 
-    def send(self, spec: PublishSpec, *, breaker: bool) -> None:
+    def send(self, specs: list[PublishSpec], *, breaker: bool) -> None:
+        """Publish every message of ``specs`` and index them as sent, in one Redis round
+        trip; one immediate retry on a fresh connection (a pooled connection goes stale
+        when Redis restarts, and that is no reason to wait). Raises if both fail: then
+        none of them may be counted as published (some may have been: a duplicate
+        message is dropped by the claim)."""
         if breaker and time.monotonic() < self.open_until:
             raise BrokerUnavailable("broker marked down by a recent publish failure")
-        options = dict(spec.options)
-        options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
         try:
-            with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
-                _app().send_task(
-                    spec.task_name,
-                    args=spec.args,
-                    kwargs=spec.kwargs,
-                    task_id=spec.job_id,
-                    queue=spec.queue,
-                    # kombu's Redis transport keeps one list per priority and pops the
-                    # lowest number first (config: broker priority_steps 0-9).
-                    priority=spec.priority,
-                    connection=conn,
-                    # One immediate retry on a fresh connection: a pooled connection
-                    # goes stale when Redis restarts, and that is no reason to wait.
-                    retry=True,
-                    retry_policy=_ONE_RETRY,
-                    **options,
-                )
+            try:
+                self._send_batch(specs)
+            except Exception as exc:
+                logger.debug("publish failed (%r); once more on a fresh connection", exc)
+                self._send_batch(specs, fresh=True)
         except Exception:
             self.open_until = time.monotonic() + PUBLISH_BREAKER_SECONDS
             raise
         self.open_until = 0.0
+
+    def _send_batch(self, specs: list[PublishSpec], *, fresh: bool = False) -> None:
+        app = _app()
+        with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
+            if fresh:
+                conn.close()  # reconnects on first use
+            producer = app.amqp.Producer(conn)
+            # kombu's publish batch (5.7): the messages' LPUSHes go out in one pipeline,
+            # and the in-flight index's SADD rides in the same one (queueing/inflight.py).
+            with producer.batch(max_size=len(specs) + 1):
+                for spec in specs:
+                    options = dict(spec.options)
+                    options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
+                    app.send_task(
+                        spec.task_name,
+                        args=spec.args,
+                        kwargs=spec.kwargs,
+                        task_id=spec.job_id,
+                        queue=spec.queue,
+                        # kombu's Redis transport keeps one list per priority and pops
+                        # the lowest number first (config: broker priority_steps 0-9).
+                        priority=spec.priority,
+                        producer=producer,
+                        retry=False,
+                        **options,
+                    )
+                inflight.add_to_batch(producer, [spec.job_id for spec in specs])
 
 
 _publisher = _Publisher()
@@ -507,9 +526,13 @@ def publish(spec: PublishSpec, *, breaker: bool = True) -> None:
     """Send the wake-up message for a job (task id = job id). Raises on broker errors,
     at once while the breaker is open (``breaker=False``: try anyway, as the relay does).
     """
-    _publisher.send(spec, breaker=breaker)
-    # Only now is the job's message in the broker (queueing/inflight.py).
-    inflight.mark_sent([spec.job_id])
+    _publisher.send([spec], breaker=breaker)
+
+
+def publish_many(specs: list[PublishSpec], *, breaker: bool = True) -> None:
+    """:func:`publish` for many jobs, in one Redis round trip."""
+    if specs:
+        _publisher.send(specs, breaker=breaker)
 
 
 def publish_after_commit(spec: PublishSpec) -> bool:

@@ -38,6 +38,7 @@ from queueing.models import (
     JobAttempt,
     JobOrigin,
     JobStatus,
+    QueueState,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,16 +79,22 @@ def _db_time(value: dt.datetime):
 
 def claim(job_id: str, owner: str) -> Claim | None:
     """Move a queued job to running under a lease owned by ``owner``; None if it is not
-    queued (a duplicate delivery, a cancelled job, or no such job)."""
+    queued (a duplicate delivery, a cancelled job, or no such job) or its queue is
+    paused (see :func:`is_held_by_pause`)."""
     now = timezone.now()
-    table = connection.ops.quote_name(Job._meta.db_table)
+    quote = connection.ops.quote_name
+    table = quote(Job._meta.db_table)
     # One statement, RETURNING the new token (SQLite >= 3.35 and PostgreSQL both have
-    # it), instead of an UPDATE and a SELECT on the hottest path of every job.
+    # it), instead of an UPDATE and a SELECT on the hottest path of every job. The
+    # pause check rides in it too (the database is the pause's source of truth), instead
+    # of a Redis round trip before every claim.
     sql = (
         f"UPDATE {table} SET status = %s, attempts = attempts + 1, "  # noqa: S608 - no user input
         "fencing_token = fencing_token + 1, lease_owner = %s, lease_expires_at = %s, "
         "started_at = %s, finished_at = NULL "
-        "WHERE id = %s AND status = %s "
+        f"WHERE id = %s AND status = %s AND NOT EXISTS (SELECT 1 FROM "
+        f"{quote(QueueState._meta.db_table)} paused WHERE paused.name = {table}.queue "
+        "AND paused.paused = %s) "
         "RETURNING attempts, max_attempts, fencing_token, queue, task_name, enqueued_at, run_at"
     )
     params = [
@@ -97,6 +104,7 @@ def claim(job_id: str, owner: str) -> Claim | None:
         _db_time(now),
         _db_uuid(job_id),
         JobStatus.QUEUED.value,
+        True,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -111,6 +119,13 @@ def claim(job_id: str, owner: str) -> Claim | None:
     return Claim(
         str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue, task_name, wait
     )
+
+
+def is_held_by_pause(job_id: str) -> bool:
+    """After a claim returned None: is the job queued in a paused queue (to be put back
+    unpublished), rather than not queued at all (to be dropped)?"""
+    paused = QueueState.objects.filter(paused=True).values("name")
+    return Job.objects.filter(id=job_id, status=JobStatus.QUEUED, queue__in=paused).exists()
 
 
 def _from_db_time(value: str | dt.datetime) -> dt.datetime:

@@ -265,10 +265,17 @@ class TaskyardTask(Task):
         request = self.request
         owner = f"{request.hostname}/{os.getpid()}"
         queue = (request.delivery_info or {}).get("routing_key") or ""
-        if queue and is_paused(queue):
+        # A plain job's claim checks the pause itself (no round trip); a job with limits
+        # checks first, so that a paused queue's delivery takes no rate or slot.
+        from queueing.control.limits import limits_for
+
+        named_limits = limits_for(self, queue)
+        if (named_limits or self.concurrency_key or self.providers) and (
+            queue and is_paused(queue)
+        ):
             put_back(request.id)
             raise Ignore()
-        self._wait_for_rate_limits(request.id, queue)
+        self._wait_for_rate_limits(request.id, named_limits)
         self._wait_for_providers(request.id)
         slot = self._take_concurrency_slot(request.id, args, kwargs)
         try:
@@ -289,6 +296,11 @@ class TaskyardTask(Task):
         if claim is None and not from_ledger and not execution.job_exists(request.id):
             claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
         if claim is None:
+            if execution.is_held_by_pause(request.id):
+                from queueing.control.pause import put_back
+
+                put_back(request.id)
+                raise Ignore()
             logger.info("job %s: delivery dropped, the job is not queued", request.id)
             raise Ignore()
         request.taskyard_claim = claim
@@ -318,13 +330,12 @@ class TaskyardTask(Task):
             keeper.unwatch(claim)
         return value
 
-    def _wait_for_rate_limits(self, job_id: str, queue: str) -> None:
-        """Take a start from each global limit of this job, or defer the job (no attempt
-        spent) until one frees and drop this delivery."""
+    def _wait_for_rate_limits(self, job_id: str, named) -> None:
+        """Take a start from each global limit of this job (``limits_for``), or defer the
+        job (no attempt spent) until one frees and drop this delivery."""
         from queueing.broker import shared_redis
         from queueing.control import limits
 
-        named = limits.limits_for(self, queue)
         if not named:
             return
         limiter = limits.RateLimiter(shared_redis())
