@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -178,9 +179,18 @@ def cluster_cpu_seconds(postmaster_pid: int) -> float:
 class Probe:
     """Reads one database's counters from the ``postgres`` database of the cluster."""
 
-    def __init__(self, admin_url: str, dbname: str, postmaster_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        admin_url: str,
+        dbname: str,
+        postmaster_pid: int | None = None,
+        exclude_roles: tuple[str, ...] = (),
+    ) -> None:
+        """``exclude_roles``: statements run by these roles are not counted (a harness's
+        own polling role; its commits and sessions it has to subtract itself)."""
         self.admin_url = admin_url
         self.dbname = dbname
+        self.exclude_roles = list(exclude_roles)
         self._conn = psycopg.connect(admin_url, autocommit=True)
         with self._conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -214,16 +224,20 @@ class Probe:
         # Our own pending stats (if any) would not concern the measured database anyway.
         row = self._conn.execute(
             """
+            WITH measured AS (
+              SELECT calls, toplevel FROM pg_stat_statements
+              WHERE dbid = %(oid)s AND userid NOT IN (
+                SELECT oid FROM pg_roles WHERE rolname = ANY(%(excluded)s))
+            )
             SELECT
-              (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = %(oid)s),
-              (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
-                WHERE dbid = %(oid)s AND toplevel),
+              (SELECT coalesce(sum(calls), 0) FROM measured),
+              (SELECT coalesce(sum(calls), 0) FROM measured WHERE toplevel),
               d.xact_commit, d.xact_rollback, d.sessions,
               w.wal_sync, w.wal_records
             FROM pg_stat_database d, pg_stat_wal w
             WHERE d.datid = %(oid)s
             """,
-            {"oid": self.dboid},
+            {"oid": self.dboid, "excluded": self.exclude_roles},
         ).fetchone()
         assert row is not None
         # Each read starts a new stats snapshot (the default stats_fetch_consistency=cache
@@ -399,8 +413,18 @@ class PrivatePostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def probe(self, dbname: str) -> Probe:
-        return Probe(self.url("postgres"), dbname, self.postmaster_pid)
+    def probe(self, dbname: str, exclude_roles: tuple[str, ...] = ()) -> Probe:
+        return Probe(self.url("postgres"), dbname, self.postmaster_pid, exclude_roles)
+
+    def create_role(self, name: str) -> None:
+        """A superuser login role (trust auth), e.g. for a harness's own polling."""
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(f'CREATE ROLE "{name}" LOGIN SUPERUSER')
+
+    def url_as(self, role: str, dbname: str) -> str:
+        return f"postgres://{role}@{HOST}:{self.port}/{dbname}"
 
     def server_settings(self) -> dict[str, Any]:
         """The durability-relevant settings in force (for the report)."""
@@ -415,3 +439,30 @@ class PrivatePostgres:
 
 def snapshot_dict(snap: Snapshot) -> dict[str, Any]:
     return asdict(snap)
+
+
+class ExistingPostgres:
+    """A cluster the caller started (e.g. another PrivatePostgres), known by a URL.
+
+    Offers what PrivatePostgres offers once running; the CPU figure needs the postmaster
+    to be on this machine and its postmaster.pid readable (as root, or as its owner).
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"postgres", "postgresql"} or not parts.hostname:
+            raise ValueError(f"not a postgres:// URL with a host: {url!r}")
+        self._parts = parts
+        self.port = parts.port or 5432
+        self.postmaster_pid: int | None = None
+
+    def url(self, dbname: str = "postgres") -> str:
+        return urlunsplit(self._parts._replace(path=f"/{dbname}"))
+
+    def url_as(self, role: str, dbname: str) -> str:
+        return f"postgres://{role}@{self._parts.hostname}:{self.port}/{dbname}"
+
+    create_database = PrivatePostgres.create_database
+    create_role = PrivatePostgres.create_role
+    probe = PrivatePostgres.probe
+    server_settings = PrivatePostgres.server_settings
