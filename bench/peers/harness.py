@@ -307,10 +307,29 @@ def unavailable_row(peer: Peer, jobs: int, reason: str) -> dict[str, Any]:
     }
 
 
-def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
-    """One row for ``peer`` at ``jobs`` jobs (see the module docstring for the windows)."""
+@dataclass
+class _Prepared:
+    venv: Path
+    version: str
+    dbname: str
+    url: str
+    env: dict[str, str]
+    log_dir: Path
+
+
+@dataclass
+class _Drain:
+    first_at: float
+    last_at: float
+    remaining_then: int
+    worker_cpu_seconds: float
+    failed: int
+    poll_commits: int
+
+
+def _prepare(peer: Peer, cluster: Cluster) -> _Prepared:
+    """Virtualenv, fresh database and the peer's schema."""
     venv = ensure_venv(peer)
-    version = installed_version(venv, peer.distribution)
     dbname = f"peer_{peer.name.replace('-', '_')}"
     url = cluster.create_database(dbname)
     env = _env(peer, venv, url)
@@ -320,61 +339,97 @@ def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
     setup_log.write_text("")
     for step in peer.setup:
         _run_step(_argv(step, venv, url), env, setup_log)
+    return _Prepared(
+        venv=venv,
+        version=installed_version(venv, peer.distribution),
+        dbname=dbname,
+        url=url,
+        env=env,
+        log_dir=log_dir,
+    )
 
-    out = _run_step([*_argv(peer.enqueue, venv, url), str(jobs)], env, setup_log)
-    enqueue_seconds = float(json.loads(out.strip().splitlines()[-1])["seconds"])
 
-    cluster.create_role(POLLER_ROLE)
-    probe = cluster.probe(dbname, exclude_roles=(POLLER_ROLE,))
+def _enqueue(peer: Peer, prepared: _Prepared, jobs: int) -> float:
+    """Seconds the peer's own enqueue loop took for ``jobs`` jobs (interpreter start-up
+    and imports not included)."""
+    argv = [*_argv(peer.enqueue, prepared.venv, prepared.url), str(jobs)]
+    out = _run_step(argv, prepared.env, prepared.log_dir / "setup.log")
+    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+
+def _drain(peer: Peer, prepared: _Prepared, poller_url: str, jobs: int) -> _Drain:
+    """Start the workers, time the drain, stop them (their sessions closed on return)."""
+    poller = Poller(poller_url, peer.remaining_sql)
     workers: Workers | None = None
-    poller: Poller | None = None
     try:
-        queued = _count(cluster.url_as(POLLER_ROLE, dbname), peer.remaining_sql)
-        if queued != jobs:
-            raise RuntimeError(f"{queued} jobs queued after enqueueing {jobs}")
-        before = probe.snapshot(wait_for_clients=True)
-        poller = Poller(cluster.url_as(POLLER_ROLE, dbname), peer.remaining_sql)
         workers = Workers(
-            [_argv(peer.worker, venv, url, i) for i in range(peer.worker_processes)],
-            env,
-            log_dir,
+            [
+                _argv(peer.worker, prepared.venv, prepared.url, i)
+                for i in range(peer.worker_processes)
+            ],
+            prepared.env,
+            prepared.log_dir,
         )
         first_at, remaining_then = _wait_progress(poller, workers, jobs)
         cpu_first = workers.cpu_seconds()
         last_at = _wait_drained(poller, workers)
         cpu_last = workers.cpu_seconds()
         failed = poller.query_int(peer.failed_sql)
-        workers.stop()
-        workers = None
-        poller.close()
-        poll_commits = poller.commits
-        poller = None
-        after = probe.snapshot(wait_for_clients=True)
     finally:
         if workers is not None:
             workers.stop()
-        if poller is not None:
-            poller.close()
+        poller.close()
+    return _Drain(
+        first_at=first_at,
+        last_at=last_at,
+        remaining_then=remaining_then,
+        worker_cpu_seconds=cpu_last - cpu_first,
+        failed=failed,
+        poll_commits=poller.commits,
+    )
+
+
+def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
+    """One row for ``peer`` at ``jobs`` jobs (see the module docstring for the windows)."""
+    prepared = _prepare(peer, cluster)
+    cluster.create_role(POLLER_ROLE)
+    poller_url = cluster.url_as(POLLER_ROLE, prepared.dbname)
+    probe = cluster.probe(prepared.dbname, exclude_roles=(POLLER_ROLE,))
+    try:
+        before_enqueue = probe.snapshot(wait_for_clients=True)
+        enqueue_seconds = _enqueue(peer, prepared, jobs)
+        queued = _count(poller_url, peer.remaining_sql)
+        if queued != jobs:
+            raise RuntimeError(f"{queued} jobs queued after enqueueing {jobs}")
+        before = probe.snapshot(wait_for_clients=True)
+        drain = _drain(peer, prepared, poller_url, jobs)
+        after = probe.snapshot(wait_for_clients=True)
+    finally:
         probe.close()
 
     # The jobs finished between the first poll that saw progress and the last one.
-    timed_jobs = remaining_then
-    drain_seconds = last_at - first_at
+    timed_jobs = drain.remaining_then
+    drain_seconds = drain.last_at - drain.first_at
     if timed_jobs == 0 or drain_seconds <= 0:
         raise RuntimeError("every job finished before the first poll: use more jobs")
     per = delta(before, after, jobs)
-    per["commits_per_job"] -= poll_commits / jobs
+    # The poller's statements are excluded by role; its commits and session are not.
+    per["commits_per_job"] -= drain.poll_commits / jobs
     per["sessions_per_job"] -= 1 / jobs
+    at_enqueue = delta(before_enqueue, before, jobs)
+    # The same for the one count of queued jobs.
+    at_enqueue["commits_per_job"] -= 1 / jobs
+    at_enqueue["sessions_per_job"] -= 1 / jobs
     notes = [peer.note]
-    if failed:
-        notes.append(f"{failed} jobs FAILED")
+    if drain.failed:
+        notes.append(f"{drain.failed} jobs FAILED")
     return {
         "system": peer.system,
-        "version": version,
+        "version": prepared.version,
         "jobs": jobs,
         "enqueue_jobs_per_s": jobs / enqueue_seconds,
         "drain_jobs_per_s": timed_jobs / drain_seconds,
-        "worker_cpu_ms_per_job": (cpu_last - cpu_first) * 1000 / timed_jobs,
+        "worker_cpu_ms_per_job": drain.worker_cpu_seconds * 1000 / timed_jobs,
         "pg_cpu_us_per_job": per["pg_cpu_us_per_job"],
         "statements_per_job": per["statements_per_job"],
         "commits_per_job": per["commits_per_job"],
@@ -384,6 +439,7 @@ def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
         "rollbacks_per_job": per["rollbacks_per_job"],
         "wal_records_per_job": per["wal_records_per_job"],
         "drain_seconds": drain_seconds,
+        **{f"enqueue_{key}": value for key, value in at_enqueue.items()},
         "note": "; ".join(notes),
     }
 

@@ -1,4 +1,4 @@
-"""oban-py peer: one no-op worker on the ``default`` queue.
+"""oban-py peer: enqueue no-op jobs (oban_jobs.NoopWorker) on the ``default`` queue.
 
 python -m oban_bench enqueue N
 oban start --dsn URL --queues default:1
@@ -12,15 +12,8 @@ import os
 import sys
 import time
 
-from oban import Oban, worker
-
-
-@worker(queue="default")
-class NoopWorker:
-    """The job under test: does nothing."""
-
-    async def process(self, job):
-        return None
+from oban import Oban
+from oban_jobs import NoopWorker
 
 
 async def enqueue(jobs: int) -> float:
