@@ -220,6 +220,22 @@ class Probe:
         assert row is not None
         return int(row[0])
 
+    def top_statements(self, limit: int = 25) -> list[tuple[int, bool, str]]:
+        """(calls, toplevel, query) of the database's most frequent statements since the
+        cluster started (excluded roles left out): what a per-job figure is made of."""
+        return [
+            (int(calls), bool(toplevel), str(query))
+            for calls, toplevel, query in self._conn.execute(
+                """
+                SELECT calls, toplevel, query FROM pg_stat_statements
+                WHERE dbid = %s AND userid NOT IN (
+                  SELECT oid FROM pg_roles WHERE rolname = ANY(%s))
+                ORDER BY calls DESC LIMIT %s
+                """,
+                (self.dboid, self.exclude_roles, limit),
+            ).fetchall()
+        ]
+
     def _read(self) -> Snapshot:
         # Our own pending stats (if any) would not concern the measured database anyway.
         row = self._conn.execute(

@@ -404,6 +404,7 @@ def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
         before = probe.snapshot(wait_for_clients=True)
         drain = _drain(peer, prepared, poller_url, jobs)
         after = probe.snapshot(wait_for_clients=True)
+        _write_statements(probe, prepared.log_dir / "statements.txt", jobs)
     finally:
         probe.close()
 
@@ -442,6 +443,15 @@ def measure(peer: Peer, cluster: Cluster, jobs: int) -> dict[str, Any]:
         **{f"enqueue_{key}": value for key, value in at_enqueue.items()},
         "note": "; ".join(notes),
     }
+
+
+def _write_statements(probe: Probe, path: Path, jobs: int) -> None:
+    """The run's most frequent statements, calls per job first, for reading a row."""
+    lines = [
+        f"{calls / jobs:8.3f}/job {'top' if toplevel else 'nested'}  {' '.join(query.split())}"
+        for calls, toplevel, query in probe.top_statements()
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _count(url: str, sql: str) -> int:
