@@ -1,0 +1,1 @@
+"""django-q2 peer: a minimal Django project with the ORM broker."""

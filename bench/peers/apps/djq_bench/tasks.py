@@ -1,0 +1,2 @@
+def noop() -> None:
+    """The job under test: does nothing."""
