@@ -261,6 +261,67 @@ def _split_options(options: Mapping[str, Any]) -> dict:
     return kept
 
 
+def build_job(
+    celery_task: Task,
+    args: Iterable = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: dt.datetime | str | None = None,
+    countdown: float | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    user=None,
+    job_id: uuid.UUID | str | None = None,
+    options: Mapping[str, Any] | None = None,
+    origin: str = JobOrigin.LEDGER,
+    replay_of: Job | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[Job, dt.datetime | None]:
+    """The unsaved Job of one call, every argument checked (EnqueueError otherwise), and
+    its due time: None when it is due now (queued, published at commit), else when the
+    relay promotes it (scheduled)."""
+    args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
+    if unique_key is None:
+        unique_key = _declared_unique_key(celery_task, args, kwargs)
+    queue_name = resolve_queue(celery_task, queue, args, kwargs)
+    priority = _check_priority(priority)
+    if priority is None:
+        priority = default_priority(celery_task, queue_name)
+    now = now or timezone.now()
+    when = _run_at(run_at, countdown, now)
+    if max_attempts is None:
+        max_attempts = retry_policy_for(celery_task, queue_name).max_attempts
+    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
+        raise EnqueueError("unique_key must be a non-empty string")
+
+    due = when is None or when <= now
+    job = Job(
+        id=uuid.UUID(str(job_id)) if job_id else uuid.uuid4(),
+        task_name=celery_task.name,
+        queue=queue_name,
+        args=args,
+        kwargs=kwargs,
+        options=passthrough,
+        priority=priority,
+        status=JobStatus.QUEUED if due else JobStatus.SCHEDULED,
+        origin=origin,
+        unique_key=unique_key,
+        max_attempts=max_attempts,
+        run_at=None if due else when,
+        enqueued_at=now,
+        # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
+        # the after-commit publish fails, which is what the relay looks for.
+        published_at=now if due else None,
+        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
+        replay_of=replay_of,
+    )
+    return job, None if due else when
+
+
 def enqueue(
     task: str | Task,
     args: Iterable = (),
@@ -287,46 +348,26 @@ def enqueue(
     Raises EnqueueError (UnknownTask, UnknownQueue, InvalidArguments...) before anything
     is written.
     """
-    celery_task = resolve_task(task)
-    args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
-    if unique_key is None:
-        unique_key = _declared_unique_key(celery_task, args, kwargs)
-    queue_name = resolve_queue(celery_task, queue, args, kwargs)
-    priority = _check_priority(priority)
-    if priority is None:
-        priority = default_priority(celery_task, queue_name)
-    now = timezone.now()
-    when = _run_at(run_at, countdown, now)
-    if max_attempts is None:
-        max_attempts = retry_policy_for(celery_task, queue_name).max_attempts
-    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
-    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
-        raise EnqueueError("unique_key must be a non-empty string")
-    if on_conflict not in ("keep", "replace"):
-        raise EnqueueError(f"on_conflict must be 'keep' or 'replace', not {on_conflict!r}")
-
-    due = when is None or when <= now
-    job = Job(
-        id=uuid.UUID(str(job_id)) if job_id else uuid.uuid4(),
-        task_name=celery_task.name,
-        queue=queue_name,
-        args=args,
-        kwargs=kwargs,
-        options=passthrough,
+    job, when = build_job(
+        resolve_task(task),
+        args,
+        kwargs,
+        queue=queue,
         priority=priority,
-        status=JobStatus.QUEUED if due else JobStatus.SCHEDULED,
-        origin=origin,
+        run_at=run_at,
+        countdown=countdown,
         unique_key=unique_key,
         max_attempts=max_attempts,
-        run_at=None if due else when,
-        enqueued_at=now,
-        # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
-        # the after-commit publish fails, which is what the relay looks for.
-        published_at=now if due else None,
-        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
+        user=user,
+        job_id=job_id,
+        options=options,
+        origin=origin,
         replay_of=replay_of,
     )
+    if on_conflict not in ("keep", "replace"):
+        raise EnqueueError(f"on_conflict must be 'keep' or 'replace', not {on_conflict!r}")
+    unique_key = job.unique_key
+    due = when is None
     # No savepoint of its own inside the caller's transaction (two round trips saved per
     # job): a failed insert fails the caller's transaction either way. The unique-key
     # path keeps its savepoint, inside _insert_unique, to recover from the conflict.

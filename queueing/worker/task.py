@@ -165,6 +165,16 @@ class TaskyardTask(Task):
         )
         return self.AsyncResult(str(job.id))
 
+    def bulk(self, args_list, kwargs_list=None, **options) -> list:
+        """Enqueue one job of this task per entry of ``args_list`` in one go (one
+        transaction, multi-row INSERTs, one publish round trip): see
+        ``queueing.enqueue_many`` for the options. Tracked tasks only."""
+        if not self.is_tracked:
+            raise TypeError(f"{self.name} is not tracked: use a Celery group instead")
+        from queueing.ledger.bulk import enqueue_many
+
+        return enqueue_many(self, args_list, kwargs_list=kwargs_list, **options)
+
     # --- worker side ---------------------------------------------------------------
 
     @property
