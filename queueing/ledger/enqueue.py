@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from queueing import inflight
 from queueing.broker import LEDGER_HEADER
+from queueing.ledger import wire
 from queueing.ledger.keys import concurrency_key_for, fill_key
 from queueing.ledger.outage import OutageLog
 from queueing.ledger.retry import retry_policy_for
@@ -518,6 +519,9 @@ class _Publisher:
 
     def _send_batch(self, specs: list[PublishSpec], *, fresh: bool = False) -> None:
         app = _app()
+        # Copies of one send_task per kind of message (queueing/ledger/wire.py), unless
+        # task-sent events are on: those come from send_task only.
+        copy_allowed = len(specs) > 1 and not app.conf.task_send_sent_event
         with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
             if fresh:
                 conn.close()  # reconnects on first use
@@ -525,23 +529,38 @@ class _Publisher:
             # kombu's publish batch (5.7): the messages' LPUSHes go out in one pipeline,
             # and the in-flight index's SADD rides in the same one (queueing/inflight.py).
             with producer.batch(max_size=len(specs) + 1):
+                copies: dict[str, tuple[str, Callable[[str, list, dict], str]]] = {}
                 for spec in specs:
-                    options = dict(spec.options)
-                    options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
-                    app.send_task(
-                        spec.task_name,
-                        args=spec.args,
-                        kwargs=spec.kwargs,
-                        task_id=spec.job_id,
-                        queue=spec.queue,
-                        # kombu's Redis transport keeps one list per priority and pops
-                        # the lowest number first (config: broker priority_steps 0-9).
-                        priority=spec.priority,
-                        producer=producer,
-                        retry=False,
-                        **options,
-                    )
+                    kind = wire.group_key(spec.task_name, spec.queue, spec.priority, spec.options)
+                    pipeline = inflight.batch_pipeline(producer) if copy_allowed else None
+                    if pipeline is not None and kind in copies:
+                        key, copy = copies[kind]
+                        pipeline.lpush(key, copy(spec.job_id, spec.args, spec.kwargs))
+                        continue
+                    self._send_one(app, producer, spec)
+                    pipeline = inflight.batch_pipeline(producer) if copy_allowed else None
+                    if pipeline is not None:
+                        key, template = wire.last_lpush(pipeline)
+                        copies[kind] = (key, wire.copier(template, app))
                 inflight.add_to_batch(producer, [spec.job_id for spec in specs])
+
+    @staticmethod
+    def _send_one(app, producer, spec: PublishSpec) -> None:
+        options = dict(spec.options)
+        options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
+        app.send_task(
+            spec.task_name,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            task_id=spec.job_id,
+            queue=spec.queue,
+            # kombu's Redis transport keeps one list per priority and pops the lowest
+            # number first (config: broker priority_steps 0-9).
+            priority=spec.priority,
+            producer=producer,
+            retry=False,
+            **options,
+        )
 
 
 _publisher = _Publisher()

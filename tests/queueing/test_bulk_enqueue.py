@@ -3,7 +3,9 @@ publish round trip; every job runs exactly once; bad input writes nothing."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 
 import pytest
 from django.db import connection, transaction
@@ -96,3 +98,35 @@ def test_calls_with_a_unique_key_template_keep_one_job_per_key():
     )
     assert jobs[0].id == jobs[1].id != jobs[2].id  # the second call got the holder
     assert Job.objects.filter(task_name="sampleapp.plan_collection").count() == 2
+
+
+def test_copied_messages_are_the_message_celery_sends(published):
+    """A bulk sends its first message through Celery's send_task and copies it for the
+    others (queueing/ledger/wire.py): each copy must be what send_task would have sent."""
+    client = shared_redis()
+    keys = broker_queue_keys("isolated")
+    client.delete(*keys)
+    jobs = queueing.enqueue_many(
+        "queueing.ping", [["a"], ["b"], ["c"]], queue="isolated", priority=4
+    )
+    raw = [message for key in keys for message in client.lrange(key, 0, -1)]
+    client.delete(*keys)
+    messages = {m["headers"]["id"]: m for m in map(json.loads, raw)}
+    assert set(messages) == {str(job.id) for job in jobs}
+    first, *copies = (messages[str(job.id)] for job in jobs)
+    per_message = {"id", "argsrepr", "correlation_id", "delivery_tag"}
+    for job, message in zip(jobs[1:], copies, strict=True):
+        for part in ("headers", "properties"):
+            same = {k: v for k, v in message[part].items() if k not in per_message}
+            assert same == {k: v for k, v in first[part].items() if k not in per_message}
+        assert message["properties"]["correlation_id"] == str(job.id)
+        assert message["properties"]["delivery_tag"] != first["properties"]["delivery_tag"]
+        assert message["headers"]["argsrepr"] == repr(job.args)
+        args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
+        assert (args, kwargs) == (job.args, {})
+        assert embed == json.loads(base64.b64decode(first["body"]))[2]
+        assert {k: v for k, v in message.items() if k not in ("headers", "properties", "body")} == {
+            k: v for k, v in first.items() if k not in ("headers", "properties", "body")
+        }
+    assert first["headers"]["task"] == "queueing.ping" and first["properties"]["priority"] == 4
+    assert sorted(published) == sorted(messages)  # Celery's publish signal, for each
