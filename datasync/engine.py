@@ -299,9 +299,15 @@ def _write(ctx: Context, batch: Batch) -> None:
             [v for _, v in batch.creates], ctx.source.config.get("defaults", {})
         )
         maps_by_id = {m.external_id: m for m in [*batch.new_maps, *batch.touched]}
+        outbound = list(ctx.source.outbound_map or {})
         for (record, _), row in zip(batch.creates, rows, strict=True):
-            maps_by_id[record.id].local_id = row.pk
-            maps_by_id[record.id].writes += 1
+            mapping = maps_by_id[record.id]
+            mapping.local_id = row.pk
+            mapping.writes += 1
+            if outbound:
+                # A row made from the source has our defaults in the fields we own:
+                # nothing to push until we change them.
+                mapping.outbound_hash = digest(ctx.target.local_values(row, outbound))
     ctx.target.update(batch.updates)
     RecordMap.objects.bulk_create(batch.new_maps)
     RecordMap.objects.bulk_update(batch.touched, MAP_FIELDS)
@@ -314,6 +320,7 @@ def _write(ctx: Context, batch: Batch) -> None:
 
 MAP_FIELDS = [
     "local_id",
+    "outbound_hash",
     "natural_key",
     "source_hash",
     "local_hash",

@@ -322,14 +322,23 @@ class CsvReader:
             self._rows = list(reader)
             if self._rows and self.id_column and self.id_column not in self._rows[0]:
                 raise SourceError(f"the CSV has no column {self.id_column!r}")
+            self._first_line: dict[str, int] = {}
+            for number, row in enumerate(self._rows, start=2):
+                self._first_line.setdefault(self._id(row), number)
         return self._rows
+
+    def _id(self, row: dict[str, str]) -> str:
+        return (row.get(self.id_column) or "").strip() if self.id_column else ""
 
     def page(self, position: str | None, since: dt.datetime | None, size: int) -> Page:
         start = int(position or 0)
         chunk = self.rows()[start : start + size]
         records = []
         for number, row in enumerate(chunk, start=start + 2):  # line 1 is the header
-            external_id = (row.get(self.id_column) or "").strip() if self.id_column else ""
+            external_id = self._id(row)
+            if external_id and self._first_line[external_id] != number:
+                # A repeated id is another record claiming the same row: reported.
+                external_id = f"{external_id} (line {number})"
             modified = parse_time(row.get(self.modified_column)) if self.modified_column else None
             records.append(ExternalRecord(external_id or f"line:{number}", dict(row), modified))
         end = start + len(chunk)

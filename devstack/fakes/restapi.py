@@ -86,13 +86,18 @@ class RestApiFake(FakeProvider):
 
     # -- direct access ------------------------------------------------------------------
 
-    def seed(self, collection: str, rows: list[dict[str, Any]]) -> list[str]:
+    def seed(
+        self, collection: str, rows: list[dict[str, Any]], modified: datetime | None = None
+    ) -> list[str]:
+        """Store ``rows`` (last changed at ``modified``, default now); returns their ids."""
         with self.lock:
             ids = []
             for fields in rows:
                 record_id = str(fields.get("id") or f"r{self._next_id:07d}")
                 self._next_id += 1
                 self._store(collection, record_id, {k: v for k, v in fields.items() if k != "id"})
+                if modified is not None:
+                    self.collections[collection][record_id]["updated_at"] = modified
                 ids.append(record_id)
         return ids
 
