@@ -241,6 +241,7 @@ def apply_records(ctx: Context, records: list[ExternalRecord]) -> Counter[str]:
             source=source, external_id__in=[r.id for r in records]
         )
     }
+    before = {m.id: _map_state(m) for m in maps.values()}
     gone = [maps[r.id] for r in records if r.deleted and r.id in maps]
     batch.counts["deleted"] += retire(gone, ctx)
     parsed = _parse(ctx, records, batch)
@@ -287,11 +288,20 @@ def apply_records(ctx: Context, records: list[ExternalRecord]) -> Counter[str]:
     batch.counts["created"] += len(batch.creates)
     batch.counts["invalid"] += len(batch.errors)
     if not ctx.dry_run:
-        _write(ctx, batch)
+        _write(ctx, batch, before, now)
     return batch.counts
 
 
-def _write(ctx: Context, batch: Batch) -> None:
+def _map_state(mapping: RecordMap) -> tuple[Any, ...]:
+    """What a map row says about its record (not when it was last seen)."""
+    return tuple(
+        getattr(mapping, name) for name in MAP_FIELDS if name not in ("synced_at", "last_seen_run")
+    )
+
+
+def _write(
+    ctx: Context, batch: Batch, before: dict[int, tuple[Any, ...]], now: dt.datetime
+) -> None:
     if batch.errors:
         _store_errors(ctx, batch.errors)
     if batch.creates:
@@ -310,12 +320,18 @@ def _write(ctx: Context, batch: Batch) -> None:
                 mapping.outbound_hash = digest(ctx.target.local_values(row, outbound))
     ctx.target.update(batch.updates)
     RecordMap.objects.bulk_create(batch.new_maps)
-    RecordMap.objects.bulk_update(batch.touched, MAP_FIELDS)
+    # A bulk UPDATE of many columns is a CASE per column: only for the maps whose record
+    # changed. The unchanged ones (most, in a full run) are marked seen in one statement.
+    changed = [m for m in batch.touched if _map_state(m) != before[m.id]]
+    RecordMap.objects.bulk_update(changed, MAP_FIELDS)
+    seen = Q(id__in=[m.id for m in batch.touched if _map_state(m) == before[m.id]])
     if ctx.full and ctx.run is not None and batch.bad:
         # Invalid records still exist at the source: not deletions.
-        RecordMap.objects.filter(source=ctx.source, external_id__in=batch.bad).update(
-            last_seen_run=ctx.run.id
-        )
+        seen |= Q(source=ctx.source, external_id__in=batch.bad)
+    marks: dict[str, Any] = {"synced_at": now}
+    if ctx.full and ctx.run is not None:
+        marks["last_seen_run"] = ctx.run.id
+    RecordMap.objects.filter(seen).update(**marks)
 
 
 MAP_FIELDS = [
