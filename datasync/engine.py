@@ -633,22 +633,15 @@ def sync(
     run = _start(source, mode, dry_run, job_id)
     try:
         return Runner(run, lease_check, cancelled).execute()
-    except PermanentError as exc:
+    except (PermanentError, JobCancelled) as exc:
         SyncRun.objects.filter(id=run.id).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=repr(exc)[:2000]
         )
         raise
     except Exception as exc:
         # The job retries and resumes this run; the error shows meanwhile.
         SyncRun.objects.filter(id=run.id).update(error=repr(exc)[:2000])
         raise
-
-
-def fail_run_of_job(job_id: Any, error: str) -> None:
-    """The job gave up (dead or cancelled): its run is failed, not left running."""
-    SyncRun.objects.filter(job_id=job_id, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED, finished_at=timezone.now(), error=error[:2000]
-    )
 
 
 # --- single records (webhooks) and conflict resolution ------------------------------------

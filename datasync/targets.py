@@ -234,33 +234,35 @@ class Target:
 
     # -- writing --------------------------------------------------------------------
 
-    def _python(self, values: Values) -> Values:
-        """Model attribute values from canonical values (references resolved by code)."""
+    def _python(self, values: Values, pks: dict[tuple[str, str], int] | None = None) -> Values:
+        """Model attribute values from canonical values (references resolved by code;
+        ``pks`` caches the look-ups across a batch)."""
         result: Values = {}
+        pks = {} if pks is None else pks
         for name, value in values.items():
             if name in self.references:
                 model, lookup = self.references[name]
-                result[f"{name}_id"] = (
-                    None
-                    if value is None
-                    else model._default_manager.filter(**{lookup: value}).values_list(
-                        "pk", flat=True
-                    )[0]
-                )
+                if value is not None and (name, value) not in pks:
+                    found = model._default_manager.filter(**{lookup: value})
+                    pks[(name, value)] = found.values_list("pk", flat=True)[0]
+                result[f"{name}_id"] = None if value is None else pks[(name, value)]
             else:
                 result[name] = None if value is None else self.model_field(name).to_python(value)
         return result
 
     def create(self, batch: list[Values], defaults: Mapping[str, Any]) -> list[models.Model]:
+        pks: dict[tuple[str, str], int] = {}
         rows = [
-            self.model(**{**self.defaults, **defaults, **self._python(values)}) for values in batch
+            self.model(**{**self.defaults, **defaults, **self._python(values, pks)})
+            for values in batch
         ]
         return list(self.model._default_manager.bulk_create(rows))
 
     def update(self, changes: list[tuple[models.Model, Values]]) -> None:
         touched: set[str] = set()
+        pks: dict[tuple[str, str], int] = {}
         for obj, values in changes:
-            for attribute, value in self._python(values).items():
+            for attribute, value in self._python(values, pks).items():
                 setattr(obj, attribute, value)
                 touched.add(attribute)
         if changes and touched:
