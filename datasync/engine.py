@@ -287,6 +287,8 @@ def apply_records(ctx: Context, records: list[ExternalRecord]) -> Counter[str]:
         _decide(ctx, batch, record, values, mapping, obj)
     batch.counts["created"] += len(batch.creates)
     batch.counts["invalid"] += len(batch.errors)
+    if batch.errors:
+        _store_errors(ctx, batch.errors)  # a dry run's report too
     if not ctx.dry_run:
         _write(ctx, batch, before, now)
     return batch.counts
@@ -302,8 +304,6 @@ def _map_state(mapping: RecordMap) -> tuple[Any, ...]:
 def _write(
     ctx: Context, batch: Batch, before: dict[int, tuple[Any, ...]], now: dt.datetime
 ) -> None:
-    if batch.errors:
-        _store_errors(ctx, batch.errors)
     if batch.creates:
         rows = ctx.target.create(
             [v for _, v in batch.creates], ctx.source.config.get("defaults", {})

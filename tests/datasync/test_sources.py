@@ -17,12 +17,15 @@ from datasync import engine
 from datasync.models import (
     RecordError,
     RecordMap,
+    RunStatus,
     SourceKind,
+    SyncRun,
     SyncSource,
     WebhookEvent,
     WebhookStatus,
 )
 from datasync.signatures import sign_hmac
+from datasync.sources import SourceError
 from notifications import reminders
 from notifications.models import Booking, BookingStatus, Recipient
 from tests.datasync.conftest import BASE, airtable_source, airtable_table, customer_row
@@ -196,3 +199,27 @@ def test_an_airtable_webhook_upserts_the_one_record_it_names(guard, airtable_fak
     assert Customer.objects.get(code="AT-00002").name == "Changed in Airtable"
     assert RecordMap.objects.get(external_id=ids[2]).writes == 2
     assert event.source == "airtable"
+
+
+@pytest.mark.django_db
+def test_a_csv_read_from_a_path_and_a_dry_run_that_writes_nothing(guard, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("Code,Name,Email\nP-1,One,one@example.org\nP-2,Two,two@example\n")
+    source = SyncSource.objects.create(
+        name="csv-path",
+        kind=SourceKind.CSV,
+        target="customers",
+        config={"path": str(path), "defaults": {"region": "NL"}},
+        field_map={"code": "Code", "name": "Name", "email": "Email"},
+    )
+    dry = engine.sync(source.name, "full", dry_run=True)
+    assert (dry.dry_run, dry.created, dry.invalid) == (True, 1, 1)
+    assert not Customer.objects.exists() and not RecordMap.objects.exists()
+    assert RecordError.objects.get(run=dry).external_id == "P-2"  # the report is kept
+    real = engine.sync(source.name, "full")
+    assert real.created == 1 and Customer.objects.get().code == "P-1"
+    path.unlink()
+    with pytest.raises(SourceError, match="cannot read"):
+        engine.sync(source.name, "full")
+    failed = SyncRun.objects.order_by("-id").first()
+    assert failed.status == RunStatus.FAILED and "cannot read" in failed.error
