@@ -541,7 +541,12 @@ class Runner:
                     {**self.run.checkpoint, "phase": self._next_phase("deletions")},
                 )
             return
-        unseen = base.filter(~Q(last_seen_run=self.run.id) | Q(last_seen_run__isnull=True))
+        unseen = base.filter(
+            ~Q(last_seen_run=self.run.id) | Q(last_seen_run__isnull=True),
+            # Touched since the run began (a webhook's record created at the source after
+            # the read passed its page): not a deletion.
+            synced_at__lt=self.run.started_at,
+        )
         while True:
             with transaction.atomic():
                 self.lease_check()
