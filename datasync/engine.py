@@ -636,8 +636,10 @@ def sync(
     if problems:
         raise SyncError(f"source {source.name} is misdeclared: {problems}")
     run = _start(source, mode, dry_run, job_id)
+    runner: Runner | None = None
     try:
-        return Runner(run, lease_check, cancelled).execute()
+        runner = Runner(run, lease_check, cancelled)
+        return runner.execute()
     except (PermanentError, JobCancelled) as exc:
         SyncRun.objects.filter(id=run.id).update(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=repr(exc)[:2000]
@@ -647,6 +649,9 @@ def sync(
         # The job retries and resumes this run; the error shows meanwhile.
         SyncRun.objects.filter(id=run.id).update(error=repr(exc)[:2000])
         raise
+    finally:
+        if runner is not None:
+            runner.reader.close()
 
 
 # --- single records (webhooks) and conflict resolution ------------------------------------
@@ -656,7 +661,11 @@ def upsert_one(source: SyncSource, external_id: str) -> dict[str, int]:
     """Read one record from the source and apply it (deleted when the source has it no
     more): the delta path of a webhook, through the same record-map code."""
     target = target_for(source.target)
-    record = reader_for(source).fetch(external_id)
+    reader = reader_for(source)
+    try:
+        record = reader.fetch(external_id)
+    finally:
+        reader.close()
     if record is None:
         record = ExternalRecord(external_id, {}, deleted=True)
     ctx = Context(source, target, None)

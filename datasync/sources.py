@@ -176,6 +176,9 @@ class AirtableReader:
     def changes(self, cursor: str | None, size: int) -> Page:
         raise SourceError("Airtable sources take changes by webhook; use full or incremental")
 
+    def close(self) -> None:
+        self.api.session.close()
+
     def push(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
         for start in range(0, len(updates), AIRTABLE_WRITE_SIZE):
             chunk = [
@@ -277,6 +280,9 @@ class RestReader:
                 records.append(self._record(change["record"]))
         return Page(records, str(body.get("next_cursor") or cursor or "0"))
 
+    def close(self) -> None:
+        self.client.close()
+
     def push(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
         for external_id, fields in updates:
 
@@ -352,6 +358,9 @@ class CsvReader:
 
     def push(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
         raise SourceError("a CSV source is read-only")
+
+    def close(self) -> None:
+        return None
 
 
 Reader = AirtableReader | RestReader | CsvReader
