@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from queueing import inflight
-from queueing.broker import LEDGER_HEADER
+from queueing.broker import LEDGER_HEADER, shared_redis
 from queueing.ledger import wire
 from queueing.ledger.keys import concurrency_key_for, fill_key
 from queueing.ledger.outage import OutageLog
@@ -475,6 +475,9 @@ class _Publisher:
         self._pool = None
         self._lock = threading.Lock()
         self.open_until = 0.0  # monotonic time until which publishes are skipped
+        # Copiers of the kinds of message this process published (queueing/ledger/wire.py).
+        self._copiers: dict[tuple, tuple[str, Callable[[str, list, dict], str]]] = {}
+        self._copiers_pid: int | None = None
 
     def pool(self):
         with self._lock:
@@ -518,11 +521,36 @@ class _Publisher:
             raise
         self.open_until = 0.0
 
+    def _send_copies(self, specs: list[PublishSpec]) -> bool:
+        """Publish ``specs`` as copies of messages this process sent before, with their
+        in-flight index entries, in one pipeline; False (nothing sent) if a kind of
+        message among them has no copier yet."""
+        if self._copiers_pid != os.getpid():  # a forked child starts afresh
+            self._copiers, self._copiers_pid = {}, os.getpid()
+        found = []
+        for spec in specs:
+            kind = wire.group_key(spec.task_name, spec.queue, spec.priority, spec.options)
+            entry = self._copiers.get(kind)
+            if entry is None:
+                return False
+            found.append(entry)
+        pipeline = shared_redis().pipeline(transaction=False)
+        for spec, (key, copy) in zip(specs, found, strict=True):
+            pipeline.lpush(key, copy(spec.job_id, spec.args, spec.kwargs))
+        pipeline.sadd(inflight.SENT_KEY, *[spec.job_id for spec in specs])
+        pipeline.execute()
+        return True
+
     def _send_batch(self, specs: list[PublishSpec], *, fresh: bool = False) -> None:
         app = _app()
         # Copies of one send_task per kind of message (queueing/ledger/wire.py), unless
         # task-sent events are on: those come from send_task only.
-        copy_allowed = len(specs) > 1 and not app.conf.task_send_sent_event
+        copy_allowed = not app.conf.task_send_sent_event
+        # Kept across calls only outside a running task (whose id is its messages'
+        # parent) and for messages without per-call options (expires, links...).
+        keep = copy_allowed and app.current_worker_task is None
+        if keep and not fresh and self._send_copies(specs):
+            return
         with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
             if fresh:
                 conn.close()  # reconnects on first use
@@ -544,6 +572,8 @@ class _Publisher:
                         key, template = wire.last_lpush(pipeline)
                         copies[kind] = (key, wire.copier(template, app))
                 inflight.add_to_batch(producer, [spec.job_id for spec in specs])
+        if keep:
+            self._copiers.update((kind, entry) for kind, entry in copies.items() if not kind[3])
 
     @staticmethod
     def _send_one(app, producer, spec: PublishSpec) -> None:

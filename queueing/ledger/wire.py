@@ -13,6 +13,12 @@ them field by field against ``send_task``'s own.
 Celery's ``before_task_publish`` and ``after_task_publish`` signals still fire for every
 copy when something listens to them. ``task_sent`` events (CELERY_TASK_EVENTS) make every
 message go through ``send_task``.
+
+A process also keeps the copier of each kind of message it has published outside a
+running task with no per-call options (queueing/ledger/enqueue.py ``_Publisher``): its
+next publishes of that kind are copies too, written with the platform's Redis client in
+one pipeline with their in-flight index entries. (Inside a task the messages carry that
+task's id as parent, so they always go through ``send_task``.)
 """
 
 from __future__ import annotations
@@ -56,10 +62,13 @@ def copier(template: dict, app: Any) -> Callable[[str, list, dict], str]:
     ):
         raise RuntimeError("unexpected message encoding: copy only JSON in base64")
     _args, _kwargs, embed = json.loads(base64.b64decode(template["body"]))
-    listening = bool(signals.before_task_publish.receivers or signals.after_task_publish.receivers)
     routing_key = properties["delivery_info"].get("routing_key")
 
     def copy(job_id: str, args: list, kwargs: dict) -> str:
+        # Asked per copy: a copier outlives the receivers connected when it was made.
+        listening = bool(
+            signals.before_task_publish.receivers or signals.after_task_publish.receivers
+        )
         message_headers = {
             **headers,
             "id": job_id,

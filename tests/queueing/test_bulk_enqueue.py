@@ -101,15 +101,23 @@ def test_calls_with_a_unique_key_template_keep_one_job_per_key():
     assert Job.objects.filter(task_name="sampleapp.plan_collection").count() == 2
 
 
-def test_copied_messages_are_the_message_celery_sends(published):
+def one_by_one(task: str, args_list: list, **options) -> list[Job]:
+    # A kind of message this process published before is copied too (the publisher
+    # keeps a copier per kind): the first enqueue goes through send_task.
+    return [queueing.enqueue(task, args, **options) for args in args_list]
+
+
+@pytest.mark.parametrize("enqueue", [queueing.enqueue_many, one_by_one], ids=["bulk", "single"])
+def test_copied_messages_are_the_message_celery_sends(published, enqueue):
     """A bulk sends its first message through Celery's send_task and copies it for the
     others (queueing/ledger/wire.py): each copy must be what send_task would have sent."""
+    from queueing.ledger.enqueue import _publisher
+
+    _publisher._copiers.clear()  # this test's first message goes through send_task
     client = shared_redis()
     keys = broker_queue_keys("isolated")
     client.delete(*keys)
-    jobs = queueing.enqueue_many(
-        "queueing.ping", [["a"], ["b"], ["c"]], queue="isolated", priority=4
-    )
+    jobs = enqueue("queueing.ping", [["a"], ["b"], ["c"]], queue="isolated", priority=4)
     raw = [message for key in keys for message in client.lrange(key, 0, -1)]
     client.delete(*keys)
     messages = {m["headers"]["id"]: m for m in map(json.loads, raw)}
