@@ -88,6 +88,9 @@ BULK_SIZE = 1000
 BULK_BATCHES = 5
 TOP_STATEMENTS = 25
 PY_SPY_SECONDS = 10
+# Frames in at least this share of the samples are the worker's main loop, not news.
+PROFILE_COMMON_SHARE = 0.9
+PROFILE_WAITING_LEAF = "Condition.wait (threading.py"
 
 # Issue 18's targets.
 TARGET_DRAIN_VS_BARE = 2.0
@@ -664,6 +667,10 @@ def drain_phase(mode: Mode, ctx: Context, row: dict[str, Any], before: Snapshot)
         last_finish = float(poller.value(last_finish_query(mode)))
         if profile is not None:
             profile.wait()
+            summary = LOG_DIR / "py-spy-summary.txt"
+            if profile.output.exists():
+                summary.write_text(summarize_profile(profile.output))
+                say(f"py-spy: {summary}")
     finally:
         if worker is not None:
             worker.stop()
@@ -824,6 +831,47 @@ def start_profile(ctx: Context, worker: WorkerProcess) -> Profile | None:
     with (LOG_DIR / "py-spy.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     return Profile(process, output)
+
+
+def summarize_profile(raw: Path, top: int = 15) -> str:
+    """py-spy's collapsed stacks as text: the frames most samples were in (inclusive,
+    leaving out the main loop's ancestors, common to nearly every sample), and the leaf
+    frames. Samples of threads asleep in threading's waits are left out."""
+    inclusive: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames[-1].startswith(PROFILE_WAITING_LEAF):
+            continue  # a helper thread asleep (the lease keeper), not work
+        total += count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + count
+    if not total:
+        return "no samples\n"
+    common = PROFILE_COMMON_SHARE * max(inclusive.values())
+
+    def lines(counts: dict[str, int]) -> list[str]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])
+        return [f"  {n * 100 / total:5.1f}%  {frame}" for frame, n in ranked if n < common][:top]
+
+    return (
+        "\n".join(
+            [
+                f"{total} samples of one pool process (py-spy, non-idle)",
+                f"inclusive (frames in < {PROFILE_COMMON_SHARE:.0%} of samples):",
+                *lines(inclusive),
+                "self (the frame running when sampled):",
+                *lines(leaves),
+            ]
+        )
+        + "\n"
+    )
 
 
 # --- report -----------------------------------------------------------------------------
