@@ -7,6 +7,9 @@ how an app declares its jobs, endpoints and schedules with these names.
     job(...)             declare a task: queue, retry, unique key, limits, API contract,
                          roles, atomic (checked at import; queueing/worker/declaration.py)
     enqueue(task, ...)   insert a job in the caller's transaction, publish after commit
+    enqueue_many(task, args_list, ...)
+                         many jobs of one task: one transaction, multi-row INSERTs,
+                         one publish round trip (also ``SomeTask.bulk(args_list)``)
     explain(job)         why a job is not running, as reason codes
     Contract             base serializer of a task's API arguments (unknown fields refused)
     JobEndpoint          an app's POST endpoint that validates and enqueues one task
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from queueing.control.breaker import ProviderDeferred
     from queueing.control.operations import JobCancelled
     from queueing.control.providers import provider_call
+    from queueing.ledger.bulk import enqueue_many
     from queueing.ledger.enqueue import EnqueueError, enqueue
     from queueing.ledger.retry import PermanentError, RateLimited, TransientError
     from queueing.models import Job, JobStatus
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "job": "queueing.worker.declaration",
     "enqueue": "queueing.ledger.enqueue",
+    "enqueue_many": "queueing.ledger.bulk",
     "EnqueueError": "queueing.ledger.enqueue",
     "JobDeclarationError": "queueing.worker.declaration",
     "explain": "queueing.observe.explain",
@@ -69,6 +74,7 @@ __all__ = [
     "RateLimited",
     "TransientError",
     "enqueue",
+    "enqueue_many",
     "explain",
     "job",
     "provider_call",

@@ -66,17 +66,21 @@ def mark_sent(job_ids: Iterable[str], client: redis.Redis | None = None) -> None
         logger.debug("inflight: %d sent job(s) not indexed: %r", len(ids), exc)
 
 
+def batch_pipeline(producer):
+    """The Redis pipeline of ``producer``'s open publish batch (kombu 5.7's Redis
+    PublishBatch keeps it on the producer's batch session), or None: another transport,
+    no batch open yet, or a kombu that changed."""
+    state = getattr(getattr(producer, "_batch_local", None), "current", None)
+    return getattr(getattr(state, "session", None), "pipeline", None)
+
+
 def add_to_batch(producer, job_ids: list[str]) -> None:
     """Inside ``producer.batch()``, after its publishes: index ``job_ids`` as sent in the
     batch's own pipeline, so the messages and their index entries travel in one round
-    trip and exist together (kombu 5.7's Redis PublishBatch keeps its pipeline on the
-    producer's batch session; without one, a separate SADD after the publish)."""
-    state = getattr(producer._batch_local, "current", None)
-    session = getattr(state, "session", None)
-    pipeline = getattr(session, "pipeline", None)
+    trip and exist together; without a batch pipeline, a separate SADD after the
+    publishes (which went out one by one already)."""
+    pipeline = batch_pipeline(producer)
     if pipeline is None:
-        # Not batched (another transport, or kombu changed): the publishes above went
-        # out one by one already; index them now.
         mark_sent(job_ids)
         return
     pipeline.sadd(SENT_KEY, *job_ids)

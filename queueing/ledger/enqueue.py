@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from queueing import inflight
 from queueing.broker import LEDGER_HEADER
+from queueing.ledger import wire
 from queueing.ledger.keys import concurrency_key_for, fill_key
 from queueing.ledger.outage import OutageLog
 from queueing.ledger.retry import retry_policy_for
@@ -261,6 +262,67 @@ def _split_options(options: Mapping[str, Any]) -> dict:
     return kept
 
 
+def build_job(
+    celery_task: Task,
+    args: Iterable = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: dt.datetime | str | None = None,
+    countdown: float | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    user=None,
+    job_id: uuid.UUID | str | None = None,
+    options: Mapping[str, Any] | None = None,
+    origin: str = JobOrigin.LEDGER,
+    replay_of: Job | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[Job, dt.datetime | None]:
+    """The unsaved Job of one call, every argument checked (EnqueueError otherwise), and
+    its due time: None when it is due now (queued, published at commit), else when the
+    relay promotes it (scheduled)."""
+    args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
+    if unique_key is None:
+        unique_key = _declared_unique_key(celery_task, args, kwargs)
+    queue_name = resolve_queue(celery_task, queue, args, kwargs)
+    priority = _check_priority(priority)
+    if priority is None:
+        priority = default_priority(celery_task, queue_name)
+    now = now or timezone.now()
+    when = _run_at(run_at, countdown, now)
+    if max_attempts is None:
+        max_attempts = retry_policy_for(celery_task, queue_name).max_attempts
+    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
+        raise EnqueueError("unique_key must be a non-empty string")
+
+    due = when is None or when <= now
+    job = Job(
+        id=uuid.UUID(str(job_id)) if job_id else uuid.uuid4(),
+        task_name=celery_task.name,
+        queue=queue_name,
+        args=args,
+        kwargs=kwargs,
+        options=passthrough,
+        priority=priority,
+        status=JobStatus.QUEUED if due else JobStatus.SCHEDULED,
+        origin=origin,
+        unique_key=unique_key,
+        max_attempts=max_attempts,
+        run_at=None if due else when,
+        enqueued_at=now,
+        # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
+        # the after-commit publish fails, which is what the relay looks for.
+        published_at=now if due else None,
+        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
+        replay_of=replay_of,
+    )
+    return job, None if due else when
+
+
 def enqueue(
     task: str | Task,
     args: Iterable = (),
@@ -287,46 +349,26 @@ def enqueue(
     Raises EnqueueError (UnknownTask, UnknownQueue, InvalidArguments...) before anything
     is written.
     """
-    celery_task = resolve_task(task)
-    args, kwargs, passthrough = _check_arguments(celery_task, args, kwargs, options)
-    if unique_key is None:
-        unique_key = _declared_unique_key(celery_task, args, kwargs)
-    queue_name = resolve_queue(celery_task, queue, args, kwargs)
-    priority = _check_priority(priority)
-    if priority is None:
-        priority = default_priority(celery_task, queue_name)
-    now = timezone.now()
-    when = _run_at(run_at, countdown, now)
-    if max_attempts is None:
-        max_attempts = retry_policy_for(celery_task, queue_name).max_attempts
-    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise EnqueueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
-    if unique_key is not None and (not isinstance(unique_key, str) or not unique_key.strip()):
-        raise EnqueueError("unique_key must be a non-empty string")
-    if on_conflict not in ("keep", "replace"):
-        raise EnqueueError(f"on_conflict must be 'keep' or 'replace', not {on_conflict!r}")
-
-    due = when is None or when <= now
-    job = Job(
-        id=uuid.UUID(str(job_id)) if job_id else uuid.uuid4(),
-        task_name=celery_task.name,
-        queue=queue_name,
-        args=args,
-        kwargs=kwargs,
-        options=passthrough,
+    job, when = build_job(
+        resolve_task(task),
+        args,
+        kwargs,
+        queue=queue,
         priority=priority,
-        status=JobStatus.QUEUED if due else JobStatus.SCHEDULED,
-        origin=origin,
+        run_at=run_at,
+        countdown=countdown,
         unique_key=unique_key,
         max_attempts=max_attempts,
-        run_at=None if due else when,
-        enqueued_at=now,
-        # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
-        # the after-commit publish fails, which is what the relay looks for.
-        published_at=now if due else None,
-        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
+        user=user,
+        job_id=job_id,
+        options=options,
+        origin=origin,
         replay_of=replay_of,
     )
+    if on_conflict not in ("keep", "replace"):
+        raise EnqueueError(f"on_conflict must be 'keep' or 'replace', not {on_conflict!r}")
+    unique_key = job.unique_key
+    due = when is None
     # No savepoint of its own inside the caller's transaction (two round trips saved per
     # job): a failed insert fails the caller's transaction either way. The unique-key
     # path keeps its savepoint, inside _insert_unique, to recover from the conflict.
@@ -477,6 +519,9 @@ class _Publisher:
 
     def _send_batch(self, specs: list[PublishSpec], *, fresh: bool = False) -> None:
         app = _app()
+        # Copies of one send_task per kind of message (queueing/ledger/wire.py), unless
+        # task-sent events are on: those come from send_task only.
+        copy_allowed = len(specs) > 1 and not app.conf.task_send_sent_event
         with self.pool().acquire(block=True, timeout=PUBLISH_CONNECT_TIMEOUT_SECONDS) as conn:
             if fresh:
                 conn.close()  # reconnects on first use
@@ -484,23 +529,38 @@ class _Publisher:
             # kombu's publish batch (5.7): the messages' LPUSHes go out in one pipeline,
             # and the in-flight index's SADD rides in the same one (queueing/inflight.py).
             with producer.batch(max_size=len(specs) + 1):
+                copies: dict[str, tuple[str, Callable[[str, list, dict], str]]] = {}
                 for spec in specs:
-                    options = dict(spec.options)
-                    options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
-                    app.send_task(
-                        spec.task_name,
-                        args=spec.args,
-                        kwargs=spec.kwargs,
-                        task_id=spec.job_id,
-                        queue=spec.queue,
-                        # kombu's Redis transport keeps one list per priority and pops
-                        # the lowest number first (config: broker priority_steps 0-9).
-                        priority=spec.priority,
-                        producer=producer,
-                        retry=False,
-                        **options,
-                    )
+                    kind = wire.group_key(spec.task_name, spec.queue, spec.priority, spec.options)
+                    pipeline = inflight.batch_pipeline(producer) if copy_allowed else None
+                    if pipeline is not None and kind in copies:
+                        key, copy = copies[kind]
+                        pipeline.lpush(key, copy(spec.job_id, spec.args, spec.kwargs))
+                        continue
+                    self._send_one(app, producer, spec)
+                    pipeline = inflight.batch_pipeline(producer) if copy_allowed else None
+                    if pipeline is not None:
+                        key, template = wire.last_lpush(pipeline)
+                        copies[kind] = (key, wire.copier(template, app))
                 inflight.add_to_batch(producer, [spec.job_id for spec in specs])
+
+    @staticmethod
+    def _send_one(app, producer, spec: PublishSpec) -> None:
+        options = dict(spec.options)
+        options["headers"] = {**(options.get("headers") or {}), LEDGER_HEADER: True}
+        app.send_task(
+            spec.task_name,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            task_id=spec.job_id,
+            queue=spec.queue,
+            # kombu's Redis transport keeps one list per priority and pops the lowest
+            # number first (config: broker priority_steps 0-9).
+            priority=spec.priority,
+            producer=producer,
+            retry=False,
+            **options,
+        )
 
 
 _publisher = _Publisher()

@@ -21,7 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
@@ -119,6 +126,45 @@ def claim(job_id: str, owner: str) -> Claim | None:
     return Claim(
         str(job_id), int(token), int(attempt), int(max_attempts), owner, now, queue, task_name, wait
     )
+
+
+# What a connection that PostgreSQL dropped (pg_terminate_backend, a restart, a
+# PgBouncer that recycled it, a network cut) raises on its next query.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def on_fresh_connection(job_id: str, step: str, error: BaseException) -> None:
+    """A ledger write failed on a broken connection, outside any transaction: drop the
+    connection so the next query opens a new one (Django does not reconnect a
+    connection that failed by itself)."""
+    logger.warning(
+        "job %s: %s failed on a lost database connection (%r); again on a new one",
+        job_id,
+        step,
+        error,
+    )
+    connection.close()
+
+
+def claim_reconnecting(job_id: str, owner: str) -> Claim | None:
+    """:func:`claim`, once more on a new connection if the worker's kept connection was
+    dropped (PostgreSQL restarted, killed the backend...). If the first claim committed
+    but its answer was lost, the second finds the job running and returns None: the
+    delivery is dropped and the lease brings the job back."""
+    try:
+        return claim(job_id, owner)
+    except CONNECTION_ERRORS as error:
+        if connection.in_atomic_block:
+            raise
+        on_fresh_connection(job_id, "claim", error)
+        return claim(job_id, owner)
+
+
+def succeeded_under(claim: Claim) -> bool:
+    """Did this attempt's success commit (its answer lost with the connection)?"""
+    return Job.objects.filter(
+        id=claim.job_id, fencing_token=claim.token, status=JobStatus.SUCCEEDED
+    ).exists()
 
 
 def is_held_by_pause(job_id: str) -> bool:

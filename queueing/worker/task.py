@@ -165,6 +165,16 @@ class TaskyardTask(Task):
         )
         return self.AsyncResult(str(job.id))
 
+    def bulk(self, args_list, kwargs_list=None, **options) -> list:
+        """Enqueue one job of this task per entry of ``args_list`` in one go (one
+        transaction, multi-row INSERTs, one publish round trip): see
+        ``queueing.enqueue_many`` for the options. Tracked tasks only."""
+        if not self.is_tracked:
+            raise TypeError(f"{self.name} is not tracked: use a Celery group instead")
+        from queueing.ledger.bulk import enqueue_many
+
+        return enqueue_many(self, args_list, kwargs_list=kwargs_list, **options)
+
     # --- worker side ---------------------------------------------------------------
 
     @property
@@ -291,7 +301,7 @@ class TaskyardTask(Task):
         from queueing.control.operations import JobCancelled
         from queueing.ledger import transitions as execution
 
-        claim = execution.claim(request.id, owner)
+        claim = execution.claim_reconnecting(request.id, owner)
         from_ledger = bool(request.get(LEDGER_HEADER))
         if claim is None and not from_ledger and not execution.job_exists(request.id):
             claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
@@ -395,7 +405,16 @@ class TaskyardTask(Task):
                     raise execution.LeaseLost(f"job {claim.job_id}: lease taken over")
             return value
         value = self.run(*args, **kwargs)
-        if not execution.record_success(claim, value, self):
+        try:
+            recorded = execution.record_success(claim, value, self)
+        except execution.CONNECTION_ERRORS as error:
+            # The body ran; record its success on a new connection (it is one statement,
+            # so it either committed with the old one or not at all).
+            execution.on_fresh_connection(claim.job_id, "recording the success", error)
+            recorded = execution.record_success(claim, value, self) or execution.succeeded_under(
+                claim
+            )
+        if not recorded:
             execution.record_superseded(claim)
             raise Ignore()
         return value
@@ -428,7 +447,11 @@ class TaskyardTask(Task):
             if self.permanent_for and isinstance(exc, self.permanent_for):
                 classification = retry.Classification(retry.FailureKind.PERMANENT)
             decision = retry.decide(classification, claim.attempt, policy)
-        status = execution.record_failure(claim, cause, decision)
+        try:
+            status = execution.record_failure(claim, cause, decision)
+        except execution.CONNECTION_ERRORS as error:
+            execution.on_fresh_connection(claim.job_id, "recording the failure", error)
+            status = execution.record_failure(claim, cause, decision)
         if status is None:
             execution.record_superseded(claim, cause)
             raise Ignore() from None
