@@ -621,6 +621,7 @@ def enqueue_phase(mode: Mode, ctx: Context, row: dict[str, Any]) -> Snapshot:
     meter = CpuMeter(sources)
 
     say(f"{mode.system}: enqueueing {jobs} jobs, no worker running")
+    profile = start_profile(ctx, "producer", os.getpid()) if mode.tracked else None
     try:
         meter.start()
         started = time.perf_counter()
@@ -628,6 +629,8 @@ def enqueue_phase(mode: Mode, ctx: Context, row: dict[str, Any]) -> Snapshot:
             mode.task.delay(0.0)  # type: ignore[attr-defined]
         seconds = time.perf_counter() - started
         row["cpu_enqueue"] = meter.stop()
+        if profile is not None:
+            profile.finish()
     finally:
         if relay is not None:
             relay.stop()
@@ -661,16 +664,12 @@ def drain_phase(mode: Mode, ctx: Context, row: dict[str, Any], before: Snapshot)
         # left out of the timing.
         meter.start()
         done_before, clock = poller.value(done_query(mode)), time.time()
-        profile = start_profile(ctx, worker) if mode.tracked else None
+        profile = start_profile(ctx, "worker", pool_process(worker)) if mode.tracked else None
         wait_drained(mode, jobs, poller, worker)
         cpu = meter.stop()
         last_finish = float(poller.value(last_finish_query(mode)))
         if profile is not None:
-            profile.wait()
-            summary = LOG_DIR / "py-spy-summary.txt"
-            if profile.output.exists():
-                summary.write_text(summarize_profile(profile.output))
-                say(f"py-spy: {summary}")
+            profile.finish()
     finally:
         if worker is not None:
             worker.stop()
@@ -798,42 +797,49 @@ def bulk_phase(ctx: Context) -> dict[str, Any]:
 
 @dataclass
 class Profile:
-    """A ``py-spy record`` of one pool process, running in the background."""
+    """A ``py-spy record`` of one process for PY_SPY_SECONDS, running in the background."""
 
+    name: str
     process: subprocess.Popen[bytes]
     output: Path
 
-    def wait(self) -> None:
+    def finish(self) -> None:
+        """Wait for the recording; write its summary beside it."""
         try:
             self.process.wait(timeout=PY_SPY_SECONDS * 6)
         except subprocess.TimeoutExpired:
             self.process.terminate()
             self.process.wait()
+        if self.output.exists():
+            summary = LOG_DIR / f"py-spy-{self.name}-summary.txt"
+            summary.write_text(summarize_profile(self.output, self.name))
+            say(f"py-spy: {summary}")
 
 
-def start_profile(ctx: Context, worker: WorkerProcess) -> Profile | None:
-    """With ``--py-spy``, sample one pool process of the tracked drain's worker for
-    PY_SPY_SECONDS; the collapsed stacks go to var/bench-logs/py-spy-tracked.txt."""
+def start_profile(ctx: Context, name: str, pid: int) -> Profile | None:
+    """With ``--py-spy``, sample process ``pid`` for PY_SPY_SECONDS; the collapsed stacks
+    go to var/bench-logs/py-spy-<name>.txt."""
     if not ctx.args.py_spy:
         return None
-    import psutil
-
-    children = psutil.Process(worker.pid).children()
-    if not children:
-        say("py-spy: the worker has no pool process; no profile")
-        return None
-    output = LOG_DIR / "py-spy-tracked.txt"
+    output = LOG_DIR / f"py-spy-{name}.txt"
     argv = [
-        *(ctx.args.py_spy, "record", "--pid", str(children[0].pid)),
+        *(ctx.args.py_spy, "record", "--pid", str(pid)),
         *("--duration", str(PY_SPY_SECONDS), "--format", "raw", "--output", str(output)),
     ]
     say(f"py-spy: {' '.join(argv)}")
-    with (LOG_DIR / "py-spy.log").open("wb") as log:
+    with (LOG_DIR / f"py-spy-{name}.log").open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    return Profile(process, output)
+    return Profile(name, process, output)
 
 
-def summarize_profile(raw: Path, top: int = 15) -> str:
+def pool_process(worker: WorkerProcess) -> int:
+    """The pid of the worker's first pool process."""
+    import psutil
+
+    return psutil.Process(worker.pid).children()[0].pid
+
+
+def summarize_profile(raw: Path, name: str, top: int = 15) -> str:
     """py-spy's collapsed stacks as text: the frames most samples were in (inclusive,
     leaving out the main loop's ancestors, common to nearly every sample), and the leaf
     frames. Samples of threads asleep in threading's waits are left out."""
@@ -863,8 +869,8 @@ def summarize_profile(raw: Path, top: int = 15) -> str:
     return (
         "\n".join(
             [
-                f"{total} samples of one pool process (py-spy, non-idle)",
-                f"inclusive (frames in < {PROFILE_COMMON_SHARE:.0%} of samples):",
+                f"{total} samples of the {name} (py-spy; threads asleep left out)",
+                "inclusive (the main loop's common ancestors left out):",
                 *lines(inclusive),
                 "self (the frame running when sampled):",
                 *lines(leaves),
@@ -1207,7 +1213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy",
         metavar="PATH",
-        help=f"a py-spy binary: record a pool process for {PY_SPY_SECONDS} s of the tracked drain",
+        help=f"a py-spy binary: record {PY_SPY_SECONDS} s of the tracked enqueue and drain",
     )
     args = parser.parse_args(argv)
     if args.peers is None:
