@@ -484,6 +484,14 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def own_process_cpu_seconds(pid: int) -> float:
+    """User+system CPU so far of one process alone (a worker's main process)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def own_cpu_seconds() -> float:
     """This process's CPU (the producer, while it enqueues)."""
     times = os.times()
@@ -655,6 +663,7 @@ def drain_phase(mode: Mode, ctx: Context, row: dict[str, Any], before: Snapshot)
         worker = start_worker(WORKER_CONCURRENCY, TABLE_PROCESS_ENV)
         sources = {
             "workers": lambda: tree_cpu_seconds(worker.pid),
+            "worker_main": lambda: own_process_cpu_seconds(worker.pid),
             "redis": lambda: redis_cpu_seconds(ctx.redis),
         }
         if relay is not None:
@@ -664,12 +673,18 @@ def drain_phase(mode: Mode, ctx: Context, row: dict[str, Any], before: Snapshot)
         # left out of the timing.
         meter.start()
         done_before, clock = poller.value(done_query(mode)), time.time()
-        profile = start_profile(ctx, "worker", pool_process(worker)) if mode.tracked else None
+        profiles = []
+        if mode.tracked:
+            profiles = [
+                start_profile(ctx, "worker-pool", pool_process(worker)),
+                start_profile(ctx, "worker-main", worker.pid),
+            ]
         wait_drained(mode, jobs, poller, worker)
         cpu = meter.stop()
         last_finish = float(poller.value(last_finish_query(mode)))
-        if profile is not None:
-            profile.finish()
+        for profile in profiles:
+            if profile is not None:
+                profile.finish()
     finally:
         if worker is not None:
             worker.stop()
@@ -684,6 +699,7 @@ def drain_phase(mode: Mode, ctx: Context, row: dict[str, Any], before: Snapshot)
         raise SystemExit("bench: all jobs ran before the worker answered; raise --jobs")
     row["drain_jobs_per_s"] = timed / (last_finish - clock)
     row["worker_cpu_ms_per_job"] = cpu["workers"] * 1000 / timed
+    row["worker_main_cpu_ms_per_job"] = cpu.pop("worker_main") * 1000 / timed
     # Scaled to all N jobs, for the CPU per job summed over every process.
     row["cpu_drain"] = {name: value * jobs / timed for name, value in cpu.items()}
     row.update(pg_figures(before, after, jobs, poller))
@@ -963,9 +979,18 @@ CPU_PARTS = ("producer", "redis", "relay", "postgres", "workers", "total")
 
 
 def cpu_table(rows: list[dict[str, Any]]) -> str:
-    header = ["system", *(f"{part} ms/job" for part in CPU_PARTS)]
+    header = [
+        "system",
+        *(f"{part} ms/job" for part in CPU_PARTS),
+        "of the workers': main process ms/job",
+    ]
     lines = [
-        [row["system"], *(cell(row["cpu_ms_per_job"][part]) for part in CPU_PARTS)] for row in rows
+        [
+            row["system"],
+            *(cell(row["cpu_ms_per_job"][part]) for part in CPU_PARTS),
+            cell(row["worker_main_cpu_ms_per_job"]),
+        ]
+        for row in rows
     ]
     return markdown(header, lines)
 
