@@ -130,8 +130,9 @@ def parse_database_url(url: str, *, base_dir: Path, variable: str = "DATABASE_UR
             "HOST": unquote(parts.hostname or ""),
             "PORT": str(port or ""),
             "OPTIONS": options,
-            # Persistent connections for the web process; Celery's Django fixup closes
-            # them around tasks, so workers do not keep stale ones.
+            # Persistent connections for the web process, pinged before each request's
+            # first query. Workers set their own age and skip the ping
+            # (queueing/worker/connections.py).
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
         }

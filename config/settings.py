@@ -188,7 +188,11 @@ CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 
 # Results live in the database (django-celery-results), with task name, args, worker
 # and queue (result_extended), so admin and AsyncResult can show them.
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' backend, made to reconnect (queueing/results.py): a write that
+# meets a connection PostgreSQL dropped is retried on a new one, at most 3 times.
+CELERY_RESULT_BACKEND = "queueing.results:ReconnectingDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 3
 CELERY_RESULT_EXTENDED = True
 # No STARTED rows: the ledger tracks running jobs, and a duplicate delivery that the
 # claim drops must not overwrite a finished job's SUCCESS with STARTED.

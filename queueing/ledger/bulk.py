@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from celery import Task
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from queueing.ledger.enqueue import (
@@ -92,7 +92,7 @@ def enqueue_many(
     jobs: list[Job] = []
     with transaction.atomic(savepoint=False):
         plain = [job for job, _ in prepared if job.unique_key is None]
-        Job.objects.bulk_create(plain, batch_size=BULK_INSERT_ROWS)
+        insert_jobs(plain)
         for (job, when), (args, kwargs) in zip(prepared, calls, strict=True):
             if job.unique_key is None:
                 jobs.append(job)
@@ -118,6 +118,43 @@ def enqueue_many(
         if scheduled:
             nudge_relay_if_soon(min(scheduled))
     return jobs
+
+
+# Job fields that differ from one job of a bulk to the next; the others are converted to
+# their database form once per bulk.
+_PER_JOB_FIELDS = frozenset({"id", "args", "kwargs"})
+
+
+def insert_jobs(jobs: list[Job]) -> None:
+    """INSERT ``jobs`` in the current transaction: on PostgreSQL one COPY (the fastest
+    way in, and one statement whatever the count), elsewhere multi-row INSERTs."""
+    if not jobs:
+        return
+    first = jobs[0]
+    # A route that depends on the arguments can give jobs of one bulk different queues.
+    if connection.vendor != "postgresql" or any(job.queue != first.queue for job in jobs):
+        Job.objects.bulk_create(jobs, batch_size=BULK_INSERT_ROWS)
+        return
+    fields = list(Job._meta.concrete_fields)
+    # Constant columns converted once: a bulk shares task, queue, status, times...
+    constant = {
+        f.attname: f.get_db_prep_save(f.pre_save(first, add=True), connection)
+        for f in fields
+        if f.name not in _PER_JOB_FIELDS
+    }
+    varying = [f for f in fields if f.name in _PER_JOB_FIELDS]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    table = connection.ops.quote_name(Job._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        # Django's cursor (not psycopg's): in DEBUG the COPY is logged like a query.
+        cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for job in jobs:
+            row = dict(constant)
+            for field in varying:
+                row[field.attname] = field.get_db_prep_save(getattr(job, field.attname), connection)
+            copy.write_row([row[f.attname] for f in fields])
 
 
 def _pair(

@@ -317,8 +317,9 @@ def build_job(
         # Set now, in the insert, to spare an UPDATE per job on the hot path; cleared if
         # the after-commit publish fails, which is what the relay looks for.
         published_at=now if due else None,
-        enqueued_by=user if getattr(user, "is_authenticated", False) else None,
-        replay_of=replay_of,
+        # By id: the relation descriptors cost more than the rest of the row.
+        enqueued_by_id=user.pk if getattr(user, "is_authenticated", False) else None,
+        replay_of_id=replay_of.pk if replay_of is not None else None,
     )
     return job, None if due else when
 
@@ -529,7 +530,7 @@ class _Publisher:
             # kombu's publish batch (5.7): the messages' LPUSHes go out in one pipeline,
             # and the in-flight index's SADD rides in the same one (queueing/inflight.py).
             with producer.batch(max_size=len(specs) + 1):
-                copies: dict[str, tuple[str, Callable[[str, list, dict], str]]] = {}
+                copies: dict[tuple, tuple[str, Callable[[str, list, dict], str]]] = {}
                 for spec in specs:
                     kind = wire.group_key(spec.task_name, spec.queue, spec.priority, spec.options)
                     pipeline = inflight.batch_pipeline(producer) if copy_allowed else None

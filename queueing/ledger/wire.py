@@ -28,9 +28,10 @@ from celery.utils.saferepr import saferepr
 from kombu.utils.json import dumps as kombu_dumps
 
 
-def group_key(task_name: str, queue: str, priority: int | None, options: dict) -> str:
+def group_key(task_name: str, queue: str, priority: int | None, options: dict) -> tuple:
     """Messages with equal keys differ only by id and arguments."""
-    return json.dumps([task_name, queue, priority, options], sort_keys=True, default=str)
+    encoded = json.dumps(options, sort_keys=True, default=str) if options else ""
+    return (task_name, queue, priority, encoded)
 
 
 def last_lpush(pipeline) -> tuple[str, dict]:

@@ -20,9 +20,13 @@ from django.db import close_old_connections, connections
 
 def keep_connections(**_: object) -> None:
     """Celery worker_init / worker_process_init: this process's connections live
-    WORKER_DB_CONN_MAX_AGE seconds (0: closed after every job, as Celery's default)."""
+    WORKER_DB_CONN_MAX_AGE seconds (0: closed after every job, as Celery's default), and
+    are not pinged before each job (CONN_HEALTH_CHECKS would cost a ``SELECT 1`` per
+    job): the ledger's claim and outcome retry once on a new connection when the kept
+    one was dropped (queueing/ledger/transitions.py ``claim_reconnecting``)."""
     for alias in connections:
         connections[alias].settings_dict["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
+        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False
 
 
 def on_task_boundary(sender=None, **_: object) -> None:

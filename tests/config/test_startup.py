@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from django.conf import settings
+from django_celery_results.backends.database import DatabaseBackend
 
 from config.celery import app as celery_app
 
@@ -76,7 +77,8 @@ def test_celery_is_configured_for_json_and_reliable_delivery():
     conf = celery_app.conf
     assert conf.accept_content == ["json"]
     assert conf.task_serializer == conf.result_serializer == "json"
-    assert conf.result_backend == "django-db"
+    # django-celery-results' database backend (reconnecting: queueing/results.py).
+    assert isinstance(celery_app.backend, DatabaseBackend) and conf.result_backend_always_retry
     assert conf.result_extended is True
     assert conf.task_acks_late is True
     assert conf.task_retry_on_worker_lost is True
@@ -84,4 +86,5 @@ def test_celery_is_configured_for_json_and_reliable_delivery():
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
     assert conf.beat_scheduler == "queueing.control.beat:SingleBeatScheduler"
-    assert conf.worker_send_task_events is True
+    # Events cost a publish per job: off until Flower attaches and switches them on.
+    assert conf.worker_send_task_events is False and conf.task_send_sent_event is False

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from queueing.models import Job, JobStatus
+from queueing.tasks import ping
 from tests.harness import start_worker, wait_until
 from tests.queueing.test_recovery import (
     assert_each_ran_exactly_once,
@@ -54,6 +56,16 @@ def test_connections_killed_mid_drain_lose_nothing(relay):
         # A job whose claim or outcome met a dead connection is retried on a new one at
         # once (or, at worst, when its lease lapses); none is lost.
         wait_all_succeeded(ids, timeout=180, describe=worker.log)
+        # The worker's main process writes to the database too (Celery records a
+        # revoked or expired message): its kept connection was killed as well.
+        terminate_other_backends()
+        late = ping.apply_async(["too late"], queue="isolated", expires=timezone.now())
+        wait_until(
+            lambda: Job.objects.get(id=late.id).status == JobStatus.CANCELLED,
+            timeout=30,
+            message=worker.log,
+        )
+        assert worker.is_alive() and worker.answers_ping()
     finally:
         worker.stop()
     assert_each_ran_exactly_once(ids)
