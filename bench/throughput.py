@@ -19,7 +19,7 @@ then enqueue-to-start latency at each ``--rates`` value. Every process runs with
 off, as in production. docs/performance.md says what each figure means and holds the
 last full run.
 
-    .venv/bin/python bench/throughput.py                      # the run, ~12 min
+    .venv/bin/python bench/throughput.py                      # the run, ~15 min
     .venv/bin/python bench/throughput.py --jobs 1000 --peers none --latency-seconds 5
     make bench BENCH_ARGS="--peers oban,procrastinate --rates 50,200"
 
