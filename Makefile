@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export DEBUG ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history bench-notifications clean
+.PHONY: help run test lint format worker beat flower redis migrate bench bench-lateness bench-dashboard bench-webhooks bench-outages bench-vrp bench-billing bench-backups bench-history bench-notifications bench-datasync clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-backups: $(VENV)/.installed-dev ## Backup, verification, restore and upkee
 
 bench-notifications: $(VENV)/.installed-dev ## 10,000 SMS against a Twilio fake limited to 10/s: each sent once, none dead (BENCH_ARGS="--recipients 2000")
 	$(PY) bench/notifications.py $(BENCH_ARGS)
+
+bench-datasync: $(VENV)/.installed-dev ## Data sync records/s: full and incremental sync of 20,000 Airtable records (BENCH_ARGS="--records 5000 --airtable-rate 5")
+	$(PY) bench/datasync.py $(BENCH_ARGS)
 
 clean: ## Remove var/ (databases, embedded Redis data, logs); keeps .venv
 	rm -rf var

@@ -604,7 +604,19 @@ TASKYARD_PROVIDERS: dict[str, dict] = {
             "AIRTABLE_API_KEY", "AIRTABLE_API_BASE", "https://api.airtable.com", 12114
         ),
         "timeout": 30,
-        "rate_limit": "5/s",  # Airtable: 5 requests per second per base
+        # Airtable: 5 requests per second per base. The guard keeps one limit for every
+        # base (conservative when several bases are synced); a test or bench against
+        # the local fake raises it with AIRTABLE_RATE_LIMIT.
+        "rate_limit": env_str("AIRTABLE_RATE_LIMIT", "5/s"),
+    },
+    # The data sync's REST sources (datasync/sources.py): each source names its own URL;
+    # this is the guard's breaker and rate shared by them. Development: the REST fake.
+    "datasync-rest": {
+        "base_url": _provider_url(
+            "DATASYNC_REST_TOKEN", "DATASYNC_REST_BASE", "https://api.example.com", 12116
+        ),
+        "timeout": 30,
+        "rate_limit": env_str("DATASYNC_REST_RATE_LIMIT", "10/s"),
     },
     "osrm": {
         "base_url": _provider_url("OSRM_URL", "OSRM_URL", "https://router.project-osrm.org", 12115),

@@ -9,6 +9,7 @@ without accounts (issue 12, "Local provider fakes"; guide: docs/fakes.md):
 - ``devstack.fakes.sendgrid``  v3 mail send and the signed event webhook
 - ``devstack.fakes.airtable``  list/create/update records, pagination, 5 requests/s per base
 - ``devstack.fakes.osrm``      the road-network matrix (OSRM ``/table``)
+- ``devstack.fakes.restapi``   a generic REST JSON records API (cursor/page, change feed)
 - ``devstack.fakes.webhooks``  a receiver that records the callbacks, for tests
 
 In a test: ``with devstack.fakes.stripe.serve() as fake:`` (any free port), then

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 
-from devstack.fakes import airtable, osrm, sendgrid, stripe, twilio
+from devstack.fakes import airtable, osrm, restapi, sendgrid, stripe, twilio
 from devstack.fakes.base import LOOPBACK, FakeProvider
 
 
@@ -39,6 +39,7 @@ def ports() -> dict[str, int]:
         "sendgrid": sendgrid.DEFAULT_PORT,
         "airtable": airtable.DEFAULT_PORT,
         "osrm": osrm.DEFAULT_PORT,
+        "restapi": restapi.DEFAULT_PORT,
     }
     return {name: _port(name, default) for name, default in defaults.items()}
 
@@ -57,8 +58,10 @@ def build() -> list[FakeProvider]:
         ),
         twilio.TwilioFake(auth_token=env("FAKE_TWILIO_AUTH_TOKEN") or None),
         sendgrid.SendGridFake(event_webhook_url=env("FAKE_SENDGRID_EVENT_WEBHOOK_URL") or None),
-        airtable.AirtableFake(),
+        # The data sync's incremental mode reads each record's last modification time.
+        airtable.AirtableFake(last_modified_field="Last Modified"),
         osrm.OsrmFake(),
+        restapi.RestApiFake(),
     ]
 
 

@@ -4,13 +4,24 @@ Follows the Web API reference (https://airtable.com/developers/web/api/introduct
 
 - ``GET /v0/{baseId}/{table}`` and ``POST /v0/{baseId}/{table}/listRecords``: pages of
   ``{"records": [...], "offset": "..."}``, ``pageSize`` (at most 100, the default),
-  ``maxRecords``, ``offset`` and ``fields[]`` honoured; ``filterByFormula``, ``sort``
-  and ``view`` are accepted and ignored (records come in creation order).
+  ``maxRecords``, ``offset`` and ``fields[]`` honoured; ``sort`` and ``view`` are
+  accepted and ignored (records come in creation order). ``filterByFormula`` answers a
+  narrow subset, the one an incremental sync sends: a comparison of the record's last
+  modification time, ``IS_AFTER(LAST_MODIFIED_TIME(), DATETIME_PARSE('<ISO time>'))``,
+  ``IS_BEFORE(...)`` and either wrapped in ``NOT(...)``; any other formula is refused
+  with 422 ``INVALID_FILTER_BY_FORMULA`` rather than silently ignored.
+- Every record keeps its last modification time (creation, then every change of a
+  field), as Airtable does for ``LAST_MODIFIED_TIME()``. With ``last_modified_field``
+  set (``"Last Modified"``), records also show it as that field, like a base with a
+  "Last modified time" field.
 - ``GET /v0/{baseId}/{table}/{recordId}``
 - ``POST /v0/{baseId}/{table}``: one ``{"fields"}`` or up to 10 ``{"records"}``.
 - ``PATCH``/``PUT /v0/{baseId}/{table}/{recordId}`` and ``/v0/{baseId}/{table}`` (up to
   10 records): PATCH merges fields, PUT replaces them.
 - ``DELETE /v0/{baseId}/{table}/{recordId}``
+- ``fake.seed(base, table, [fields, ...])`` stores many records at once and
+  ``fake.change(base, table, record_id, fields)`` edits one as a user in the Airtable UI
+  would (tests of large syncs, without thousands of HTTP requests).
 - Records as Airtable writes them: ``{"id": "rec...", "createdTime": "...Z", "fields"}``
   with empty fields left out. Tables spring into existence on first use.
 - ``Authorization: Bearer <token>`` required (401 ``AUTHENTICATION_REQUIRED``).
@@ -28,6 +39,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -63,6 +75,32 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "000Z"
 
 
+def _iso_ms(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# The formulas the fake evaluates: [NOT(]IS_AFTER|IS_BEFORE(LAST_MODIFIED_TIME(), <time>)[)]
+# where <time> is 'ISO' or DATETIME_PARSE('ISO').
+_MODIFIED_FORMULA = re.compile(
+    r"^\s*(?P<not>NOT\(\s*)?IS_(?P<op>AFTER|BEFORE)\(\s*LAST_MODIFIED_TIME\(\)\s*,\s*"
+    r"(?:DATETIME_PARSE\(\s*)?'(?P<at>[^']+)'\s*\)?\s*\)\s*(?(not)\))\s*$"
+)
+
+
+def parse_modified_filter(formula: str) -> tuple[bool, str, datetime] | None:
+    """(negated, "AFTER" or "BEFORE", time) of a supported formula, else None."""
+    match = _MODIFIED_FORMULA.match(formula)
+    if match is None:
+        return None
+    try:
+        at = datetime.fromisoformat(match["at"].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return bool(match["not"]), match["op"], at
+
+
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     # Airtable leaves empty cells out of its answers.
     return {k: v for k, v in fields.items() if v not in (None, "", [], False)}
@@ -77,16 +115,20 @@ class AirtableFake(FakeProvider):
         *,
         rate_limit: int = RATE_LIMIT_PER_SECOND,
         rate_limit_penalty: float = RATE_LIMIT_PENALTY_SECONDS,
+        last_modified_field: str | None = None,
         hang_seconds: float = DEFAULT_HANG_SECONDS,
     ) -> None:
         super().__init__(hang_seconds=hang_seconds)
         self.rate_limit = rate_limit
         self.rate_limit_penalty = rate_limit_penalty
+        self.last_modified_field = last_modified_field
         self.reset_data()
 
     def reset_data(self) -> None:
         # (base id, table) → record id → record, in creation order
         self.tables: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        # record id → its last modification time (LAST_MODIFIED_TIME())
+        self.modified_at: dict[str, datetime] = {}
         self._offsets: dict[str, tuple[str, str, int]] = {}
         self._recent: dict[str, collections.deque[float]] = {}
         self._limited_until: dict[str, float] = {}
@@ -181,6 +223,7 @@ class AirtableFake(FakeProvider):
             "maxRecords": (query.get("maxRecords") or [None])[0],
             "offset": (query.get("offset") or [None])[0],
             "fields": query.get("fields[]") or query.get("fields"),
+            "filterByFormula": (query.get("filterByFormula") or [None])[0],
         }
         return self._list(base, table, options)
 
@@ -198,6 +241,14 @@ class AirtableFake(FakeProvider):
         except ValueError:
             return _error(422, "INVALID_REQUEST_UNKNOWN", "Invalid pageSize or maxRecords")
         wanted = options.get("fields")
+        formula = options.get("filterByFormula") or ""
+        condition = parse_modified_filter(formula) if formula else None
+        if formula and condition is None:
+            return _error(
+                422,
+                "INVALID_FILTER_BY_FORMULA",
+                f"The fake evaluates only LAST_MODIFIED_TIME() comparisons, not {formula!r}",
+            )
         with self.lock:
             start = 0
             if options.get("offset"):
@@ -210,6 +261,8 @@ class AirtableFake(FakeProvider):
                     )
                 start = position[2]
             records = list(self._table(base, table).values())
+            if condition is not None:
+                records = [r for r in records if self._matches(r["id"], condition)]
             if max_records is not None:
                 records = records[:max_records]
             page = records[start : start + page_size]
@@ -221,12 +274,64 @@ class AirtableFake(FakeProvider):
                 body["offset"] = token
         return Response.json(200, body)
 
-    @staticmethod
-    def _shown(record: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
-        fields = record["fields"]
+    def _matches(self, record_id: str, condition: tuple[bool, str, datetime]) -> bool:
+        negated, op, at = condition
+        modified = self.modified_at[record_id].replace(microsecond=0)
+        # Airtable compares at the second: a time within the same second is neither
+        # after nor before.
+        at = at.replace(microsecond=0)
+        result = modified > at if op == "AFTER" else modified < at
+        return result != negated
+
+    def _shown(self, record: dict[str, Any], wanted: list[str] | None) -> dict[str, Any]:
+        fields = dict(record["fields"])
+        if self.last_modified_field:
+            fields[self.last_modified_field] = _iso_ms(self.modified_at[record["id"]])
         if wanted:
             fields = {k: v for k, v in fields.items() if k in wanted}
-        return {**record, "fields": dict(fields)}
+        return {**record, "fields": fields}
+
+    def _touch(self, record_id: str) -> None:
+        self.modified_at[record_id] = datetime.now(UTC)
+
+    # -- direct access for tests and benches (no HTTP, no rate limit) ------------------
+
+    def seed(
+        self,
+        base: str,
+        table: str,
+        rows: list[dict[str, Any]],
+        modified: datetime | None = None,
+    ) -> list[str]:
+        """Store ``rows`` (each a fields dict) as new records, last modified at
+        ``modified`` (default now); returns their ids."""
+        ids = []
+        at = modified or datetime.now(UTC)
+        with self.lock:
+            records = self._table(base, table)
+            created = _iso_ms(at)
+            for fields in rows:
+                record_id = random_id("rec", 14)
+                records[record_id] = {
+                    "id": record_id,
+                    "createdTime": created,
+                    "fields": _clean(fields),
+                }
+                self.modified_at[record_id] = at
+                ids.append(record_id)
+        return ids
+
+    def change(self, base: str, table: str, record_id: str, fields: dict[str, Any]) -> None:
+        """Edit one record's fields (merged), as a user would in Airtable."""
+        with self.lock:
+            record = self._table(base, table)[record_id]
+            self._apply(record, fields, replace=False)
+            self._touch(record_id)
+
+    def remove(self, base: str, table: str, record_id: str) -> None:
+        with self.lock:
+            del self._table(base, table)[record_id]
+            self.modified_at.pop(record_id, None)
 
     def _get(self, request: Request, base: str, table: str, record_id: str) -> Response:
         with self.lock:
@@ -265,6 +370,7 @@ class AirtableFake(FakeProvider):
                     "fields": _clean(item["fields"]),
                 }
                 rows[record["id"]] = record
+                self._touch(record["id"])
                 created.append(self._shown(record, None))
         return Response.json(200, {"records": created} if batch else created[0])
 
@@ -277,6 +383,7 @@ class AirtableFake(FakeProvider):
             if record is None:
                 return self._no_record(record_id)
             self._apply(record, body["fields"], replace=request.method == "PUT")
+            self._touch(record_id)
             return Response.json(200, self._shown(record, None))
 
     def _update_many(self, request: Request, base: str, table: str) -> Response:
@@ -299,6 +406,7 @@ class AirtableFake(FakeProvider):
             for item in items:
                 record = rows[item["id"]]
                 self._apply(record, item.get("fields") or {}, replace=request.method == "PUT")
+                self._touch(record["id"])
                 updated.append(self._shown(record, None))
         return Response.json(200, {"records": updated})
 
@@ -311,6 +419,7 @@ class AirtableFake(FakeProvider):
         with self.lock:
             if self._table(base, table).pop(record_id, None) is None:
                 return self._no_record(record_id)
+            self.modified_at.pop(record_id, None)
         return Response.json(200, {"deleted": True, "id": record_id})
 
     @staticmethod

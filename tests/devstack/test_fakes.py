@@ -516,7 +516,10 @@ def free_port() -> int:
 
 
 def test_devstack_fakes_serves_every_fake_until_sigterm():
-    ports = {name: free_port() for name in ("stripe", "twilio", "sendgrid", "airtable", "osrm")}
+    ports = {
+        name: free_port()
+        for name in ("stripe", "twilio", "sendgrid", "airtable", "osrm", "restapi")
+    }
     env = dict(os.environ, **{f"FAKE_{name.upper()}_PORT": str(p) for name, p in ports.items()})
     process = subprocess.Popen(
         [sys.executable, "-m", "devstack.fakes"],

@@ -37,7 +37,18 @@ def test_two_beats_one_schedule(celery_worker):
     )
     first = start_beat()
     second = start_beat()
+
+    def logs() -> str:
+        return first.log(last=500) + second.log(last=500)
+
     try:
+        # Both up (a loaded machine takes seconds to start one): one holds the lock.
+        wait_until(
+            lambda: "holds the beat lock" in logs() and "standing by" in logs(),
+            timeout=60,
+            interval=0.2,
+            message=logs,
+        )
         jobs = wait_until(
             lambda: (
                 (found := list(Job.objects.filter(args=["beat"]).order_by("enqueued_at")))
@@ -52,9 +63,6 @@ def test_two_beats_one_schedule(celery_worker):
         first.stop()
         second.stop()
 
-    logs = first.log(last=500) + second.log(last=500)
-    assert "holds the beat lock" in logs
-    assert "standing by" in logs
     # One schedule at 1/s: six runs take about five seconds; two beats would take half.
     span = (jobs[5].enqueued_at - jobs[0].enqueued_at).total_seconds()
     assert span >= 4.0, f"6 runs in {span:.1f}s: more than one beat is scheduling"
