@@ -60,7 +60,7 @@ beat: $(VENV)/.installed-run ## The Celery beat scheduler (DatabaseScheduler)
 flower: $(VENV)/.installed-run ## Flower on http://127.0.0.1:5555 behind basic auth
 	$(PY) manage.py flower
 
-bench: $(VENV)/.installed-dev ## Benchmarks: tracked jobs vs bare Celery (BENCH_ARGS="--jobs 2000")
+bench: $(VENV)/.installed-dev ## Issue 18: tracked vs bare Celery vs PostgreSQL peers, private PostgreSQL (BENCH_ARGS="--jobs 1000 --peers none")
 	$(PY) bench/throughput.py $(BENCH_ARGS)
 
 bench-lateness: $(VENV)/.installed-dev ## Lateness of delayed jobs: ledger + relay vs Celery ETAs (BENCH_ARGS="--seconds 10")
