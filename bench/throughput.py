@@ -59,6 +59,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ first on sys.path; the project root is what we need.
 sys.path[0] = str(BASE_DIR)
 
+from bench.peers.run import cell  # noqa: E402 - one table-cell format for every row
+
 VAR_DIR = BASE_DIR / "var"
 LOG_DIR = VAR_DIR / "bench-logs"
 REDIS_DIR = VAR_DIR / "bench-redis"
@@ -897,18 +899,6 @@ def summarize_profile(raw: Path, name: str, top: int = 15) -> str:
 
 
 # --- report -----------------------------------------------------------------------------
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3f}"
-    return str(value)
 
 
 def counts(row: dict[str, Any], prefix: str = "") -> str:

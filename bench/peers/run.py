@@ -70,7 +70,8 @@ def run_peers(
     return rows
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A figure as the tables print it (bench/throughput.py uses it too)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -87,9 +88,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    lines.extend(
-        "| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows
-    )
+    lines.extend("| " + " | ".join(cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows)
     return "\n".join(lines)
 
 
