@@ -1168,20 +1168,15 @@ def _rates(value: str) -> list[float]:
 
 
 def _peers(value: str) -> list[str]:
+    """``all``, ``none`` or a comma-separated list checked by bench/peers/run.py."""
+    from bench.peers.run import peer_list
     from bench.peers.systems import PEERS
 
     if value == "all":
         return list(PEERS)
     if value == "none":
         return []
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in PEERS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown peer(s) {', '.join(unknown) or '(none)'}: "
-            f"use all, none, or a list of {', '.join(PEERS)}"
-        )
-    return names
+    return peer_list(value)
 
 
 def _positive_int(value: str) -> int:

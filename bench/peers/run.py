@@ -92,7 +92,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _peer_list(value: str) -> list[str]:
+def peer_list(value: str) -> list[str]:
+    """A comma-separated list of known peers (argparse type; bench/throughput.py too)."""
     names = [name.strip() for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in PEERS]
     if unknown or not names:
@@ -112,7 +113,7 @@ def _positive(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=_positive, default=DEFAULT_JOBS)
-    parser.add_argument("--peers", type=_peer_list, default=list(PEERS))
+    parser.add_argument("--peers", type=peer_list, default=list(PEERS))
     parser.add_argument("--pg-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument(
         "--database-url",
