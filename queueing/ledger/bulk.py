@@ -29,10 +29,9 @@ from queueing.ledger.enqueue import (
     PublishSpec,
     build_job,
     enqueue,
-    publish_many,
+    publish_after_commit,
     resolve_task,
 )
-from queueing.ledger.outage import OutageLog
 from queueing.ledger.wake import nudge_relay_if_soon
 from queueing.models import Job, JobStatus
 
@@ -45,8 +44,6 @@ BULK_INSERT_ROWS = 2000
 # One call can enqueue at most this many jobs (one transaction, one pipeline in memory):
 # larger imports go in several calls.
 MAX_BULK_JOBS = 100_000
-
-_outage = OutageLog("bulk publish after commit", logger)
 
 
 def enqueue_many(
@@ -113,7 +110,7 @@ def enqueue_many(
             )
         specs = [PublishSpec.of(job) for job in plain if job.status == JobStatus.QUEUED]
         if specs:
-            transaction.on_commit(lambda: publish_many_after_commit(specs), robust=True)
+            transaction.on_commit(lambda: publish_after_commit(specs), robust=True)
         scheduled = [job.run_at for job in plain if job.run_at is not None]
         if scheduled:
             nudge_relay_if_soon(min(scheduled))
@@ -182,24 +179,3 @@ def _pair(
             "enqueue them in several calls"
         )
     return list(zip(args, kwargs, strict=True))
-
-
-def publish_many_after_commit(specs: list[PublishSpec]) -> bool:
-    """Publish the committed jobs in one pipeline; on failure leave them unpublished for
-    the relay. Never raises."""
-    try:
-        publish_many(specs)
-        _outage.back()
-        return True
-    except Exception as exc:
-        _outage.failed(f"{specs[0].job_id} and {len(specs) - 1} more", exc)
-    ids = [spec.job_id for spec in specs]
-    try:
-        for start in range(0, len(ids), BULK_INSERT_ROWS):
-            Job.objects.filter(
-                id__in=ids[start : start + BULK_INSERT_ROWS], status=JobStatus.QUEUED
-            ).update(published_at=None)
-    except Exception:
-        # Their published_at stays; the relay's lost-message repair still finds them.
-        logger.exception("bulk of %d jobs: could not mark them unpublished", len(ids))
-    return False

@@ -385,7 +385,7 @@ def enqueue(
                 return existing
         if due:
             spec = PublishSpec.of(job)
-            transaction.on_commit(lambda: publish_after_commit(spec), robust=True)
+            transaction.on_commit(lambda: publish_after_commit([spec]), robust=True)
         elif when is not None:  # not due means scheduled, so when is set
             nudge_relay_if_soon(when)
     return job
@@ -598,6 +598,8 @@ _publisher = _Publisher()
 
 
 _outage = OutageLog("publish after commit", logger)
+# Ids per UPDATE when a failed bulk publish is marked unpublished.
+UNPUBLISH_BATCH = 2000
 
 
 def broker_queue_keys(queue: str, *, up_to_priority: int = PRIORITY_MAX) -> list[str]:
@@ -626,17 +628,23 @@ def publish_many(specs: list[PublishSpec], *, breaker: bool = True) -> None:
         _publisher.send(specs, breaker=breaker)
 
 
-def publish_after_commit(spec: PublishSpec) -> bool:
-    """Publish; on failure mark the job unpublished for the relay. Never raises."""
+def publish_after_commit(specs: list[PublishSpec]) -> bool:
+    """Publish the committed jobs (one pipeline); on failure mark them unpublished for
+    the relay. Never raises."""
     try:
-        publish(spec)
+        publish_many(specs)
         _outage.back()
         return True
     except Exception as exc:
-        _outage.failed(spec.job_id, exc)
+        more = f" and {len(specs) - 1} more" if len(specs) > 1 else ""
+        _outage.failed(f"{specs[0].job_id}{more}", exc)
+    ids = [spec.job_id for spec in specs]
     try:
-        Job.objects.filter(id=spec.job_id, status=JobStatus.QUEUED).update(published_at=None)
+        for start in range(0, len(ids), UNPUBLISH_BATCH):
+            Job.objects.filter(
+                id__in=ids[start : start + UNPUBLISH_BATCH], status=JobStatus.QUEUED
+            ).update(published_at=None)
     except Exception:
-        # The row keeps its published_at; the relay's stale-publish sweep still finds it.
-        logger.exception("job %s: could not mark it unpublished", spec.job_id)
+        # Their published_at stays; the relay's lost-message repair still finds them.
+        logger.exception("job %s%s: could not mark unpublished", ids[0], more)
     return False

@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import (
@@ -131,33 +132,34 @@ def claim(job_id: str, owner: str) -> Claim | None:
 # What a connection that PostgreSQL dropped (pg_terminate_backend, a restart, a
 # PgBouncer that recycled it, a network cut) raises on its next query.
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+T = TypeVar("T")
 
 
-def on_fresh_connection(job_id: str, step: str, error: BaseException) -> None:
-    """A ledger write failed on a broken connection, outside any transaction: drop the
-    connection so the next query opens a new one (Django does not reconnect a
-    connection that failed by itself)."""
-    logger.warning(
-        "job %s: %s failed on a lost database connection (%r); again on a new one",
-        job_id,
-        step,
-        error,
-    )
-    connection.close()
+def on_new_connection_if_dropped(
+    job_id: str, step: str, write: Callable[[], T], again: Callable[[], T] | None = None
+) -> T:
+    """Run the ledger write ``write``; if the worker's kept connection was dropped
+    (PostgreSQL restarted, killed the backend, PgBouncer recycled it), close it and run
+    ``again`` (default: ``write``) once on a new one. Django does not reconnect a
+    connection that failed by itself. Inside a transaction the error is the caller's:
+    that transaction is lost anyway.
 
-
-def claim_reconnecting(job_id: str, owner: str) -> Claim | None:
-    """:func:`claim`, once more on a new connection if the worker's kept connection was
-    dropped (PostgreSQL restarted, killed the backend...). If the first claim committed
-    but its answer was lost, the second finds the job running and returns None: the
-    delivery is dropped and the lease brings the job back."""
+    For the claim: if the first one committed but its answer was lost, the second finds
+    the job running and returns None; the delivery is dropped and the lease brings the
+    job back."""
     try:
-        return claim(job_id, owner)
+        return write()
     except CONNECTION_ERRORS as error:
         if connection.in_atomic_block:
             raise
-        on_fresh_connection(job_id, "claim", error)
-        return claim(job_id, owner)
+        logger.warning(
+            "job %s: %s failed on a lost database connection (%r); again on a new one",
+            job_id,
+            step,
+            error,
+        )
+        connection.close()
+        return (again or write)()
 
 
 def succeeded_under(claim: Claim) -> bool:

@@ -301,7 +301,9 @@ class TaskyardTask(Task):
         from queueing.control.operations import JobCancelled
         from queueing.ledger import transitions as execution
 
-        claim = execution.claim_reconnecting(request.id, owner)
+        claim = execution.on_new_connection_if_dropped(
+            request.id, "claim", lambda: execution.claim(request.id, owner)
+        )
         from_ledger = bool(request.get(LEDGER_HEADER))
         if claim is None and not from_ledger and not execution.job_exists(request.id):
             claim = execution.adopt(request.id, self, list(args), dict(kwargs), queue, owner)
@@ -405,15 +407,16 @@ class TaskyardTask(Task):
                     raise execution.LeaseLost(f"job {claim.job_id}: lease taken over")
             return value
         value = self.run(*args, **kwargs)
-        try:
-            recorded = execution.record_success(claim, value, self)
-        except execution.CONNECTION_ERRORS as error:
-            # The body ran; record its success on a new connection (it is one statement,
-            # so it either committed with the old one or not at all).
-            execution.on_fresh_connection(claim.job_id, "recording the success", error)
-            recorded = execution.record_success(claim, value, self) or execution.succeeded_under(
-                claim
-            )
+        # One statement: on a dropped connection it committed with the old one or not at
+        # all; the second try on a new connection tells which.
+        recorded = execution.on_new_connection_if_dropped(
+            claim.job_id,
+            "recording the success",
+            lambda: execution.record_success(claim, value, self),
+            again=lambda: (
+                execution.record_success(claim, value, self) or execution.succeeded_under(claim)
+            ),
+        )
         if not recorded:
             execution.record_superseded(claim)
             raise Ignore()
@@ -447,11 +450,11 @@ class TaskyardTask(Task):
             if self.permanent_for and isinstance(exc, self.permanent_for):
                 classification = retry.Classification(retry.FailureKind.PERMANENT)
             decision = retry.decide(classification, claim.attempt, policy)
-        try:
-            status = execution.record_failure(claim, cause, decision)
-        except execution.CONNECTION_ERRORS as error:
-            execution.on_fresh_connection(claim.job_id, "recording the failure", error)
-            status = execution.record_failure(claim, cause, decision)
+        status = execution.on_new_connection_if_dropped(
+            claim.job_id,
+            "recording the failure",
+            lambda: execution.record_failure(claim, cause, decision),
+        )
         if status is None:
             execution.record_superseded(claim, cause)
             raise Ignore() from None
