@@ -12,6 +12,7 @@ symmetric types search better). The solver's answer is re-checked by
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyvrp
+from pyvrp.exceptions import PenaltyBoundWarning
 
 from routing.solver.baseline import plan_cost
 from routing.solver.check import Step, Violation, check_plan
@@ -184,7 +186,11 @@ def solve(
     data, type_vehicles = to_pyvrp(problem)
     stop = _Stop(time_limit, progress, time.process_time if cpu_time else time.perf_counter)
     started = time.perf_counter()
-    result = pyvrp.solve(data, stop, seed=seed, collect_stats=False, display=False)
+    with warnings.catch_warnings():
+        # PyVRP warns when its penalty for a constraint hits its bound (tight instances):
+        # a tuning hint for PyVRP's developers, not news for our logs or a worker's stderr.
+        warnings.simplefilter("ignore", PenaltyBoundWarning)
+        result = pyvrp.solve(data, stop, seed=seed, collect_stats=False, display=False)
     runtime = time.perf_counter() - started
     best = result.best
     if not best.is_feasible():
