@@ -87,8 +87,8 @@ def current_routes(
 ) -> list[tuple[str, list[Step]]]:
     """Today's rounds as routes: each truck's stops in their recorded order, with an
     unload at its nearest reload facility inserted before a stop that would overfill it
-    (what the driver does). A truck without reload facilities gets none: the check then
-    reports its capacity."""
+    (what the driver does), as often as it may unload; beyond that the check reports
+    its capacity."""
     stops = {s.id: s for s in problem.stops}
     vehicles = {v.id: v for v in problem.vehicles}
     routes: list[tuple[str, list[Step]]] = []
@@ -100,6 +100,7 @@ def current_routes(
         facilities = [problem.facility(f) for f in vehicle.reload_facilities]
         loc = problem.depot(vehicle.start_depot).location
         load = [0] * len(vehicle.capacity)
+        reloads = 0
         steps: list[Step] = []
         for stop_id in stop_ids:
             stop = stops.get(stop_id)
@@ -109,9 +110,11 @@ def current_routes(
             over = any(
                 a + d > c for a, d, c in zip(load, stop.demand, vehicle.capacity, strict=True)
             )
-            if over and facilities and any(load):
+            may_unload = vehicle.max_reloads is None or reloads < vehicle.max_reloads
+            if over and facilities and any(load) and may_unload:
                 nearest = min(facilities, key=lambda f: problem.duration[loc][f.location])
                 steps.append(("reload", nearest.id))
+                reloads += 1
                 load = [0] * len(load)
                 loc = nearest.location
             steps.append(("stop", stop_id))
