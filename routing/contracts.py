@@ -116,14 +116,14 @@ class ProblemIn(Contract):
         # an id names one place (vehicles are not places and have their own ids).
         seen: dict[str, str] = {}
         for kind, singular in (("depots", "depot"), ("facilities", "facility"), ("stops", "stop")):
-            ids = {item["id"] for item in attrs[kind]}
-            clash = sorted(i for i in ids if seen.get(i, singular) != singular)
+            place_ids = {item["id"] for item in attrs[kind]}
+            clash = sorted(i for i in place_ids if seen.get(i, singular) != singular)
             if clash:
                 errors.setdefault(kind, []).append(
                     "ids already used by another kind of place: "
                     + ", ".join(f"{i} ({seen[i]})" for i in clash)
                 )
-            seen.update({i: singular for i in ids if i not in seen})
+            seen.update({i: singular for i in place_ids if i not in seen})
         depots = {d["id"] for d in attrs["depots"]}
         facilities = {f["id"] for f in attrs["facilities"]}
         wrong_dims = [s["id"] for s in attrs["stops"] if len(s["demand"]) != dims]

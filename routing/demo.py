@@ -156,18 +156,17 @@ def assign_current_rounds(points: list[ServicePoint]) -> None:
     weekday, the points swept clockwise around the depot and cut into one round per
     truck of that depot, in proportion to the trucks' capacities (how rounds drawn on a
     map by hand tend to look)."""
-    groups: dict[tuple[int, int | None], list[ServicePoint]] = defaultdict(list)
+    groups: dict[tuple[Depot, int | None], list[ServicePoint]] = defaultdict(list)
     for p in points:
         if p.depot is not None:
-            groups[p.depot.pk, p.pickup_weekday].append(p)
+            groups[p.depot, p.pickup_weekday].append(p)
     trucks: dict[int, list[Vehicle]] = defaultdict(list)
     for truck in Vehicle.objects.filter(active=True, is_demo=True).order_by("code"):
         trucks[truck.depot_id].append(truck)
-    for (depot_id, _), members in groups.items():
-        fleet = trucks.get(depot_id)
+    for (depot, _), members in groups.items():
+        fleet = trucks.get(depot.pk)
         if not fleet:
             continue
-        depot = members[0].depot
         members.sort(key=lambda p: math.atan2(p.lon - depot.lon, p.lat - depot.lat))
         total = sum(t.capacity_kg for t in fleet)
         start = carried = 0
