@@ -397,6 +397,8 @@ def run_summary(run: OptimizationRun) -> dict[str, Any]:
         "improvement_pct": str(run.improvement_pct) if run.improvement_pct is not None else None,
         "cache_hit": bool(run.cached_from_id),
         "dropped": run.dropped,
+        # Windows, shifts or durations the plan breaks once timed by departure hour.
+        "traffic_warnings": (run.stats or {}).get("traffic_warnings", []),
         "error": run.error,
     }
 

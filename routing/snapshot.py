@@ -24,7 +24,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from routing.matrices import apply_traffic, offline_matrix, traffic_factor
+from routing.matrices import SPEED_PROFILE, apply_traffic, offline_matrix, traffic_factor
 from routing.solver import COST_UNIT, Depot, Facility, Problem, Stop, Vehicle
 from routing.solver.problem import money_per_metre, money_per_second
 
@@ -252,4 +252,7 @@ def to_problem(
         dimensions=tuple(snapshot["dimensions"]),
         coords=tuple((lon, lat) for lat, lon in points),
         name="run",
+        # The matrices carry the shift's mean factor; the final schedule is re-timed per
+        # departure hour with the profile relative to that mean.
+        hourly_factor=tuple(factor / traffic for factor in SPEED_PROFILE),
     )

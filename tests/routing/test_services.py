@@ -50,6 +50,8 @@ def test_a_depot_day_is_planned_within_windows_and_capacity(depot_day):
     }
     assert run.cost is not None and run.cost > 0
     assert run.stats["matrix"] == "offline"
+    # ETAs are timed by departure hour (traffic); nothing in this small day breaks.
+    assert run.stats["timing"] == "by departure hour" and run.stats["traffic_warnings"] == []
 
 
 def test_todays_rounds_are_the_baseline_only_when_complete_and_feasible(depot_day):

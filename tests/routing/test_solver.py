@@ -220,6 +220,38 @@ def test_a_facility_is_used_only_within_its_opening_hours():
     assert violations(with_hours(50, 100), steps) == []
 
 
+def test_the_final_schedule_is_timed_by_departure_hour_and_flags_what_traffic_breaks():
+    hour = 3600
+    # Depot and A half an hour apart on the static matrix; the 07:00 hour is twice as slow.
+    matrix = ((0, 1800), (1800, 0))
+    rush = (1.0,) * 7 + (2.0,) + (1.0,) * 16
+
+    def problem(window_end: int) -> Problem:
+        return Problem(
+            depots=(Depot("D", 0),),
+            facilities=(),
+            stops=(Stop("A", 1, (1,), service=600, window=(7 * hour, window_end)),),
+            vehicles=(Vehicle("V", "D", "D", (10,), shift_start=7 * hour, shift_end=9 * hour),),
+            distance=matrix,
+            duration=matrix,
+            hourly_factor=rush,
+        )
+
+    plan = solve(problem(9 * hour), time_limit=0.2, seed=1)
+    (visit,) = plan.routes[0].visits
+    # Leaves 07:00, an hour (not half an hour) to A; back at 08:10 + 30 min (08:00 is 1.0).
+    assert (plan.routes[0].start, visit.arrival) == (7 * hour, 8 * hour)
+    assert plan.routes[0].end == 8 * hour + 600 + 1800
+    assert plan.stats["traffic_warnings"] == []
+
+    tight = solve(problem(7 * hour + 2700), time_limit=0.2, seed=1)  # closes 07:45
+    assert tight.feasible  # on the static matrix: there at 07:30
+    assert tight.stats["traffic_warnings"] == [
+        "time_window: vehicle V: with traffic by hour stop A is reached at 28800, "
+        "window closes at 27900 (stops A)"
+    ]
+
+
 def test_current_rounds_unload_when_the_truck_is_full():
     problem = line_problem()
     (route,) = current_routes(problem, {"V": ["A", "B", "C"]})
