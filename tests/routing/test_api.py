@@ -91,8 +91,8 @@ def test_other_roles_may_not_enqueue_or_read(role):
 def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot_day):
     client = client_for(make_user("dispatcher"))
     # Longer than the tests' 3 s job lease: the solve must keep its lease while it runs.
-    body = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 4}
-    response = client.post(URL, body, format="json")
+    request = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 4}
+    response = client.post(URL, request, format="json")
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     assert response["Location"].endswith(f"/jobs/{job_id}")
@@ -112,7 +112,7 @@ def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot
     assert job.attempts == 1 and OptimizationRun.objects.count() == 1
 
     # The same request within the hour: served from the cache, the same plan, no solve.
-    again = client.post(URL, body, format="json").json()["id"]
+    again = client.post(URL, request, format="json").json()["id"]
     wait_until(
         lambda: Job.objects.filter(id=again, status=JobStatus.SUCCEEDED).exists(),
         timeout=60,
