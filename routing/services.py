@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 # The result cache: the same input snapshot and parameters within this window return
 # the stored plan without solving (issue 13: "cached for an hour").
 RESULT_CACHE_SECONDS = 3600
+# The matrix source recorded when "osrm" is asked for without a configured provider.
+OSRM_NOT_SET = "offline (osrm asked for, OSRM_URL not set)"
 
 
 class OptimizationFailed(Exception):
@@ -100,6 +102,8 @@ def optimize(
     plan: Plan | None = None
     try:
         matrix, matrix_source = _provider_matrix(snapshot, parameters)
+        if matrix_source == OSRM_NOT_SET:
+            logger.warning("routing run %s (job %s): %s", run.pk, run.job_id, OSRM_NOT_SET)
         problem = snap.to_problem(snapshot, matrix)
         base = compare_with(problem, snapshot["current"])
 
@@ -378,8 +382,7 @@ def _provider_matrix(snapshot: dict[str, Any], parameters: dict[str, Any]) -> tu
         return None, "offline"
     if "osrm" not in settings.TASKYARD_PROVIDERS:
         # OSRM_URL is not set (production without a matrix service): offline, and say so.
-        logger.warning("routing: matrix 'osrm' asked for but OSRM_URL is not set; offline used")
-        return None, "offline (osrm asked for, OSRM_URL not set)"
+        return None, OSRM_NOT_SET
     from routing.osrm import osrm_matrix
 
     return osrm_matrix(snap.points_of(snapshot)), "osrm"
