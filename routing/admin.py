@@ -18,11 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from rest_framework.exceptions import ValidationError
 
-from queueing import audit
-from queueing.admin import confirmed
-from queueing.api.endpoints import job_state
-from queueing.ledger.enqueue import resolve_queue
-from queueing.roles import may_enqueue_task
+from queueing import audit_enqueued, confirm_action, may_enqueue
 from routing import services
 from routing.models import (
     Depot,
@@ -44,7 +40,7 @@ def may_plan(user: Any) -> bool:
     API (admin, manager, dispatcher, or enqueue_any)."""
     from routing.tasks import optimize_routes
 
-    return may_enqueue_task(user, optimize_routes, resolve_queue(optimize_routes, None, [], {}))
+    return may_enqueue(user, optimize_routes)
 
 
 def enqueue_audited(request: HttpRequest, arguments: dict[str, Any], why: str) -> str | None:
@@ -53,9 +49,7 @@ def enqueue_audited(request: HttpRequest, arguments: dict[str, Any], why: str) -
     try:
         with transaction.atomic():
             job = services.request_optimisation(arguments, request.user)
-            audit.record_request(
-                request, "job.create", ("job", job.id), after=job_state(job), reason=why
-            )
+            audit_enqueued(request, job, why)
     except ValidationError as exc:
         return "; ".join(
             f"{field}: {' '.join(map(str, errors))}"
@@ -213,7 +207,7 @@ class OptimizationRunAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         """Confirmed, then one new job per run with the run's own request (a day is read
         from the tables again; an unchanged input within the hour comes from the cache)."""
-        page = confirmed(
+        page = confirm_action(
             self,
             request,
             queryset,

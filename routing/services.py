@@ -420,8 +420,7 @@ def request_optimisation(arguments: dict[str, Any], user: Any) -> Any:
     """Enqueue `routing.optimize_routes` as the API does, for `user`: the arguments checked
     by the job's contract (rest_framework ValidationError otherwise, nothing written),
     the job inserted in the caller's transaction. Returns the Job."""
-    from queueing import enqueue
-    from queueing.api.contracts import validate_arguments
+    from queueing import enqueue, validate_arguments
     from routing.tasks import optimize_routes
 
     kwargs = validate_arguments(optimize_routes, arguments, field=None)
