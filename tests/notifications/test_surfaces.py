@@ -179,8 +179,13 @@ def test_a_failing_webhook_endpoint_is_disabled_after_its_streak_with_an_alert(k
                 services.send("booking_reminder", recipient.ref, CONTEXT)[0] for _ in range(2)
             ]
         for message in messages:
+            # An attempt that is not the job's last does not count: the message may
+            # still go out. Its last attempt fails it, and counts once.
             with pytest.raises(Exception, match="500"):
                 services.deliver(message.id)
+            with pytest.raises(Exception, match="500"):
+                services.deliver(message.id, last_attempt=True)
+            assert Message.objects.get(id=message.id).status == MessageStatus.FAILED
     endpoint.refresh_from_db()
     assert not endpoint.active and endpoint.failure_streak == 2
     assert "2 failed deliveries in a row" in endpoint.disabled_reason
