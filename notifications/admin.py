@@ -330,10 +330,10 @@ class BookingAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Booking | None = None) -> Any:
         if obj is None:
-            return ("status",)
+            return ("status", "created_at")
         if obj.status != BookingStatus.SCHEDULED:
-            return ("ref", "recipient", "scheduled_for", "status")
-        return ("ref", "recipient", "status")
+            return ("ref", "recipient", "scheduled_for", "status", "created_at")
+        return ("ref", "recipient", "status", "created_at")
 
     def save_model(self, request: HttpRequest, obj: Booking, form: Any, change: bool) -> None:
         moved = change and "scheduled_for" in form.changed_data
