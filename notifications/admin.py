@@ -9,7 +9,7 @@ and write an entry in each object's admin history (LogEntry)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -68,8 +68,9 @@ def may_send(request: HttpRequest) -> bool:
 
 def log_each(request: HttpRequest, queryset: QuerySet[Any], message: str) -> None:
     """One entry in each object's admin history (who, when, what)."""
+    user_id = cast(int, request.user.pk)  # admin views run for a logged-in staff user
     LogEntry.objects.log_actions(
-        user_id=request.user.pk, queryset=queryset, action_flag=CHANGE, change_message=message
+        user_id=user_id, queryset=queryset, action_flag=CHANGE, change_message=message
     )
 
 

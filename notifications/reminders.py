@@ -5,6 +5,9 @@ by default, NOTIFICATIONS_REMINDER_OFFSETS), unique per booking x offset.
   skipped);
 - moving it replaces each job (``enqueue(on_conflict="replace")`` cancels the waiting
   one) and each job carries the pickup time it was made for, so a stale one does nothing;
+  its messages still queued for the old time (quiet hours, a rate limit) are cancelled;
+- the job locks its booking while it makes the messages, and the delivery checks the
+  booking again before sending (services.stale_booking);
 - cancelling it replaces each waiting job with one that cancels itself at once, so the
   ledger shows them cancelled now rather than at their due time;
 - a reminder never goes out after the pickup: the job checks the time, and its message

@@ -483,8 +483,10 @@ def settle_dead_deliveries(limit: int = DEAD_DELIVERY_SWEEP_BATCH) -> dict[str, 
         status=MessageStatus.QUEUED, job_id__in=ended.values("id")
     ).order_by("id")[:limit]
     counts = {"failed": 0, "cancelled": 0}
-    for message in stuck:
-        job = Job.objects.filter(id=message.job_id).first()
+    messages = list(stuck)
+    jobs = Job.objects.in_bulk([m.job_id for m in messages if m.job_id is not None])
+    for message in messages:
+        job = jobs.get(message.job_id) if message.job_id else None
         if job is None:
             continue
         cause = f"{job.last_error_class}: {job.last_error_message}".strip(": ")[:1500]
