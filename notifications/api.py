@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.utils.html import escape
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission
@@ -118,12 +119,28 @@ class PushSubscriptionSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class VapidKeySerializer(serializers.Serializer):
+    public_key = serializers.CharField()
+
+
+class PushSubscriptionAnswer(serializers.Serializer):
+    id = serializers.IntegerField()
+    recipient = serializers.CharField()
+    endpoint = serializers.URLField()
+    active = serializers.BooleanField()
+
+
 class PushSubscriptionsView(APIView):
     """Register a browser's push subscription: 201 (new) or 200 (known endpoint: its keys
     and recipient updated, active again)."""
 
     permission_classes = [MayRegisterPush]
 
+    @extend_schema(
+        request=PushSubscriptionSerializer,
+        responses={201: PushSubscriptionAnswer, 200: PushSubscriptionAnswer},
+        summary="Register a browser's push subscription",
+    )
     def post(self, request: Request) -> Response:
         body = PushSubscriptionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -168,15 +185,18 @@ class PushSubscriptionsView(APIView):
 
 
 class VapidKeyView(APIView):
-    """The VAPID public key (``applicationServerKey``); 503 when Web Push has no keys."""
+    """The VAPID public key (``applicationServerKey``); 404 when Web Push has no key."""
 
     permission_classes = [MayRegisterPush]
 
+    @extend_schema(
+        responses={200: VapidKeySerializer}, summary="The VAPID public key (applicationServerKey)"
+    )
     def get(self, request: Request) -> Response:
         try:
             key = vapid_public_key()
         except PermanentError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            raise NotFound(f"Web Push is not configured: {exc}") from None
         return Response({"public_key": key})
 
 

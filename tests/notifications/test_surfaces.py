@@ -365,6 +365,10 @@ def test_a_browser_registers_its_push_subscription_and_reads_the_vapid_key(kinds
     assert client_for(make_user("driver")).post(PUSH_URL, body, format="json").status_code == 403
     assert client_for(make_user("manager")).post(PUSH_URL, body, format="json").status_code == 403
     assert client_for(None).get("/api/v1/queue/notifications/push/key").status_code == 401
+    settings.VAPID_PRIVATE_KEY, settings.VAPID_KEY_FILE = "", "/nonexistent/vapid.key"
+    unconfigured = browser.get("/api/v1/queue/notifications/push/key")
+    assert unconfigured.status_code == 404
+    assert "generate_vapid_keys" in unconfigured.json()["error"]["message"]
     assert PushSubscription.objects.count() == 2
 
 
