@@ -5,7 +5,8 @@ endpoints, bookings with their reminders, and the development Outbox (outbox.py)
 Bookings change only through notifications.reminders (a move moves the reminders, a
 cancel cancels them). Actions that start jobs or cancel (send a kind to recipients,
 resend failed messages, cancel bookings) ask for confirmation, need their permission,
-and write an entry in each object's admin history (LogEntry)."""
+write an entry in each object's admin history (LogEntry), and audit each job they create
+(queueing.audit_enqueued, the API's "job.create" event)."""
 
 from __future__ import annotations
 
@@ -57,13 +58,10 @@ class PushSubscriptionInline(admin.TabularInline):
 
 def may_send(request: HttpRequest) -> bool:
     """Who may start notification jobs from the admin: as over the API (send_batch's
-    roles: admins and dispatchers)."""
-    user = request.user
-    return bool(
-        user.is_superuser
-        or user.has_perm("queueing.enqueue_notifications")
-        or user.has_perm("queueing.enqueue_any")
-    )
+    roles, or enqueue_any)."""
+    from notifications.tasks import send_batch
+
+    return queueing.may_enqueue(request.user, send_batch)
 
 
 def log_each(request: HttpRequest, queryset: QuerySet[Any], message: str) -> None:
@@ -72,27 +70,6 @@ def log_each(request: HttpRequest, queryset: QuerySet[Any], message: str) -> Non
     LogEntry.objects.log_actions(
         user_id=user_id, queryset=queryset, action_flag=CHANGE, change_message=message
     )
-
-
-def confirm_page(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any], action: str,
-    description: str,
-) -> TemplateResponse | None:  # fmt: skip
-    """None once the operator confirmed (POST with confirm=yes); else the page asking
-    (the platform's confirmation template, as the queue console's actions use)."""
-    if request.POST.get("confirm") == "yes":
-        return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": f"Confirm: {description}",
-        "description": description,
-        "objects": list(queryset[:200]),
-        "count": queryset.count(),
-        "action": action,
-        "ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
-        "opts": modeladmin.model._meta,
-    }
-    return TemplateResponse(request, "admin/queueing/confirm_action.html", context)
 
 
 class SendKindForm(forms.Form):
@@ -153,6 +130,9 @@ class RecipientAdmin(admin.ModelAdmin):
                         request,
                         queryset,
                         f"sent {arguments['kind']} (batch job {job.id}, {len(refs)} recipient(s))",
+                    )
+                    queueing.audit_enqueued(
+                        request, job, f"via admin: send {arguments['kind']} to {len(refs)}"
                     )
                 self.message_user(
                     request,
@@ -262,7 +242,9 @@ class MessageAdmin(admin.ModelAdmin):
     )
     def resend(self, request: HttpRequest, queryset: QuerySet[Message]) -> HttpResponse | None:
         failed = queryset.filter(status=MessageStatus.FAILED)
-        page = confirm_page(self, request, failed, "resend", "send these failed messages again")
+        page = queueing.confirm_action(
+            self, request, failed, "resend", "send these failed messages again"
+        )
         if page:
             return page
         jobs = []
@@ -275,6 +257,7 @@ class MessageAdmin(admin.ModelAdmin):
                         Message.objects.filter(id=message.id),
                         f"resent (delivery job {job.id}); it had failed: {message.error}"[:500],
                     )
+                    queueing.audit_enqueued(request, job, f"via admin: resend message {message.id}")
                     jobs.append(job)
         skipped = queryset.count() - len(jobs)
         self.message_user(
@@ -359,7 +342,7 @@ class BookingAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Booking]
     ) -> HttpResponse | None:
         waiting = queryset.filter(status=BookingStatus.SCHEDULED)
-        page = confirm_page(
+        page = queueing.confirm_action(
             self,
             request,
             waiting,
