@@ -10,7 +10,14 @@ import pytest
 import stripe
 
 from billing import notify, payments, reminders, runs, services
-from billing.models import InvoiceStatus, Payment, PaymentStatus, Reminder, ReminderStatus
+from billing.models import (
+    InvoiceStatus,
+    Payment,
+    PaymentProblem,
+    PaymentStatus,
+    Reminder,
+    ReminderStatus,
+)
 from billing.notify import BillingMessage
 from devstack.fakes import stripe as stripe_fake
 from notifications.models import Message
@@ -83,6 +90,54 @@ def test_the_webhook_pays_the_invoice_cancels_reminders_and_sends_a_receipt_once
     assert payments.record_intent_event("payment_intent.succeeded", {"id": "pi_other"}) == (
         "not a billing payment"
     )
+
+
+def succeeded(fake, invoice, **changes) -> dict:
+    """Charge ``invoice`` at the fake and return its payment_intent.succeeded object."""
+    payments.charge(invoice)
+    return {**event_of(fake, "payment_intent.succeeded"), **changes}
+
+
+@pytest.mark.django_db
+def test_a_payment_on_an_invoice_voided_meanwhile_is_flagged_for_a_refund(fake, caplog):
+    invoice = invoice_for()
+    intent = succeeded(fake, invoice)
+    services.credit_invoice(invoice, "customer moved away")  # before Stripe's webhook came
+    with caplog.at_level("ERROR", logger="billing.payments"):
+        outcome = payments.record_intent_event("payment_intent.succeeded", intent)
+    assert outcome == "succeeded, flagged refund_due"
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert payment.problem == PaymentProblem.REFUND_DUE
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.VOID and invoice.paid_at is None
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    text = record.getMessage()
+    assert f"payment {payment.id}" in text and f"invoice {invoice.number} (id {invoice.id})" in text
+    assert "refund due" in text
+    assert not Job.objects.filter(task_name="billing.send_receipt").exists()
+    # Processed again (Stripe retries webhooks): still one flag, nothing more.
+    assert payments.record_intent_event("payment_intent.succeeded", intent) == "already succeeded"
+
+
+@pytest.mark.django_db
+def test_another_amount_than_the_invoice_s_does_not_mark_it_paid(fake, caplog):
+    invoice = invoice_for()
+    intent = succeeded(fake, invoice, amount_received=int(invoice.total * 100) - 1)
+    with caplog.at_level("ERROR", logger="billing.payments"):
+        outcome = payments.record_intent_event("payment_intent.succeeded", intent)
+    assert outcome == "succeeded, flagged amount_mismatch"
+    payment = Payment.objects.get()
+    assert (payment.status, payment.problem) == (
+        PaymentStatus.SUCCEEDED,
+        PaymentProblem.AMOUNT_MISMATCH,
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED and invoice.paid_at is None
+    assert invoice.reminders.filter(status=ReminderStatus.SCHEDULED).count() == 3  # still owed
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"invoice {invoice.number} (id {invoice.id})" in record.getMessage()
+    assert not Job.objects.filter(task_name="billing.send_receipt").exists()
 
 
 @pytest.mark.django_db
