@@ -18,6 +18,9 @@ how an app declares its jobs, endpoints and schedules with these names.
     Job, JobStatus       the ledger's model and statuses
     provider_call(name)  guard one call to a third-party provider (docs/providers.md);
                          ProviderDeferred when it must wait (no attempt spent)
+    record_request(request, action, target, before=, after=, reason=)
+                         append an operator's action (admin, API) to the hash-chained
+                         audit trail, in the caller's transaction
 
 Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
 up; the submodules do the work. The layout is described in docs/job-ledger.md.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from queueing.api.endpoints import JobEndpoint
+    from queueing.audit import record_request
     from queueing.contracts import Contract
     from queueing.control.breaker import ProviderDeferred
     from queueing.control.operations import JobCancelled
@@ -59,6 +63,7 @@ _EXPORTS = {
     "ProviderDeferred": "queueing.control.breaker",
     "Job": "queueing.models",
     "JobStatus": "queueing.models",
+    "record_request": "queueing.audit",
 }
 
 __all__ = [
@@ -78,6 +83,7 @@ __all__ = [
     "explain",
     "job",
     "provider_call",
+    "record_request",
 ]
 
 
