@@ -162,10 +162,10 @@ def failed_charges(run: BillingRun) -> list[dict[str, Any]]:
     a Stripe error past its retries): what "Charge again" is for. Dead charge jobs are
     few, so they are found first, then matched to the run's invoices."""
     charges = Job.objects.filter(task_name=CHARGE_TASK)
-    dead_ids = {
-        kwargs.get("invoice_id")
+    dead_ids: set[int] = {
+        kwargs["invoice_id"]
         for kwargs in charges.filter(status=JobStatus.DEAD).values_list("kwargs", flat=True)
-        if isinstance(kwargs, dict)
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("invoice_id"), int)
     }
     candidates = set(
         Invoice.objects.filter(run=run, id__in=dead_ids, status=InvoiceStatus.ISSUED).values_list(
@@ -181,10 +181,12 @@ def failed_charges(run: BillingRun) -> list[dict[str, Any]]:
     ):
         latest[kwargs["invoice_id"]] = (status, error, job_id)  # the newest job wins
     numbers = dict(Invoice.objects.filter(id__in=candidates).values_list("id", "number"))
-    failed = [
-        {"invoice_id": invoice_id, "invoice": numbers[invoice_id], "error": error,
-         "job": str(job_id)}
+    failed = sorted(
+        (numbers[invoice_id], invoice_id, error, job_id)
         for invoice_id, (status, error, job_id) in latest.items()
         if status == JobStatus.DEAD
-    ]  # fmt: skip
-    return sorted(failed, key=lambda row: row["invoice"])[:SUMMARY_MAX_FAILURES]
+    )[:SUMMARY_MAX_FAILURES]
+    return [
+        {"invoice_id": invoice_id, "invoice": number, "error": error, "job": str(job_id)}
+        for number, invoice_id, error, job_id in failed
+    ]
