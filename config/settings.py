@@ -292,8 +292,9 @@ BILLING_STRIPE_API_KEY = env_str(
     "STRIPE_API_KEY", "sk_test_taskyard_development_only" if DEBUG else ""
 )
 # Who tells customers about reminders and receipts: a class implementing
-# billing.notify.Notifier (the notifications app can point this at its sender).
-BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "billing.notify.EmailNotifier")
+# billing.notify.Notifier. The notifications app's sender (templates, preferences, email
+# and SMS, delivery log); billing.notify.EmailNotifier is the plain-email fallback.
+BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "notifications.billing_sender.NotificationsNotifier")
 # Payment reminders, in days from the due date (negative: before), sent at this hour of
 # the business time zone. Paying cancels the ones not sent yet.
 try:

@@ -24,6 +24,9 @@ how an app declares its jobs, endpoints and schedules with these names.
     confirm_action, may_enqueue, audit_enqueued
                          for an app's admin action that starts jobs: the confirmation
                          page, the API's enqueue rule, the "job.create" audit event
+    record_request(request, action, target, before=, after=, reason=)
+                         append an operator's action (admin, API) to the hash-chained
+                         audit trail, in the caller's transaction
 
 Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
 up; the submodules do the work. The layout is described in docs/job-ledger.md.
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from queueing.admin import audit_enqueued, confirm_action, may_enqueue
     from queueing.api.contracts import validate_arguments
     from queueing.api.endpoints import JobEndpoint
+    from queueing.audit import record_request
     from queueing.contracts import Contract
     from queueing.control.breaker import ProviderDeferred
     from queueing.control.operations import JobCancelled
@@ -71,6 +75,7 @@ _EXPORTS = {
     "may_enqueue": "queueing.admin",
     "audit_enqueued": "queueing.admin",
     "JobStatus": "queueing.models",
+    "record_request": "queueing.audit",
 }
 
 __all__ = [
@@ -94,6 +99,7 @@ __all__ = [
     "may_enqueue",
     "provider_call",
     "validate_arguments",
+    "record_request",
 ]
 
 
