@@ -37,10 +37,8 @@ from billing.models import (
     ServiceEvent,
     TaxRule,
 )
-from queueing import record_request
+from queueing import confirm_action, record_request
 
-# A confirmation page lists at most this many of the selected rows.
-CONFIRM_LIST_MAX = 200
 # "Bill a period" for selected customers enqueues one run per customer (as the API's
 # {"customer": ...}); more than this at once: bill the period for everyone instead.
 BILL_SELECTED_MAX = 100
@@ -48,27 +46,6 @@ BILL_SELECTED_MAX = 100
 
 def audit(request: HttpRequest, action: str, target: tuple[str, object], **fields: Any) -> None:
     record_request(request, action, target, reason="via admin", **fields)
-
-
-def confirmed(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, action: str,
-    description: str,
-) -> TemplateResponse | None:  # fmt: skip
-    """None once the operator confirmed (POST with ``confirm=yes``); else the page
-    asking (the platform's confirmation page, as the queue console's actions)."""
-    if request.POST.get("confirm") == "yes":
-        return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": f"Confirm: {description}",
-        "description": description,
-        "objects": list(queryset[:CONFIRM_LIST_MAX]),
-        "count": queryset.count(),
-        "action": action,
-        "ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
-        "opts": modeladmin.model._meta,
-    }
-    return TemplateResponse(request, "admin/queueing/confirm_action.html", context)
 
 
 def may_bill(request: HttpRequest) -> bool:
@@ -86,7 +63,7 @@ def bill_period_page(
         **modeladmin.admin_site.each_context(request),
         "title": "Bill a period",
         "opts": modeladmin.model._meta,
-        "customers": customers[:CONFIRM_LIST_MAX],
+        "customers": customers[:200],  # as the platform's confirmation page lists
         "count": len(customers),
         "ids": [str(c.id) for c in customers],
         "period": request.POST.get("period") or services.resolve_period_label("previous"),
@@ -313,7 +290,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     def credit_in_full(
         self, request: HttpRequest, queryset: QuerySet[Invoice]
     ) -> TemplateResponse | None:
-        page = confirmed(
+        page = confirm_action(
             self,
             request,
             queryset,
@@ -354,7 +331,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     def charge_again(
         self, request: HttpRequest, queryset: QuerySet[Invoice]
     ) -> TemplateResponse | None:
-        page = confirmed(
+        page = confirm_action(
             self,
             request,
             queryset,

@@ -98,8 +98,8 @@ __all__ = [
     "job",
     "may_enqueue",
     "provider_call",
-    "validate_arguments",
     "record_request",
+    "validate_arguments",
 ]
 
 
