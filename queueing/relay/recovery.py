@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import uuid
 
 import redis
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from queueing import counters as metrics
@@ -40,7 +42,7 @@ class MessageRecovery:
     batch: int
     _paused: set[str]
     _missing_since: dict[str, float]
-    _lost_cursor: dt.datetime | None
+    _lost_cursor: tuple[dt.datetime, uuid.UUID] | None  # (published_at, id) checked last
     _tidy_at: float
     _tidy_cursor: int
 
@@ -109,14 +111,22 @@ class MessageRecovery:
             queue__in=self._paused
         )
         if self._lost_cursor is not None:
-            candidates = candidates.filter(published_at__gt=self._lost_cursor)
+            # (published_at, id), not published_at alone: a bulk enqueue stamps up to
+            # MAX_BULK_JOBS rows and a relay batch RELAY_BATCH_SIZE rows with one time,
+            # and "published_at > cursor" would skip all of them past the first batch.
+            after, after_id = self._lost_cursor
+            candidates = candidates.filter(
+                Q(published_at__gt=after) | Q(published_at=after, id__gt=after_id)
+            )
         rows = list(
-            candidates.order_by("published_at").values_list("id", "published_at")[: self.batch]
+            candidates.order_by("published_at", "id").values_list("published_at", "id")[
+                : self.batch
+            ]
         )
-        self._lost_cursor = rows[-1][1] if len(rows) == self.batch else None
+        self._lost_cursor = rows[-1] if len(rows) == self.batch else None
         if not rows:
             return
-        ids = [str(job_id) for job_id, _ in rows]
+        ids = [str(job_id) for _, job_id in rows]
         # Any worker's reservations count, a dead one's too: _release_dead_workers hands
         # those back (once) when the worker's heartbeat is confirmed gone.
         known = inflight.where(

@@ -190,6 +190,33 @@ def test_a_message_held_by_a_live_worker_is_not_lost_and_a_dead_workers_is(broke
         broker_client.delete(inflight.reserved_key("celery@alive"))
 
 
+def test_a_lost_message_among_more_than_a_batch_stamped_at_once_is_found(broker_client):
+    """A bulk enqueue (or a relay batch) stamps many jobs with one published_at: the
+    repair's cursor must go round them all, not stop after the first batch."""
+    count = settings.RELAY_BATCH_SIZE + 100
+    ids = [
+        str(job.id)
+        for job in queueing.enqueue_many(
+            "tests.record", [[f"b{n}"] for n in range(count)], queue=QUEUE, countdown=3600
+        )
+    ]
+    long_ago = timezone.now() - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS + 5)
+    Job.objects.filter(id__in=ids).update(
+        status=JobStatus.QUEUED, run_at=None, published_at=long_ago
+    )
+    # Near the end: the last of the bulk, and the last in the repair's order (time, id).
+    last_by_id = Job.objects.filter(id__in=ids).order_by("-id").values_list("id", flat=True)[0]
+    lost = {ids[-1], str(last_by_id)}
+    broker_client.sadd(inflight.SENT_KEY, *[job_id for job_id in ids if job_id not in lost])
+    try:
+        relay = Relay()
+        republished = sum(relay.tick().republished_lost for _ in range(3))
+        assert republished == len(lost)
+        assert set(messages(broker_client)) == lost
+    finally:
+        broker_client.srem(inflight.SENT_KEY, *ids)
+
+
 def expire_lease(job_id) -> None:
     Job.objects.filter(id=job_id).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
 
