@@ -20,6 +20,7 @@ import queueing
 from queueing import inflight
 from queueing.ledger.enqueue import broker_queue_keys
 from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
+from queueing.ledger.wake import WAKE_KEY, nudge_relay, wait_for_nudge
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
 from queueing.registry import WORKERS_KEY
 from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, BrokerDown, Relay, TickReport
@@ -215,6 +216,28 @@ def test_a_lost_message_among_more_than_a_batch_stamped_at_once_is_found(broker_
         assert set(messages(broker_client)) == lost
     finally:
         broker_client.srem(inflight.SENT_KEY, *ids)
+
+
+def test_a_nudge_late_in_a_long_wait_wakes_the_relay_at_once(broker_client):
+    """The relay's client gives up on a reply after 1 s (RELAY_BROKER_TIMEOUT_SECONDS): a
+    longer BLPOP raised TimeoutError and the relay slept out the rest of its wait, deaf
+    to nudges."""
+    broker_client.delete(WAKE_KEY)
+    relay = Relay()
+    woke: list[tuple[bool, float]] = []
+    waiter = threading.Thread(
+        target=lambda: woke.append((wait_for_nudge(relay.redis, 20), time.monotonic()))
+    )
+    started = time.monotonic()
+    waiter.start()
+    wait_until(lambda: time.monotonic() - started > 2.5 * settings.RELAY_BROKER_TIMEOUT_SECONDS)
+    nudged = time.monotonic()
+    nudge_relay()
+    waiter.join(25)
+    assert woke, "the wait did not end"
+    (answered, at) = woke[0]
+    assert answered, "the wait ended without seeing the nudge"
+    assert at - nudged < 0.5, f"woke {at - nudged:.2f} s after the nudge"
 
 
 def expire_lease(job_id) -> None:
