@@ -19,7 +19,7 @@ from queueing import counters as metrics
 from queueing import inflight
 from queueing.broker import as_text
 from queueing.models import Job, JobStatus
-from queueing.registry import live_worker_entries
+from queueing.registry import STALE_AFTER_SECONDS, live_worker_entries
 from queueing.relay.state import TickReport
 
 logger = logging.getLogger("queueing.relay.loop")
@@ -41,6 +41,8 @@ class MessageRecovery:
     redis: redis.Redis
     batch: int
     _paused: set[str]
+    broker_down_since: float | None
+    broker_back_at: float
     _missing_since: dict[str, float]
     _lost_cursor: tuple[dt.datetime, uuid.UUID] | None  # (published_at, id) checked last
     _tidy_at: float
@@ -70,6 +72,14 @@ class MessageRecovery:
         """A worker that is gone (no heartbeat) took the messages it had received with it:
         their jobs, still queued, are published again now, not after kombu's visibility
         timeout. The jobs it was running come back when their leases expire (reap)."""
+        if (
+            self.broker_down_since is not None
+            or time.monotonic() - self.broker_back_at < STALE_AFTER_SECONDS
+        ):
+            # Back from an outage (this tick, or less than a stale window ago): the
+            # heartbeats of the outage were never written, so a live worker looks dead
+            # until it has had a whole stale window to beat again.
+            return
         workers = inflight.workers_with_reservations(self.redis)
         if not workers:
             return

@@ -22,7 +22,7 @@ from queueing.ledger.enqueue import broker_queue_keys
 from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
 from queueing.ledger.wake import WAKE_KEY, nudge_relay, wait_for_nudge
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
-from queueing.registry import WORKERS_KEY
+from queueing.registry import STALE_AFTER_SECONDS, WORKERS_KEY
 from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, BrokerDown, Relay, TickReport
 from tests.harness import start_relay, wait_until
 
@@ -238,6 +238,53 @@ def test_a_nudge_late_in_a_long_wait_wakes_the_relay_at_once(broker_client):
     (answered, at) = woke[0]
     assert answered, "the wait ended without seeing the nudge"
     assert at - nudged < 0.5, f"woke {at - nudged:.2f} s after the nudge"
+
+
+def test_after_an_outage_a_live_worker_is_not_taken_for_dead_before_it_beats_again(
+    broker, broker_client
+):
+    """No heartbeat is written while Redis is away: once it is back, a live worker's
+    entry is stale until its next beat. The relay must not take it for dead in that
+    window (its received jobs published again, its index dropped); a worker that really
+    died is released once the window has passed."""
+    held, dropped = unpublished_jobs(2)
+    relay = Relay()
+    relay.tick()
+    broker_client.delete(*broker_queue_keys(QUEUE))  # both taken off the broker
+    inflight.mark_received(held, "celery@alive")
+    inflight.mark_received(dropped, "celery@gone")
+    stale = time.time() - 2 * STALE_AFTER_SECONDS  # the outage was longer than the window
+    for worker in ("celery@alive", "celery@gone"):
+        broker_client.hset(WORKERS_KEY, worker, json.dumps({"queues": [], "at": stale}))
+    broker.freeze()
+    try:
+        relay.tick()
+        assert relay.broker_down_since is not None
+    finally:
+        broker.thaw()
+    try:
+        wait_until(lambda: relay.tick() and relay.broker_down_since is None, timeout=10)
+        back = time.monotonic()
+
+        def alive_beats_then_tick() -> int:
+            # The live worker's heartbeat thread writes again a beat after the return.
+            if time.monotonic() - back > 2.0:
+                entry = {"queues": [], "at": time.time()}
+                broker_client.hset(WORKERS_KEY, "celery@alive", json.dumps(entry))
+            return relay.tick().released_from_dead_workers
+
+        released = wait_until(alive_beats_then_tick, timeout=STALE_AFTER_SECONDS + 5, interval=0.2)
+        assert time.monotonic() - back >= STALE_AFTER_SECONDS
+        assert released == 1
+        assert not broker_client.exists(inflight.reserved_key("celery@gone"))
+        assert broker_client.zscore(inflight.reserved_key("celery@alive"), held) is not None
+        assert dropped in messages(broker_client)
+    finally:
+        broker_client.hdel(WORKERS_KEY, "celery@alive", "celery@gone")
+        broker_client.delete(
+            inflight.reserved_key("celery@alive"), inflight.reserved_key("celery@gone")
+        )
+        broker_client.srem(inflight.WORKERS_KEY, "celery@alive", "celery@gone")
 
 
 def expire_lease(job_id) -> None:
