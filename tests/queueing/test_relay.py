@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import queueing
-from queueing import inflight
+from queueing import counters, inflight
 from queueing.ledger.enqueue import broker_queue_keys
 from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
 from queueing.ledger.wake import WAKE_KEY, nudge_relay, wait_for_nudge
@@ -298,8 +298,12 @@ def test_expired_lease_goes_back_to_queued_and_the_late_worker_is_fenced_off(bro
     assert first.token == 1
 
     expire_lease(job_id)  # worker a stalls past its lease
+    counted = f"{QUEUE}|tests.record|lost"
+    before = int(broker_client.hget(counters.PROCESSED_KEY, counted) or 0)
     report = Relay().tick()
     assert report.reaped == 1
+    # Counted in /metrics (one round trip after the reap's commit).
+    assert int(broker_client.hget(counters.PROCESSED_KEY, counted) or 0) == before + 1
     job = Job.objects.get(id=job_id)
     assert job.status == JobStatus.QUEUED
     assert [a.outcome for a in job.attempt_rows.all()] == [AttemptOutcome.LOST]
