@@ -93,7 +93,7 @@ class Relay(BrokerWatch, MessageRecovery):
         self._broker_backoff = BROKER_RETRY_SECONDS
         self._outage_reported_at = 0.0
         self._missing_since: dict[str, float] = {}
-        self._lost_cursor: tuple[dt.datetime, uuid.UUID] | None = None
+        self._lost_cursor: tuple[dt.datetime | None, uuid.UUID] | None = None
         self._tidy_at = 0.0
         self._tidy_cursor = 0
 

@@ -44,7 +44,8 @@ class MessageRecovery:
     broker_down_since: float | None
     broker_back_at: float
     _missing_since: dict[str, float]
-    _lost_cursor: tuple[dt.datetime, uuid.UUID] | None  # (published_at, id) checked last
+    # (published_at, id) of the last job checked; published_at is never None there.
+    _lost_cursor: tuple[dt.datetime | None, uuid.UUID] | None
     _tidy_at: float
     _tidy_cursor: int
 
