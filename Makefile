@@ -75,7 +75,7 @@ bench-history: $(VENV)/.installed-dev ## Stats API, /metrics and dashboard at 1,
 bench-webhooks: $(VENV)/.installed-dev ## 10,000 signed webhook POSTs in a burst: all stored and processed (BENCH_ARGS="--events 2000")
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 
-bench-outages: $(VENV)/.installed-dev ## Drain after a Redis outage: back with its data vs back empty (BENCH_ARGS="--jobs 1000")
+bench-outages: $(VENV)/.installed-dev ## Drain after a Redis outage: back with its data vs back empty (BENCH_ARGS="--jobs 1000 --rounds 3")
 	env -u REDIS_URL $(PY) bench/outages.py $(BENCH_ARGS)
 
 bench-vrp: $(VENV)/.installed-dev ## Route optimisation: gap to proven optima at 2 s/10 s + a 300-stop day (BENCH_ARGS="--limits 2")

@@ -66,7 +66,8 @@ LOG_DIR = VAR_DIR / "bench-logs"
 REDIS_DIR = VAR_DIR / "bench-redis"
 PG_DIR = VAR_DIR / "bench-pg"
 SQLITE_PATH = VAR_DIR / "bench.sqlite3"
-BENCH_DATABASE = "taskyard_bench"
+# BENCH_DATABASE: another name when several checkouts bench on one PostgreSQL server.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "taskyard_bench")
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 
 POLL_SECONDS = 0.25

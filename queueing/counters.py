@@ -111,14 +111,27 @@ def observe_attempt(
         pipe = shared_redis(text=True).pipeline(transaction=False)
         if forget is not None:
             pipe.zrem(*forget)
-        pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
-        _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
-        if wait_seconds is not None:
-            _observe(pipe, WAIT_KEY.format(queue=queue), max(0.0, wait_seconds), WAIT_BUCKETS)
-        add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60))
+        add_attempt(pipe, queue, task, outcome, run_seconds, wait_seconds)
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("metrics: attempt not counted: %r", exc)
+
+
+def add_attempt(
+    pipe,
+    queue: str,
+    task: str,
+    outcome: str,
+    run_seconds: float,
+    wait_seconds: float | None = None,
+) -> None:
+    """Add to ``pipe`` the counting of one ended attempt (what observe_attempt sends):
+    for a caller that counts many in one round trip (the relay's reaper)."""
+    pipe.hincrby(PROCESSED_KEY, f"{queue}|{task}|{outcome}", 1)
+    _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
+    if wait_seconds is not None:
+        _observe(pipe, WAIT_KEY.format(queue=queue), max(0.0, wait_seconds), WAIT_BUCKETS)
+    add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60))
 
 
 def count_lost(count: int = 1) -> None:

@@ -26,6 +26,9 @@ WAKE_KEY = "taskyard:relay-wake"
 # A few tokens are as good as many; an unread list expires (no relay running).
 _MAX_TOKENS = 4
 _TOKEN_TTL_SECONDS = 60
+# One BLPOP of the wait blocks at most this long (less on a client with a short socket
+# timeout): a round trip or two a second for a sleeping relay.
+_MAX_BLOCK_SECONDS = 2.0
 
 
 def nudge_relay() -> None:
@@ -46,14 +49,24 @@ def nudge_relay_if_soon(run_at: dt.datetime) -> None:
         transaction.on_commit(nudge_relay, robust=True)
 
 
+def _longest_block(client: redis.Redis) -> float:
+    """The longest single BLPOP on ``client``: half its socket timeout, so the reply
+    arrives well before the client gives up on the socket (redis-py does not stretch
+    the socket timeout for blocking commands: a 2 s BLPOP on a 1 s client raised
+    TimeoutError after 1 s, and the relay slept through any later nudge)."""
+    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return _MAX_BLOCK_SECONDS if socket_timeout is None else socket_timeout / 2
+
+
 def wait_for_nudge(client: redis.Redis, seconds: float) -> bool:
     """Sleep up to ``seconds``; return True as soon as someone nudges. Falls back to a
     plain sleep if Redis does not answer."""
     deadline = timezone.now() + dt.timedelta(seconds=seconds)
+    block = min(_longest_block(client), _MAX_BLOCK_SECONDS)
     try:
         while (remaining := (deadline - timezone.now()).total_seconds()) > 0.005:
-            # Below the client's socket timeout, so a long wait is several short ones.
-            if client.blpop([WAKE_KEY], timeout=min(remaining, 2.0)) is not None:
+            # A long wait is several short BLPOPs, each within the socket timeout.
+            if client.blpop([WAKE_KEY], timeout=min(remaining, block)) is not None:
                 client.delete(WAKE_KEY)  # one wake-up for a burst of tokens
                 return True
     except redis.RedisError:

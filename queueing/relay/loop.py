@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["EPOCH_KEY", "LOCK_KEY", "BrokerDown", "Relay", "TickReport"]
 
 LOCK_KEY = "taskyard:relay-lock"
+# A reaped attempt, for the metrics: queue, task name, seconds it ran before it was lost.
+LostAttempt = tuple[str, str, float]
 
 
 def _skip_locked() -> bool:
@@ -91,7 +93,7 @@ class Relay(BrokerWatch, MessageRecovery):
         self._broker_backoff = BROKER_RETRY_SECONDS
         self._outage_reported_at = 0.0
         self._missing_since: dict[str, float] = {}
-        self._lost_cursor: dt.datetime | None = None
+        self._lost_cursor: tuple[dt.datetime | None, uuid.UUID] | None = None
         self._tidy_at = 0.0
         self._tidy_cursor = 0
 
@@ -126,7 +128,13 @@ class Relay(BrokerWatch, MessageRecovery):
     # --- 1. reap ---------------------------------------------------------------------
 
     def _reap(self, now: dt.datetime, report: TickReport) -> None:
+        # Database only: the metrics of the lost attempts are gathered here and sent in
+        # one round trip once every batch has committed (a hung Redis costs a tick one
+        # RELAY_BROKER_TIMEOUT_SECONDS at most, not one per reaped job, and no row lock
+        # is held while Redis is waited for).
+        lost: list[LostAttempt] = []
         while True:
+            batch_lost: list[LostAttempt] = []
             with transaction.atomic():
                 jobs = _locked_batch(
                     Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).order_by(
@@ -135,11 +143,32 @@ class Relay(BrokerWatch, MessageRecovery):
                     self.batch,
                 )
                 for job in jobs:
-                    self._reap_one(job, now, report)
+                    self._reap_one(job, now, report, batch_lost)
+            lost.extend(batch_lost)  # committed
             if len(jobs) < self.batch:
-                return
+                break
+        self._count_lost_attempts(lost)
 
-    def _reap_one(self, job: Job, now: dt.datetime, report: TickReport) -> None:
+    def _count_lost_attempts(self, lost: list[LostAttempt]) -> None:
+        """The reaped attempts' metrics in one pipeline; skipped while the broker is
+        marked down (metrics are best effort, the attempt rows are the record)."""
+        if not lost:
+            return
+        if self.broker_down_since is not None:
+            logger.debug("relay: broker down, %d lost attempt(s) not counted", len(lost))
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, task, seconds in lost:
+                metrics.add_attempt(pipe, queue, task, "lost", seconds)
+            pipe.incrby(metrics.LOST_KEY, len(lost))
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._broker_failed(exc)
+
+    def _reap_one(
+        self, job: Job, now: dt.datetime, report: TickReport, lost: list[LostAttempt]
+    ) -> None:
         message = f"lease of {job.lease_owner or 'unknown worker'} expired"
         spent = job.attempts >= job.max_attempts
         if not reap_expired(job, now, message, dead=spent):
@@ -158,11 +187,7 @@ class Relay(BrokerWatch, MessageRecovery):
             error_message=message,
             error_kind="lost",
         )
-        lost_after = max(0.0, (now - started).total_seconds())
-        transaction.on_commit(
-            lambda: metrics.observe_attempt(job.queue, job.task_name, "lost", lost_after)
-        )
-        metrics.count_lost()
+        lost.append((job.queue, job.task_name, max(0.0, (now - started).total_seconds())))
         if spent:
             DeadLetter.objects.create(
                 job_id=job.id,
@@ -285,20 +310,29 @@ class Relay(BrokerWatch, MessageRecovery):
             return True  # as below: no lock without a broker, and no publishing either
         try:
             return self._lock.hold(max(5.0, settings.RELAY_INTERVAL_SECONDS * 5))
-        except redis.RedisError:
+        except redis.RedisError as exc:
             # No broker, no lock: publishing is impossible anyway, but reaping and
-            # promoting are still safe (conditional UPDATEs), so go on.
+            # promoting are still safe (conditional UPDATEs), so go on, with the broker
+            # marked down so that nothing else of the tick waits on it.
+            self._broker_failed(exc)
             return True
 
     def tick_due(self) -> TickReport:
         """The between-ticks step: promote the jobs that came due and publish them, so a
-        scheduled job is not held back until the next full tick."""
+        scheduled job is not held back until the next full tick. While the broker is
+        marked down it only promotes: the full tick's backoff decides when to try the
+        broker again, and publishes what waits then."""
         report = TickReport()
         if not _skip_locked() and not self._hold_lock():
             return report
         self._promote(timezone.now(), report)
-        if report.promoted:
+        if not report.promoted or self.broker_down_since is not None:
+            return report
+        try:
             self._publish_unpublished(report)
+        except (redis.RedisError, BrokerDown) as exc:
+            report.errors.append(f"broker: {exc!r}")
+            self._broker_failed(exc)  # logged once per outage
         return report
 
     def seconds_to_next_due(self) -> float | None:
@@ -333,8 +367,8 @@ class Relay(BrokerWatch, MessageRecovery):
                 next_full = time.monotonic() + interval
             try:
                 report = self.tick() if full else self.tick_due()
-                if full:
-                    beat(RELAY_KEY)
+                if full and self.broker_down_since is None:
+                    beat(RELAY_KEY)  # skipped while down: each would wait the timeout
                 if report.busy:
                     logger.info("relay tick: %s", report)
                 wake = next_full

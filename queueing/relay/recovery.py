@@ -8,16 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import uuid
 
 import redis
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from queueing import counters as metrics
 from queueing import inflight
 from queueing.broker import as_text
 from queueing.models import Job, JobStatus
-from queueing.registry import live_worker_entries
+from queueing.registry import STALE_AFTER_SECONDS, live_worker_entries
 from queueing.relay.state import TickReport
 
 logger = logging.getLogger("queueing.relay.loop")
@@ -39,8 +41,11 @@ class MessageRecovery:
     redis: redis.Redis
     batch: int
     _paused: set[str]
+    broker_down_since: float | None
+    broker_back_at: float
     _missing_since: dict[str, float]
-    _lost_cursor: dt.datetime | None
+    # (published_at, id) of the last job checked; published_at is never None there.
+    _lost_cursor: tuple[dt.datetime | None, uuid.UUID] | None
     _tidy_at: float
     _tidy_cursor: int
 
@@ -68,6 +73,14 @@ class MessageRecovery:
         """A worker that is gone (no heartbeat) took the messages it had received with it:
         their jobs, still queued, are published again now, not after kombu's visibility
         timeout. The jobs it was running come back when their leases expire (reap)."""
+        if (
+            self.broker_down_since is not None
+            or time.monotonic() - self.broker_back_at < STALE_AFTER_SECONDS
+        ):
+            # Back from an outage (this tick, or less than a stale window ago): the
+            # heartbeats of the outage were never written, so a live worker looks dead
+            # until it has had a whole stale window to beat again.
+            return
         workers = inflight.workers_with_reservations(self.redis)
         if not workers:
             return
@@ -109,14 +122,22 @@ class MessageRecovery:
             queue__in=self._paused
         )
         if self._lost_cursor is not None:
-            candidates = candidates.filter(published_at__gt=self._lost_cursor)
+            # (published_at, id), not published_at alone: a bulk enqueue stamps up to
+            # MAX_BULK_JOBS rows and a relay batch RELAY_BATCH_SIZE rows with one time,
+            # and "published_at > cursor" would skip all of them past the first batch.
+            after, after_id = self._lost_cursor
+            candidates = candidates.filter(
+                Q(published_at__gt=after) | Q(published_at=after, id__gt=after_id)
+            )
         rows = list(
-            candidates.order_by("published_at").values_list("id", "published_at")[: self.batch]
+            candidates.order_by("published_at", "id").values_list("published_at", "id")[
+                : self.batch
+            ]
         )
-        self._lost_cursor = rows[-1][1] if len(rows) == self.batch else None
+        self._lost_cursor = rows[-1] if len(rows) == self.batch else None
         if not rows:
             return
-        ids = [str(job_id) for job_id, _ in rows]
+        ids = [str(job_id) for _, job_id in rows]
         # Any worker's reservations count, a dead one's too: _release_dead_workers hands
         # those back (once) when the worker's heartbeat is confirmed gone.
         known = inflight.where(

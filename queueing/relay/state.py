@@ -53,6 +53,8 @@ class BrokerWatch:
 
     redis: redis.Redis
     broker_down_since: float | None = None
+    # When the broker last answered again after an outage (monotonic; never: -inf).
+    broker_back_at = float("-inf")
     _broker_retry_at = 0.0
     _broker_backoff = BROKER_RETRY_SECONDS
     _outage_reported_at = 0.0
@@ -109,3 +111,4 @@ class BrokerWatch:
             time.monotonic() - self.broker_down_since,
         )
         self.broker_down_since = None
+        self.broker_back_at = time.monotonic()

@@ -24,6 +24,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 import queueing
@@ -183,31 +184,85 @@ def test_redis_back_with_its_data_under_steady_enqueue_strands_nothing(broker, p
     assert_each_ran_exactly_once(ids)
 
 
-def test_a_hung_redis_does_not_stop_the_reaping_of_a_dead_workers_lease(broker, relay, settings):
-    worker = start_worker(queues=[QUEUE], concurrency=1)
+# Longer than every socket timeout of the relay (1 s), the lease (3 s in the tests) and
+# the heartbeat-stale window (9 s).
+HANG_SECONDS = 15.0
+# A lease is reaped, and a scheduled job promoted, at most this long after it is due:
+# a tick of the tests' relay (0.2 s) and room for a loaded machine. Before the relay's
+# Redis calls left the database path, each reaped job cost a hung Redis 2 s.
+ON_TIME_SECONDS = 2.0
+
+
+def first_seen(ids: list[str], condition, seen: dict[str, dt.datetime]) -> bool:
+    """Note when each of ``ids`` is first seen satisfying ``condition`` (a queryset
+    filter on its rows); True once all are."""
+    now = timezone.now()
+    for job_id in Job.objects.filter(id__in=ids).filter(condition).values_list("id", flat=True):
+        seen.setdefault(str(job_id), now)
+    return len(seen) == len(ids)
+
+
+def test_a_hung_redis_stops_neither_the_reaping_nor_the_promoting(broker, relay, settings):
+    """Redis SIGSTOPped for HANG_SECONDS: the lease of each of a killed worker's jobs is
+    reaped within ON_TIME_SECONDS of its expiry (so within JOB_LEASE_SECONDS + that of
+    the kill), and a job scheduled to run during the hang is promoted on time; the relay
+    does it in the database, its Redis calls failing fast or skipped."""
+    worker = start_worker(queues=[QUEUE], concurrency=3)
     try:
-        job = queueing.enqueue("tests.record", ["hung", 60], queue=QUEUE)
+        # Not an atomic task: on SQLite its transaction would hold the write lock.
+        ids = [
+            str(queueing.enqueue("tests.cooperative", [f"hung-{n}", 600], queue=QUEUE).id)
+            for n in range(3)
+        ]
         wait_until(
-            lambda: Job.objects.get(id=job.id).status == JobStatus.RUNNING,
+            lambda: Job.objects.filter(id__in=ids, status=JobStatus.RUNNING).count() == len(ids),
             timeout=20,
             message=worker.log,
         )
     finally:
         worker.kill()
-    broker.freeze()  # longer than every socket timeout of the relay (1 s) and the lease
+    # Final now that the worker is dead: within JOB_LEASE_SECONDS of the kill.
+    expires = {
+        str(job_id): at
+        for job_id, at in Job.objects.filter(id__in=ids).values_list("id", "lease_expires_at")
+    }
+    due = queueing.enqueue(
+        "tests.record", ["due"], queue=QUEUE, countdown=settings.JOB_LEASE_SECONDS + 5
+    )
+    reaped: dict[str, dt.datetime] = {}
+    promoted: dict[str, dt.datetime] = {}
+    log_before = len(relay.process.log_path.read_text(errors="replace"))
+    broker.freeze()
     try:
         frozen_at = time.monotonic()
         wait_until(
-            lambda: JobAttempt.objects.filter(job_id=job.id, outcome=AttemptOutcome.LOST).exists(),
+            lambda: first_seen(ids, Q(attempt_rows__outcome=AttemptOutcome.LOST), reaped),
             timeout=settings.JOB_LEASE_SECONDS + 8,
-            message="the expired lease reaped while Redis hangs",
+            message=lambda: f"reaped while Redis hangs: {reaped}",
         )
-        assert Job.objects.get(id=job.id).status == JobStatus.QUEUED
-        assert not broker.is_up()  # still hung: the relay did it without Redis
-        assert time.monotonic() - frozen_at < settings.JOB_LEASE_SECONDS + 8
+        wait_until(
+            lambda: first_seen([str(due.id)], Q(status=JobStatus.QUEUED), promoted),
+            timeout=settings.JOB_LEASE_SECONDS + 8,
+            message="the scheduled job promoted while Redis hangs",
+        )
+        wait_until(lambda: time.monotonic() - frozen_at >= HANG_SECONDS, timeout=HANG_SECONDS)
+        assert not broker.is_up()  # still hung: the relay did it all without Redis
+        hang_log = relay.process.log_path.read_text(errors="replace")[log_before:]
     finally:
         broker.thaw()
-        cancel(job.id)  # its work is done here; no need to sleep another minute
+        for job_id in [*ids, str(due.id)]:
+            cancel(job_id)  # their work is done here; no need to sleep another minute
+    late = {
+        job_id: round((at - expires[job_id]).total_seconds(), 2)
+        for job_id, at in reaped.items()
+        if (at - expires[job_id]).total_seconds() > ON_TIME_SECONDS
+    }
+    assert late == {}, "seconds from the lease's expiry to the reap"
+    promoted_after = (promoted[str(due.id)] - due.run_at).total_seconds()
+    assert promoted_after < ON_TIME_SECONDS, f"promoted {promoted_after:.2f} s late"
+    # The outage is one line, not a line (or a traceback) per tick.
+    assert hang_log.count("the broker does not answer") == 1, hang_log
+    assert "relay tick failed" not in hang_log, hang_log
 
 
 def children_of(pid: int) -> list[int]:

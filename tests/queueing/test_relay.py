@@ -17,11 +17,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import queueing
-from queueing import inflight
+from queueing import counters, inflight
 from queueing.ledger.enqueue import broker_queue_keys
 from queueing.ledger.transitions import LeaseLost, assert_lease, claim, record_success
+from queueing.ledger.wake import WAKE_KEY, nudge_relay, wait_for_nudge
 from queueing.models import AttemptOutcome, DeadLetter, DeadLetterReason, Job, JobStatus
-from queueing.registry import WORKERS_KEY
+from queueing.registry import STALE_AFTER_SECONDS, WORKERS_KEY
 from queueing.relay.loop import EPOCH_KEY, LOCK_KEY, BrokerDown, Relay, TickReport
 from tests.harness import start_relay, wait_until
 
@@ -190,6 +191,102 @@ def test_a_message_held_by_a_live_worker_is_not_lost_and_a_dead_workers_is(broke
         broker_client.delete(inflight.reserved_key("celery@alive"))
 
 
+def test_a_lost_message_among_more_than_a_batch_stamped_at_once_is_found(broker_client):
+    """A bulk enqueue (or a relay batch) stamps many jobs with one published_at: the
+    repair's cursor must go round them all, not stop after the first batch."""
+    count = settings.RELAY_BATCH_SIZE + 100
+    ids = [
+        str(job.id)
+        for job in queueing.enqueue_many(
+            "tests.record", [[f"b{n}"] for n in range(count)], queue=QUEUE, countdown=3600
+        )
+    ]
+    long_ago = timezone.now() - dt.timedelta(seconds=settings.RELAY_REPUBLISH_AFTER_SECONDS + 5)
+    Job.objects.filter(id__in=ids).update(
+        status=JobStatus.QUEUED, run_at=None, published_at=long_ago
+    )
+    # Near the end: the last of the bulk, and the last in the repair's order (time, id).
+    last_by_id = Job.objects.filter(id__in=ids).order_by("-id").values_list("id", flat=True)[0]
+    lost = {ids[-1], str(last_by_id)}
+    broker_client.sadd(inflight.SENT_KEY, *[job_id for job_id in ids if job_id not in lost])
+    try:
+        relay = Relay()
+        republished = sum(relay.tick().republished_lost for _ in range(3))
+        assert republished == len(lost)
+        assert set(messages(broker_client)) == lost
+    finally:
+        broker_client.srem(inflight.SENT_KEY, *ids)
+
+
+def test_a_nudge_late_in_a_long_wait_wakes_the_relay_at_once(broker_client):
+    """The relay's client gives up on a reply after 1 s (RELAY_BROKER_TIMEOUT_SECONDS): a
+    longer BLPOP raised TimeoutError and the relay slept out the rest of its wait, deaf
+    to nudges."""
+    broker_client.delete(WAKE_KEY)
+    relay = Relay()
+    woke: list[tuple[bool, float]] = []
+    waiter = threading.Thread(
+        target=lambda: woke.append((wait_for_nudge(relay.redis, 20), time.monotonic()))
+    )
+    started = time.monotonic()
+    waiter.start()
+    wait_until(lambda: time.monotonic() - started > 2.5 * settings.RELAY_BROKER_TIMEOUT_SECONDS)
+    nudged = time.monotonic()
+    nudge_relay()
+    waiter.join(25)
+    assert woke, "the wait did not end"
+    (answered, at) = woke[0]
+    assert answered, "the wait ended without seeing the nudge"
+    assert at - nudged < 0.5, f"woke {at - nudged:.2f} s after the nudge"
+
+
+def test_after_an_outage_a_live_worker_is_not_taken_for_dead_before_it_beats_again(
+    broker, broker_client
+):
+    """No heartbeat is written while Redis is away: once it is back, a live worker's
+    entry is stale until its next beat. The relay must not take it for dead in that
+    window (its received jobs published again, its index dropped); a worker that really
+    died is released once the window has passed."""
+    held, dropped = unpublished_jobs(2)
+    relay = Relay()
+    relay.tick()
+    broker_client.delete(*broker_queue_keys(QUEUE))  # both taken off the broker
+    inflight.mark_received(held, "celery@alive")
+    inflight.mark_received(dropped, "celery@gone")
+    stale = time.time() - 2 * STALE_AFTER_SECONDS  # the outage was longer than the window
+    for worker in ("celery@alive", "celery@gone"):
+        broker_client.hset(WORKERS_KEY, worker, json.dumps({"queues": [], "at": stale}))
+    broker.freeze()
+    try:
+        relay.tick()
+        assert relay.broker_down_since is not None
+    finally:
+        broker.thaw()
+    try:
+        wait_until(lambda: relay.tick() and relay.broker_down_since is None, timeout=10)
+        back = time.monotonic()
+
+        def alive_beats_then_tick() -> int:
+            # The live worker's heartbeat thread writes again a beat after the return.
+            if time.monotonic() - back > 2.0:
+                entry = {"queues": [], "at": time.time()}
+                broker_client.hset(WORKERS_KEY, "celery@alive", json.dumps(entry))
+            return relay.tick().released_from_dead_workers
+
+        released = wait_until(alive_beats_then_tick, timeout=STALE_AFTER_SECONDS + 5, interval=0.2)
+        assert time.monotonic() - back >= STALE_AFTER_SECONDS
+        assert released == 1
+        assert not broker_client.exists(inflight.reserved_key("celery@gone"))
+        assert broker_client.zscore(inflight.reserved_key("celery@alive"), held) is not None
+        assert dropped in messages(broker_client)
+    finally:
+        broker_client.hdel(WORKERS_KEY, "celery@alive", "celery@gone")
+        broker_client.delete(
+            inflight.reserved_key("celery@alive"), inflight.reserved_key("celery@gone")
+        )
+        broker_client.srem(inflight.WORKERS_KEY, "celery@alive", "celery@gone")
+
+
 def expire_lease(job_id) -> None:
     Job.objects.filter(id=job_id).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
 
@@ -201,8 +298,12 @@ def test_expired_lease_goes_back_to_queued_and_the_late_worker_is_fenced_off(bro
     assert first.token == 1
 
     expire_lease(job_id)  # worker a stalls past its lease
+    counted = f"{QUEUE}|tests.record|lost"
+    before = int(broker_client.hget(counters.PROCESSED_KEY, counted) or 0)
     report = Relay().tick()
     assert report.reaped == 1
+    # Counted in /metrics (one round trip after the reap's commit).
+    assert int(broker_client.hget(counters.PROCESSED_KEY, counted) or 0) == before + 1
     job = Job.objects.get(id=job_id)
     assert job.status == JobStatus.QUEUED
     assert [a.outcome for a in job.attempt_rows.all()] == [AttemptOutcome.LOST]
