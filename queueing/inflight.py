@@ -30,6 +30,7 @@ Every write here is best effort: a missing entry makes the relay publish a dupli
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -154,6 +155,57 @@ def where(
         if waiting or any(at is not None and at >= since for at in received):
             known.add(job_id)
     return known
+
+
+# kombu's Redis transport: messages delivered to a consumer and not acknowledged yet
+# (delivery tag -> [message, exchange, routing key]), and when each was delivered.
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+
+
+def taken_without_receipt(
+    job_ids: Iterable[str], client: redis.Redis, *, older_than: float
+) -> dict[str, bytes]:
+    """Of ``job_ids``, those still in ``sent`` whose message a consumer took off the
+    broker more than ``older_than`` seconds ago without any worker recording it (a
+    consumer killed between kombu's delivery and Celery's task_received, or whose receipt
+    write was pending): job id -> kombu delivery tag. kombu would restore such a message
+    only after its visibility timeout (hours). Raises RedisError."""
+    wanted = set(job_ids)
+    if not wanted:
+        return {}
+    tags: list[bytes] = client.zrangebyscore(  # type: ignore[assignment]
+        UNACKED_INDEX_KEY, "-inf", time.time() - older_than
+    )
+    taken: dict[str, bytes] = {}
+    for start in range(0, len(tags), 500):
+        chunk = tags[start : start + 500]
+        for tag, raw in zip(chunk, client.hmget(UNACKED_KEY, chunk), strict=True):
+            try:
+                job_id = json.loads(raw)[0]["headers"]["id"]  # type: ignore[arg-type]
+            except (TypeError, ValueError, LookupError):
+                continue  # gone since, or not a Celery message
+            if job_id in wanted:
+                taken[job_id] = tag
+    if not taken:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for job_id in taken:
+        pipe.sismember(SENT_KEY, job_id)
+    still_sent = pipe.execute()
+    return {
+        job_id: tag for (job_id, tag), sent in zip(taken.items(), still_sent, strict=True) if sent
+    }
+
+
+def forget_deliveries(tags: Iterable[bytes], client: redis.Redis) -> None:
+    """Drop kombu's unacked entries of messages published again in their place."""
+    tags = list(tags)
+    if tags:
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(UNACKED_KEY, *tags)
+        pipe.zrem(UNACKED_INDEX_KEY, *tags)
+        pipe.execute()
 
 
 def workers_with_reservations(client: redis.Redis) -> set[str]:

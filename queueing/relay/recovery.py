@@ -146,13 +146,24 @@ class MessageRecovery:
             self.redis,
             held_for=2 * settings.RELAY_REPUBLISH_AFTER_SECONDS,
         )
-        lost = [job_id for job_id in ids if job_id not in known]
+        taken = inflight.taken_without_receipt(
+            known, self.redis, older_than=settings.RELAY_REPUBLISH_AFTER_SECONDS
+        )
+        lost = [job_id for job_id in ids if job_id not in known or job_id in taken]
         if lost:
             self._publish_where(
                 Job.objects.filter(id__in=lost, status=JobStatus.QUEUED, published_at__lt=cutoff),
                 report,
                 lost=True,
             )
+        if taken:
+            logger.warning(
+                "relay: %d message(s) taken off the broker by a consumer that died before "
+                "recording them, published again: jobs %s",
+                len(taken),
+                ", ".join(sorted(taken)[:20]),
+            )
+            inflight.forget_deliveries(taken.values(), self.redis)
 
     def _tidy_index(self) -> None:
         """Every TIDY_SECONDS: drop index entries of jobs that are no longer queued (a

@@ -191,6 +191,35 @@ def test_a_message_held_by_a_live_worker_is_not_lost_and_a_dead_workers_is(broke
         broker_client.delete(inflight.reserved_key("celery@alive"))
 
 
+def test_a_message_taken_by_a_consumer_killed_before_recording_it_is_published_again(
+    broker_client,
+):
+    """A SIGKILL between kombu's delivery (the message moves to its ``unacked`` hash) and
+    Celery's task_received (the receipt in the index) leaves the job "waiting in the
+    broker" per the index while no list holds it; kombu would give it back only after its
+    visibility timeout. Seen in a CI run: 1 of 500 jobs queued for 240 s."""
+    taken, waiting = unpublished_jobs(2)
+    relay = Relay()
+    relay.tick()
+    # What kombu's consumer does on delivery, then the process dies: no receipt written.
+    key = next(k for k in broker_queue_keys(QUEUE) if broker_client.llen(k))
+    raws = broker_client.lrange(key, 0, -1)
+    raw = next(r for r in raws if json.loads(r)["headers"]["id"] == taken)
+    broker_client.lrem(key, 1, raw)
+    broker_client.hset(inflight.UNACKED_KEY, "tag-killed", json.dumps([json.loads(raw), "", QUEUE]))
+    broker_client.zadd(inflight.UNACKED_INDEX_KEY, {"tag-killed": time.time() - 600})
+    try:
+        published_long_ago([taken, waiting])
+
+        assert relay.tick().republished_lost == 1
+        assert sorted(messages(broker_client)) == sorted([taken, waiting])
+        assert not broker_client.hexists(inflight.UNACKED_KEY, "tag-killed")  # no third copy
+        assert relay.tick().republished_lost == 0
+    finally:
+        broker_client.hdel(inflight.UNACKED_KEY, "tag-killed")
+        broker_client.zrem(inflight.UNACKED_INDEX_KEY, "tag-killed")
+
+
 def test_a_lost_message_among_more_than_a_batch_stamped_at_once_is_found(broker_client):
     """A bulk enqueue (or a relay batch) stamps many jobs with one published_at: the
     repair's cursor must go round them all, not stop after the first batch."""
