@@ -329,8 +329,9 @@ BACKUP_KEEP = {
 # or newer. The password reaches them through PGPASSWORD, never the command line.
 BACKUP_PG_DUMP = env_str("BACKUP_PG_DUMP", "pg_dump")
 BACKUP_PG_RESTORE = env_str("BACKUP_PG_RESTORE", "pg_restore")
-# The nightly backup runs at 00:30 UTC; older than this, the newest verified backup is
-# reported stale (maintenance.backups.health).
+# The nightly backup runs at 01:30 business time (maintenance/schedules.py); older than
+# this, the newest verified backup is reported stale (maintenance.backups.health), and so
+# is an install with the backup schedule enabled and no backup this long after it.
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
 
 # --- history (queue statistics and the daily report, docs/monitoring.md) ---
@@ -443,8 +444,10 @@ TASKYARD_RATE_LIMITS = {
 }
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
+# Never less than 26 h (queueing.control.retention.MIN_RETENTION_SECONDS): the daily
+# report reads the day's attempts after midnight.
 TASKYARD_DEFAULT_RETENTION = {
-    "succeeded": 24 * 3600,
+    "succeeded": 26 * 3600,
     "dead": 7 * 24 * 3600,  # a week for someone to review, replay or discard
     "cancelled": 7 * 24 * 3600,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from queueing.api.contracts import NoArgs, PingArgs
+from queueing.api.contracts import DailyReportArgs, NoArgs, PingArgs
 from queueing.worker.declaration import job
 
 # A demo message longer than this is refused by the demo view (not by the task).
@@ -78,7 +78,13 @@ def prune_queue_stats() -> dict:
     return prune()
 
 
-@job(queue="maintenance", name="queueing.daily_report", priority=9)
+@job(
+    queue="maintenance",
+    name="queueing.daily_report",
+    priority=9,
+    api=DailyReportArgs,
+    roles=(),
+)
 def daily_report(day: str | None = None) -> dict:
     """Build, store and mail the report of ``day`` (ISO date; default: yesterday in the
     business time zone). Seeded at 00:00 business time."""
