@@ -250,8 +250,13 @@ def _average(days: list[dict]) -> dict[str, Any]:
 
 def build(day: dt.date) -> dict[str, Any]:
     """The report of ``day``: its summary, the previous day's and the 7-day average."""
-    summary = day_summary(day)
     before = [summary_of(day - dt.timedelta(days=k)) for k in range(1, AVERAGE_DAYS + 1)]
+    return assemble(day_summary(day), before)
+
+
+def assemble(summary: dict[str, Any], before: list[dict[str, Any]]) -> dict[str, Any]:
+    """A report's data from a day's summary and those of the AVERAGE_DAYS days before it
+    (newest first): the previous day's figures and the average of them all."""
     return {
         "summary": summary,
         "previous": _pick(before[0]),
