@@ -59,7 +59,7 @@ def run_now(request: HttpRequest, what: str, site: admin.AdminSite) -> HttpRespo
         raise Http404(f"no maintenance job {what!r}")
     name, description, back = RUN_NOW[what]
     task = api_tasks()[name]
-    if not may_enqueue_task(request.user, task, task.declared_queue):
+    if not may_enqueue_task(request.user, task, getattr(task, "declared_queue", "")):
         raise PermissionDenied
     data = {}
     if what == "report":

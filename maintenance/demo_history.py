@@ -70,8 +70,8 @@ def _histogram(attempts: int, typical_ms: int, rng: random.Random) -> dict[str, 
     return dict(out)
 
 
-def _edge_ms(key: str) -> float:
-    return float(RUN_BUCKETS[-1] if key == "inf" else RUN_BUCKETS[int(key)]) * 1000
+def _edge_ms(key: str) -> int:
+    return round((RUN_BUCKETS[-1] if key == "inf" else RUN_BUCKETS[int(key)]) * 1000)
 
 
 def _stat(queue: str, bucket: dt.datetime, rng: random.Random) -> QueueStat:
