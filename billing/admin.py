@@ -1,15 +1,22 @@
 """Billing's admin: customers, contracts, events, invoices (with PDF links), payments,
-credit notes, reminders, and a billing-run page (customers, totals, failures)."""
+credit notes, reminders, and a billing-run page (customers, totals, failures).
+
+Operator actions (bill a period, charge again, credit in full) ask for confirmation,
+need their permission (``billing.add_billingrun``, ``billing.add_payment``,
+``billing.add_creditnote``) and write an audit event (queueing's hash-chained trail) in
+the transaction that enqueues or issues what they do."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -24,11 +31,75 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
     Payment,
+    PaymentStatus,
     Reminder,
     ServiceContract,
     ServiceEvent,
     TaxRule,
 )
+from queueing import confirm_action, record_request
+
+# "Bill a period" for selected customers enqueues one run per customer (as the API's
+# {"customer": ...}); more than this at once: bill the period for everyone instead.
+BILL_SELECTED_MAX = 100
+
+
+def audit(request: HttpRequest, action: str, target: tuple[str, object], **fields: Any) -> None:
+    record_request(request, action, target, reason="via admin", **fields)
+
+
+def may_bill(request: HttpRequest) -> bool:
+    """Starting billing runs: who may add a BillingRun (admins; give managers the
+    permission to let them)."""
+    return request.user.has_perm("billing.add_billingrun")
+
+
+def bill_period_page(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, customers: list[Customer],
+    error: str = "",
+) -> TemplateResponse:  # fmt: skip
+    """The "Bill a period" form: the period (the previous month by default) and whom."""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Bill a period",
+        "opts": modeladmin.model._meta,
+        "customers": customers[:200],  # as the platform's confirmation page lists
+        "count": len(customers),
+        "ids": [str(c.id) for c in customers],
+        "period": request.POST.get("period") or services.resolve_period_label("previous"),
+        "error": error,
+    }
+    return TemplateResponse(request, "admin/billing/bill_period.html", context)
+
+
+def bill_period(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, customers: list[Customer]
+) -> HttpResponse:
+    """Ask, then enqueue the runs ("all customers" when ``customers`` is empty)."""
+    if request.method != "POST" or request.POST.get("confirm") != "yes":
+        return bill_period_page(modeladmin, request, customers)
+    asked = request.POST.get("period", "").strip()
+    try:
+        label = services.resolve_period_label(asked)
+    except ValueError:
+        return bill_period_page(modeladmin, request, customers, f"{asked}: not a month (YYYY-MM)")
+    with transaction.atomic():
+        for code in [c.code for c in customers] or [""]:
+            job = runs.request_run(label, code, user=request.user)
+            audit(
+                request,
+                "billing.run",
+                ("billing_period", label),
+                after={"customer": code or "all", "job": str(job.id)},
+            )
+    whom = f"{len(customers)} customer(s)" if customers else "all customers"
+    modeladmin.message_user(
+        request,
+        f"Billing of {label} for {whom} enqueued; customers already invoiced for it are "
+        "skipped. Its run appears under Billing runs.",
+        messages.SUCCESS,
+    )
+    return HttpResponseRedirect(reverse("admin:billing_billingrun_changelist"))
 
 
 class ContractInline(admin.TabularInline):
@@ -43,6 +114,23 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ["code", "name", "email", "stripe_customer_id"]
     raw_id_fields = ["user"]
     inlines = [ContractInline]
+    actions = ["bill_selected"]
+
+    def has_bill_permission(self, request: HttpRequest) -> bool:
+        return may_bill(request)
+
+    @admin.action(description="Bill a period for the selected customers", permissions=["bill"])
+    def bill_selected(self, request: HttpRequest, queryset: QuerySet[Customer]) -> HttpResponse:
+        customers = list(queryset.order_by("code")[: BILL_SELECTED_MAX + 1])
+        if len(customers) > BILL_SELECTED_MAX:
+            self.message_user(
+                request,
+                f"More than {BILL_SELECTED_MAX} customers selected: use Billing runs → "
+                "Bill a period (all customers) instead.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return bill_period(self, request, customers)
 
 
 @admin.register(ServiceContract)
@@ -139,7 +227,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_filter = ["status", "period", "currency"]
     search_fields = ["number", "customer__code", "customer__name"]
     inlines = [LineInline, PaymentInline]
-    actions = ["credit_in_full", "render_pdfs"]
+    actions = ["credit_in_full", "charge_again", "render_pdfs"]
     readonly_fields = [
         "number", "customer", "period", "run", "status", "issue_date", "due_date", "currency",
         "tax_region", "subtotal", "tax_total", "total", "billing_address", "paid_at", "pdf_links",
@@ -190,13 +278,88 @@ class InvoiceAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{document.filename}"'
         return response
 
-    @admin.action(description="Credit the selected invoices in full (credit note)")
-    def credit_in_full(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        credited = 0
-        for invoice in queryset.exclude(status=InvoiceStatus.VOID):
-            services.credit_invoice(invoice, reason=f"credited by {request.user} in the admin")
-            credited += 1
-        self.message_user(request, f"{credited} credit note(s) issued.", messages.SUCCESS)
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.add_creditnote")
+
+    def has_charge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.add_payment")
+
+    @admin.action(
+        description="Credit the selected invoices in full (credit note)", permissions=["credit"]
+    )
+    def credit_in_full(
+        self, request: HttpRequest, queryset: QuerySet[Invoice]
+    ) -> TemplateResponse | None:
+        page = confirm_action(
+            self,
+            request,
+            queryset,
+            "credit_in_full",
+            "credit these invoices in full; unpaid ones become void (a credit note cannot "
+            "be taken back)",
+        )
+        if page:
+            return page
+        credited, refused = [], []
+        for invoice in queryset.order_by("number"):
+            try:
+                with transaction.atomic():
+                    note = services.credit_invoice(
+                        invoice, reason=f"credited by {request.user} in the admin"
+                    )
+                    audit(
+                        request,
+                        "invoice.credit",
+                        ("invoice", invoice.number),
+                        before={"status": invoice.status},
+                        after={"credit_note": note.number, "total": note.total},
+                    )
+            except services.BillingError as exc:
+                refused.append(str(exc))
+                continue
+            credited.append(note.number)
+        if credited:
+            self.message_user(request, f"{len(credited)} credit note(s) issued.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not credited: {reason}.", messages.ERROR)
+        return None
+
+    @admin.action(
+        description="Charge again (issued, unpaid invoices; new card or after a failure)",
+        permissions=["charge"],
+    )
+    def charge_again(
+        self, request: HttpRequest, queryset: QuerySet[Invoice]
+    ) -> TemplateResponse | None:
+        page = confirm_action(
+            self,
+            request,
+            queryset,
+            "charge_again",
+            "charge these invoices again through Stripe (a payment still in flight is "
+            "asked again with its own idempotency key, so it is never charged twice)",
+        )
+        if page:
+            return page
+        enqueued, skipped = 0, []
+        for invoice in queryset.select_related("customer").order_by("number"):
+            reason = charge_refusal(invoice)
+            if reason:
+                skipped.append(f"{invoice.number} ({reason})")
+                continue
+            with transaction.atomic():
+                job = runs.request_charge(invoice.id, user=request.user)
+                audit(
+                    request,
+                    "invoice.charge",
+                    ("invoice", invoice.number),
+                    after={"job": str(job.id)},
+                )
+            enqueued += 1
+        self.message_user(request, f"{enqueued} charge job(s) enqueued.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Not charged: {', '.join(skipped)}.", messages.WARNING)
+        return None
 
     @admin.action(description="Render the invoice PDFs (20 a minute)")
     def render_pdfs(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
@@ -206,18 +369,35 @@ class InvoiceAdmin(admin.ModelAdmin):
         self.message_user(request, f"{queryset.count()} PDF job(s) enqueued.")
 
 
+def charge_refusal(invoice: Invoice) -> str:
+    """Why "Charge again" leaves ``invoice`` alone ("" when it charges)."""
+    if invoice.status != InvoiceStatus.ISSUED:
+        return f"it is {invoice.status}"
+    if invoice.total <= 0:
+        return "nothing to charge"
+    if not invoice.customer.stripe_payment_method:
+        return "no saved payment method"
+    if invoice.payments.filter(status=PaymentStatus.SUCCEEDED).exists():
+        return "a payment succeeded: see its problem on Payments"
+    return ""
+
+
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
+    """Read-only. ``problem``: a succeeded payment that could not mark its invoice paid
+    (invoice voided meanwhile: refund due; another amount than the invoice's)."""
+
     list_display = [
         "invoice",
         "status",
+        "problem",
         "amount",
         "currency",
         "stripe_payment_intent_id",
         "created_at",
     ]
     list_select_related = ["invoice"]
-    list_filter = ["status"]
+    list_filter = ["status", "problem"]
     search_fields = ["invoice__number", "stripe_payment_intent_id", "idempotency_key"]
     readonly_fields = [field.name for field in Payment._meta.fields]
 
@@ -259,8 +439,32 @@ class BillingRunAdmin(admin.ModelAdmin):
         "outcome",
     ]
 
+    change_list_template = "admin/billing/billingrun/change_list.html"
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "bill/",
+                self.admin_site.admin_view(self.bill_view),
+                name="billing_billingrun_bill",
+            )
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = {**(extra_context or {}), "may_bill": may_bill(request)}
+        return super().changelist_view(request, extra)
+
+    def bill_view(self, request: HttpRequest) -> HttpResponse:
+        """Bill a period for all customers (the selected ones: Customers' action)."""
+        if not may_bill(request):
+            raise PermissionDenied
+        return bill_period(self, request, [])
 
     @admin.display(description="Invoices")
     def invoice_count(self, run: BillingRun) -> int:
@@ -279,9 +483,20 @@ class BillingRunAdmin(admin.ModelAdmin):
             "<li>customer {}: {}</li>",
             ((f["customer_id"], f["error"]) for f in summary["failed"]),
         )
+        charges = format_html_join(
+            "",
+            '<li><a href="{}">{}</a>: {}</li>',
+            (
+                (reverse("admin:billing_invoice_change", args=[f["invoice_id"]]), f["invoice"],
+                 f["error"])
+                for f in summary["failed_charges"]
+            ),
+        )  # fmt: skip
         return format_html(
             "<p>{} customers enqueued, {} invoiced, {} still waiting, {} failed</p>"
-            "<ul>{}</ul><p>Failures:</p><ul>{}</ul>",
+            "<ul>{}</ul><p>Failures:</p><ul>{}</ul>"
+            "<p>Failed charges (invoices still unpaid; action <em>Charge again</em>):</p>"
+            "<ul>{}</ul>",
             summary["customers"], summary["invoices"], summary["waiting"], len(summary["failed"]),
-            totals, failures or "none",
+            totals, failures or "none", charges or "none",
         )  # fmt: skip

@@ -75,7 +75,15 @@ class LineSerializer(serializers.ModelSerializer[InvoiceLine]):
 class PaymentSerializer(serializers.ModelSerializer[Payment]):
     class Meta:
         model = Payment
-        fields = ["id", "status", "amount", "currency", "stripe_payment_intent_id", "created_at"]
+        fields = [
+            "id",
+            "status",
+            "problem",
+            "amount",
+            "currency",
+            "stripe_payment_intent_id",
+            "created_at",
+        ]
 
 
 class InvoiceSerializer(serializers.ModelSerializer[Invoice]):

@@ -1,6 +1,7 @@
 """Billing's rows of the demo company (``manage.py seed_demo``): its customers with their
 contracts, last month's pickups as service events, and the Dutch VAT rule, so a dry run
-or a run of the previous month shows invoices at once.
+or a run of the previous month shows invoices at once; and one invoice of last month
+already issued, with its PDF, so the invoice pages are not empty on a fresh start.
 
 Every row is recognisable: customers are flagged ``is_demo`` (codes ``DEMO-C…``),
 service events carry ``DEMO-`` external refs, the tax rule is named ``DEMO-VAT-<region>``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from billing import calculation, documents, services
 from billing.models import (
     CreditNote,
     Customer,
@@ -51,6 +53,7 @@ def seed(company: Any) -> dict[str, int]:
                 code=c.code,
                 name=c.name,
                 email=c.email,
+                phone=c.phone,
                 billing_address=f"{c.address}\n{c.postcode} {c.city}",
                 region=company.tax_region,
                 currency=company.currency,
@@ -103,7 +106,24 @@ def seed(company: Any) -> dict[str, int]:
         "Customer": len(new_customers),
         "ServiceContract": len(contracts),
         "ServiceEvent": after - before,
+        "Invoice": _issue_one_invoice(company.today),
     }
+
+
+def _issue_one_invoice(today: dt.date) -> int:
+    """Issue last month's invoice of the first demo customer with one (1), unless a demo
+    invoice exists (0). Its PDF is rendered here, not by a job, and it is neither
+    charged nor reminded: it shows the pages; a run of the period bills the others, and
+    the admin's "Charge again" charges it at the Stripe fake."""
+    if Invoice.objects.filter(customer__is_demo=True).exists():
+        return 0
+    period = services.get_period(calculation.previous_month_label(today))
+    for customer in Customer.objects.filter(is_demo=True).order_by("code"):
+        invoice, created = services.issue_invoice(customer, period, today=today)
+        if invoice is not None and created:
+            documents.store(invoice, "invoice")
+            return 1
+    return 0
 
 
 def clear() -> dict[str, int]:

@@ -21,6 +21,9 @@ class Customer(models.Model):
     code = models.CharField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True, default="")
+    # For text messages (E.164); reminders and receipts go wherever the notifications
+    # app can reach the customer (email, SMS...).
+    phone = models.CharField(max_length=20, blank=True, default="", help_text="E.164")
     # The login that may see this customer's invoices over the API (role "customer").
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -132,7 +135,8 @@ class TaxRule(models.Model):
 
 
 class BillingRun(models.Model):
-    """One billing run: the jobs it enqueued, and (admin) what came of them."""
+    """One billing run: the jobs it enqueued, and (admin) what came of them. Started by
+    the schedule, the API or the admin's "Bill a period" (permission ``add_billingrun``)."""
 
     period = models.ForeignKey(BillingPeriod, on_delete=models.PROTECT, related_name="runs")
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL)
@@ -250,6 +254,17 @@ class PaymentStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class PaymentProblem(models.TextChoices):
+    """Why a succeeded payment needs a person: Stripe took money we cannot simply book."""
+
+    NONE = "", "None"
+    # The invoice was no longer issued (voided or credited meanwhile, or paid by another
+    # payment) when this payment succeeded: the money is to be refunded at Stripe.
+    REFUND_DUE = "refund_due", "Refund due (invoice not open when paid)"
+    # Stripe received another amount than the invoice's: the invoice is not marked paid.
+    AMOUNT_MISMATCH = "amount_mismatch", "Amount differs from the invoice"
+
+
 class Payment(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
     # Derived from the invoice number and the try: a retried job sends the same key, so
@@ -262,6 +277,9 @@ class Payment(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     error = models.CharField(max_length=300, blank=True, default="")
+    problem = models.CharField(
+        max_length=20, choices=PaymentProblem.choices, blank=True, default=PaymentProblem.NONE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -303,6 +321,8 @@ class ReminderStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     SENT = "sent", "Sent"
     CANCELLED = "cancelled", "Cancelled (paid)"
+    # Its time had passed when it was planned or ran (see reminders.py): not sent.
+    SKIPPED = "skipped", "Skipped (too late)"
 
 
 class Reminder(models.Model):

@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from billing import calculation as calc
 from billing import documents, reminders
-from billing.models import Customer, Invoice, InvoiceStatus, Payment, PaymentStatus
+from billing.models import (
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentProblem,
+    PaymentStatus,
+)
 from billing.services import BillingError
 from queueing import PermanentError, provider_call
 
@@ -157,18 +164,54 @@ def record_intent_event(event_type: str, intent: dict[str, Any]) -> str:
                 "payment %s of %s failed: %s", payment.id, payment.invoice_id, payment.error
             )
             return "failed"
-        received = int(intent.get("amount_received") or intent.get("amount") or 0)
-        expected = calc.to_minor_units(payment.amount, payment.currency)
-        if received != expected:
-            log.error("payment %s: Stripe received %s, expected %s", payment.id, received, expected)
+        # Stripe took the money: the payment succeeded whatever comes next. Only an
+        # open invoice for the amount charged is marked paid; anything else is flagged
+        # on the payment (admin: Payments, filter "problem") and logged at ERROR.
         payment.status = PaymentStatus.SUCCEEDED
         payment.error = ""
-        payment.save(update_fields=["status", "error", "stripe_payment_intent_id"])
-        updated = Invoice.objects.filter(id=payment.invoice_id, status=InvoiceStatus.ISSUED).update(
+        payment.problem = _problem(payment, intent)
+        payment.save(update_fields=["status", "error", "problem", "stripe_payment_intent_id"])
+        if payment.problem:
+            return f"succeeded, flagged {payment.problem}"
+        Invoice.objects.filter(id=payment.invoice_id).update(
             status=InvoiceStatus.PAID, paid_at=timezone.now()
         )
-        if updated:
-            reminders.cancel_pending(payment.invoice_id)
-            documents.request(payment.invoice_id, "receipt")
-            reminders.notify_receipt(payment.invoice_id)
+        reminders.cancel_pending(payment.invoice_id)
+        documents.request(payment.invoice_id, "receipt")
+        reminders.notify_receipt(payment.invoice_id)
         return "succeeded"
+
+
+def _problem(payment: Payment, intent: dict[str, Any]) -> str:
+    """Why this succeeded payment cannot mark its invoice paid ("" when it can). Called
+    with the payment locked; locks the invoice too (a credit note takes the same lock)."""
+    invoice = Invoice.objects.select_for_update().get(id=payment.invoice_id)
+    if invoice.status != InvoiceStatus.ISSUED:
+        log.error(
+            "payment %s (intent %s) succeeded on invoice %s (id %s), which is %s: refund due",
+            payment.id,
+            payment.stripe_payment_intent_id,
+            invoice.number,
+            invoice.id,
+            invoice.status,
+        )
+        return PaymentProblem.REFUND_DUE
+    received = int(intent.get("amount_received") or intent.get("amount") or 0)
+    expected = calc.to_minor_units(invoice.total, invoice.currency)
+    if received != expected or intent.get("currency", payment.currency.lower()) != (
+        invoice.currency.lower()
+    ):
+        log.error(
+            "payment %s (intent %s) on invoice %s (id %s): Stripe received %s %s, the "
+            "invoice is %s %s; not marked paid",
+            payment.id,
+            payment.stripe_payment_intent_id,
+            invoice.number,
+            invoice.id,
+            received,
+            intent.get("currency"),
+            expected,
+            invoice.currency.lower(),
+        )
+        return PaymentProblem.AMOUNT_MISMATCH
+    return PaymentProblem.NONE

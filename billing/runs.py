@@ -17,12 +17,16 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from billing import documents, reminders, services
-from billing.models import BillingRun, Customer, Invoice
+from billing.models import BillingRun, Customer, Invoice, InvoiceStatus
 from queueing import Job, JobStatus, enqueue
 
 log = logging.getLogger(__name__)
 
+RUN_TASK = "billing.run_billing"
 BILL_TASK = "billing.bill_customer"
+CHARGE_TASK = "billing.charge_invoice"
+# The run page lists at most this many failed customers and failed charges.
+SUMMARY_MAX_FAILURES = 100
 # A dry run answers with at most this many invoices (and the count of all of them): a
 # preview of 10,000 customers would be a response of many megabytes.
 DRY_RUN_MAX_INVOICES = 200
@@ -60,6 +64,28 @@ def preview(period: str, customer_code: str = "") -> dict[str, Any]:
         "truncated": count > len(drafts),
         "invoices": drafts,
     }
+
+
+def request_run(period: str, customer_code: str = "", user: Any = None) -> Job:
+    """Enqueue a billing run as the API does (``billing.run_billing``) for the admin's
+    "Bill a period", in the caller's transaction. Its unique key (period and customer)
+    makes a double click return the run already waiting; the customers' own keys and
+    the one-invoice constraint make any rerun bill only what is missing. ValueError for
+    a malformed period."""
+    label = services.resolve_period_label(period)
+    return enqueue(
+        RUN_TASK,
+        kwargs={"period": label, "customer": customer_code},
+        user=user,
+        unique_key=f"billing-run:{label}:{customer_code or '*'}",
+    )
+
+
+def request_charge(invoice_id: int, user: Any = None) -> Job:
+    """Enqueue the invoice's charge again (admin "Charge again"); the charge job's unique
+    key returns the one still active, and the payment's idempotency key keeps a payment
+    in flight from being charged twice."""
+    return enqueue(CHARGE_TASK, kwargs={"invoice_id": invoice_id}, user=user)
 
 
 def start(period: str, customer_code: str = "", job_id: uuid.UUID | None = None) -> dict[str, Any]:
@@ -113,7 +139,9 @@ def summary(run: BillingRun) -> dict[str, Any]:
     )
     jobs = Job.objects.filter(task_name=BILL_TASK, kwargs__run_id=run.id)
     failed = list(
-        jobs.filter(status=JobStatus.DEAD).values_list("kwargs", "last_error_message")[:100]
+        jobs.filter(status=JobStatus.DEAD).values_list("kwargs", "last_error_message")[
+            :SUMMARY_MAX_FAILURES
+        ]
     )
     return {
         "customers": run.customers_enqueued,
@@ -125,4 +153,40 @@ def summary(run: BillingRun) -> dict[str, Any]:
         "failed": [
             {"customer_id": kwargs.get("customer_id"), "error": error} for kwargs, error in failed
         ],
+        "failed_charges": failed_charges(run),
     }
+
+
+def failed_charges(run: BillingRun) -> list[dict[str, Any]]:
+    """The run's invoices still issued whose latest charge job is dead (a declined card,
+    a Stripe error past its retries): what "Charge again" is for. Dead charge jobs are
+    few, so they are found first, then matched to the run's invoices."""
+    charges = Job.objects.filter(task_name=CHARGE_TASK)
+    dead_ids: set[int] = {
+        kwargs["invoice_id"]
+        for kwargs in charges.filter(status=JobStatus.DEAD).values_list("kwargs", flat=True)
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("invoice_id"), int)
+    }
+    candidates = set(
+        Invoice.objects.filter(run=run, id__in=dead_ids, status=InvoiceStatus.ISSUED).values_list(
+            "id", flat=True
+        )
+    )
+    if not candidates:
+        return []
+    latest: dict[int, tuple[str, str, Any]] = {}
+    rows = charges.filter(kwargs__invoice_id__in=list(candidates)).order_by("enqueued_at")
+    for kwargs, status, error, job_id in rows.values_list(
+        "kwargs", "status", "last_error_message", "id"
+    ):
+        latest[kwargs["invoice_id"]] = (status, error, job_id)  # the newest job wins
+    numbers = dict(Invoice.objects.filter(id__in=candidates).values_list("id", "number"))
+    failed = sorted(
+        (numbers[invoice_id], invoice_id, error, job_id)
+        for invoice_id, (status, error, job_id) in latest.items()
+        if status == JobStatus.DEAD
+    )[:SUMMARY_MAX_FAILURES]
+    return [
+        {"invoice_id": invoice_id, "invoice": number, "error": error, "job": str(job_id)}
+        for number, invoice_id, error, job_id in failed
+    ]

@@ -229,12 +229,20 @@ def issue_invoice(
     return invoice, True
 
 
+class AlreadyCredited(BillingError):
+    """The invoice's credit notes already cover it: another one would credit it twice."""
+
+
 def credit_invoice(invoice: Invoice, reason: str, today: dt.date | None = None) -> CreditNote:
     """Credit ``invoice`` in full (the invoice itself is not edited); it becomes void
-    unless it was paid (a paid one is refunded outside this app)."""
+    unless it was paid (a paid one is refunded outside this app). AlreadyCredited, with
+    nothing written, when its credit notes already net it to zero or less."""
     issued = today or business_today()
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(id=invoice.id)
+        if locked.total > 0 and invoice_balance(locked) <= 0:
+            notes = ", ".join(locked.credit_notes.values_list("number", flat=True))
+            raise AlreadyCredited(f"invoice {locked.number} is already credited in full ({notes})")
         number = next_number("CN", issued.year)
         note = CreditNote.objects.create(
             number=f"CN-{issued.year}-{number:06d}",

@@ -108,10 +108,17 @@ def render_document(invoice_id: int, kind: str) -> dict[str, Any]:
 
 @job(queue="notifications", name="billing.send_reminder", atomic=True)
 def send_reminder(reminder_id: int) -> str:
-    """Send one payment reminder (the row is marked sent in the same transaction)."""
+    """Send one payment reminder (the row is marked sent, and the notifications app's
+    message queued, in the same transaction)."""
     return reminders.send(reminder_id)
 
 
-@job(queue="notifications", name="billing.send_receipt", unique_key="receipt:{invoice_id}")
+@job(
+    queue="notifications",
+    name="billing.send_receipt",
+    unique_key="receipt:{invoice_id}",
+    atomic=True,
+)
 def send_receipt(invoice_id: int) -> str:
+    """Send the receipt of a paid invoice (its message queued with the job's success)."""
     return reminders.send_receipt(invoice_id)

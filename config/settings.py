@@ -292,8 +292,9 @@ BILLING_STRIPE_API_KEY = env_str(
     "STRIPE_API_KEY", "sk_test_taskyard_development_only" if DEBUG else ""
 )
 # Who tells customers about reminders and receipts: a class implementing
-# billing.notify.Notifier (the notifications app can point this at its sender).
-BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "billing.notify.EmailNotifier")
+# billing.notify.Notifier. The notifications app's sender (templates, preferences, email
+# and SMS, delivery log); billing.notify.EmailNotifier is the plain-email fallback.
+BILLING_NOTIFIER = env_str("BILLING_NOTIFIER", "notifications.billing_sender.NotificationsNotifier")
 # Payment reminders, in days from the due date (negative: before), sent at this hour of
 # the business time zone. Paying cancels the ones not sent yet.
 try:
@@ -634,13 +635,19 @@ TASKYARD_PROVIDERS: dict[str, dict] = {
         "timeout": 30,
         "rate_limit": env_str("DATASYNC_REST_RATE_LIMIT", "10/s"),
     },
-    "osrm": {
-        "base_url": _provider_url("OSRM_URL", "OSRM_URL", "https://router.project-osrm.org", 12115),
+}
+# Road-network matrices for routing ("matrix": "osrm", docs/routing.md "Travel times"):
+# OSRM_URL, else the local fake in development. Unset in production there is no provider
+# and such a run uses the offline estimate (and says so): never a public demo server,
+# whose usage policy forbids production traffic.
+OSRM_URL = env_str("OSRM_URL") or ("http://127.0.0.1:12115" if DEBUG else "")
+if OSRM_URL:
+    TASKYARD_PROVIDERS["osrm"] = {
+        "base_url": OSRM_URL,
         "timeout": 30,
         "rate_limit": "10/s",
         "concurrency": 2,
-    },
-}
+    }
 
 # --- Inbound webhooks (datasync/, docs/webhooks.md) --------------------------------------
 # POST /webhooks/<source>/: verified, stored, de-duplicated, processed as a job on

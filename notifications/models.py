@@ -43,6 +43,15 @@ class Recipient(models.Model):
     # window may span midnight (22:00-07:00). Both empty: no quiet hours.
     quiet_start = models.TimeField(null=True, blank=True)
     quiet_end = models.TimeField(null=True, blank=True)
+    # The customer's or driver's login, if they have one: their browsers register push
+    # subscriptions for this recipient (POST notifications/push/subscriptions).
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="notification_recipient",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

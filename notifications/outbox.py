@@ -5,6 +5,11 @@ In development the SendGrid and Twilio providers point at the fakes of ``make ru
 reads those lists, so a developer sees the emails and SMS that "went out" without an
 account. A provider whose base URL is not on loopback is a real one: the page says so
 and shows nothing for it.
+
+Web Push and webhooks have no local fake in ``make run`` (each push goes to the
+browser's own push service, each webhook to the customer's URL) and answer at once, so
+their sections list our own delivery log: the latest push and webhook messages sent,
+with the answer they got.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
@@ -79,6 +85,24 @@ def _sms(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _logged(channel: str) -> list[dict[str, Any]]:
+    """The latest messages of ``channel`` that went out (or were refused), newest first."""
+    from notifications.models import Message, MessageStatus
+
+    went_out = Q(sent_at__isnull=False) | Q(status=MessageStatus.FAILED)
+    sent = Message.objects.filter(went_out, channel=channel).order_by("-updated_at")[:LATEST]
+    return [
+        {
+            "at": message.sent_at or message.updated_at,
+            "to": message.to,
+            "subject": message.subject,
+            "body": message.body,
+            "status": message.status + (f": {message.error}" if message.error else ""),
+        }
+        for message in sent
+    ]
+
+
 def outbox_view(request: HttpRequest) -> HttpResponse:
     sections = []
     for provider, title, parse in (("sendgrid", "Email", _emails), ("twilio", "SMS", _sms)):
@@ -94,5 +118,8 @@ def outbox_view(request: HttpRequest) -> HttpResponse:
             except (httpx.HTTPError, ValueError) as exc:
                 section["error"] = f"the fake does not answer ({exc!r}); is `make run` up?"
         sections.append(section)
+    for channel, title in (("push", "Web Push"), ("webhook", "Webhooks")):
+        url = "our delivery log (no local fake: the push service's or endpoint's answer)"
+        sections.append({"title": title, "url": url, "rows": _logged(channel), "error": ""})
     context = {"title": "Outbox (local provider fakes)", "sections": sections}
     return TemplateResponse(request, "notifications/outbox.html", context)

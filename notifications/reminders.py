@@ -5,6 +5,9 @@ by default, NOTIFICATIONS_REMINDER_OFFSETS), unique per booking x offset.
   skipped);
 - moving it replaces each job (``enqueue(on_conflict="replace")`` cancels the waiting
   one) and each job carries the pickup time it was made for, so a stale one does nothing;
+  its messages still queued for the old time (quiet hours, a rate limit) are cancelled;
+- the job locks its booking while it makes the messages, and the delivery checks the
+  booking again before sending (services.stale_booking);
 - cancelling it replaces each waiting job with one that cancels itself at once, so the
   ledger shows them cancelled now rather than at their due time;
 - a reminder never goes out after the pickup: the job checks the time, and its message
@@ -20,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import formats, timezone
+from django.utils import formats, timezone, translation
 
 import queueing
 from notifications import services
@@ -30,6 +33,7 @@ from queueing import Job, JobCancelled, JobStatus
 logger = logging.getLogger(__name__)
 
 REMINDER_KIND = "booking_reminder"
+REMINDER_DATE_FORMAT = "D j M Y H:i"
 WAITING = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING)
 
 
@@ -51,13 +55,20 @@ def create_booking(
 
 
 def move_booking(ref: str, scheduled_for: dt.datetime) -> Booking:
-    """Move a booking: its reminders follow (replaced)."""
+    """Move a booking: its reminders follow (replaced), and its reminder messages still
+    queued for the old time (held by quiet hours, deferred by a rate limit) are
+    cancelled, so none arrives with the old date."""
     with transaction.atomic():
         booking = Booking.objects.select_for_update().get(ref=ref)
         if booking.status != BookingStatus.SCHEDULED:
             raise services.NotificationError(f"booking {ref} is {booking.status}")
         booking.scheduled_for = scheduled_for
         booking.save(update_fields=["scheduled_for", "updated_at"])
+        services.cancel_booking_messages(
+            booking.id,
+            f"the booking moved to {scheduled_for.isoformat()}",
+            keep_for=scheduled_for,
+        )
         schedule_reminders(booking)
     return booking
 
@@ -73,7 +84,7 @@ def cancel_booking(ref: str) -> Booking:
             reminder.status = ReminderStatus.CANCELLED
             reminder.note = "the booking was cancelled"
             reminder.save(update_fields=["status", "note", "updated_at"])
-        services.cancel_booking_messages(booking.id)
+        services.cancel_booking_messages(booking.id, "the booking was cancelled")
     return booking
 
 
@@ -144,8 +155,17 @@ def _withdraw(booking: Booking, offset: int, reason: str) -> None:
 
 
 def run_reminder(booking_id: int, offset_seconds: int, scheduled_for: str) -> dict[str, Any]:
-    """Send one reminder if it is still wanted; JobCancelled when it no longer is."""
-    booking = Booking.objects.select_related("recipient").filter(id=booking_id).first()
+    """Send one reminder if it is still wanted; JobCancelled when it no longer is.
+
+    Call it in a transaction: the booking's row stays locked until its messages are
+    written, so a cancel or a move waits for them (and then cancels them) rather than
+    committing between this check and the messages."""
+    booking = (
+        Booking.objects.select_for_update(of=("self",))
+        .select_related("recipient")
+        .filter(id=booking_id)
+        .first()
+    )
     if booking is None:
         return {"skipped": f"no booking {booking_id}"}
     if not scheduled_for:
@@ -158,14 +178,12 @@ def run_reminder(booking_id: int, offset_seconds: int, scheduled_for: str) -> di
     if timezone.now() >= booking.scheduled_for:
         reminder.update(status=ReminderStatus.SKIPPED, note="too late: the pickup has begun")
         return {"skipped": "too late"}
-    zone = zoneinfo.ZoneInfo(booking.recipient.time_zone)
-    local = booking.scheduled_for.astimezone(zone)
     messages = services.send(
         REMINDER_KIND,
         booking.recipient.ref,
         {
             "booking": booking.ref,
-            "date": formats.date_format(local, "D j M Y H:i"),
+            "date": local_date(booking.scheduled_for, booking.recipient),
             "location": booking.location,
         },
         dedupe_key=f"reminder:{booking.id}:{offset_seconds}:{scheduled_for}",
@@ -174,6 +192,14 @@ def run_reminder(booking_id: int, offset_seconds: int, scheduled_for: str) -> di
     )
     reminder.update(status=ReminderStatus.SENT, note="")
     return {"booking": booking.ref, "offset": offset_seconds, "messages": [m.id for m in messages]}
+
+
+def local_date(moment: dt.datetime, recipient: Recipient) -> str:
+    """``moment`` as the recipient reads it: in their time zone, day and month names in
+    their language ("Tue 1 Dec 2026 07:30", "di 1 dec 2026 07:30")."""
+    local = moment.astimezone(zoneinfo.ZoneInfo(recipient.time_zone))
+    with translation.override(recipient.locale):
+        return formats.date_format(local, REMINDER_DATE_FORMAT)
 
 
 def ensure_upcoming(hours: int = 48) -> int:

@@ -1,5 +1,6 @@
-"""The seed message kinds and their first templates (data migration 0002 and
-``demo.seed``). Templates use only their kind's variables (checked when saved)."""
+"""The seed message kinds and their first templates (data migrations 0002 and 0003, and
+``demo.seed``). Templates use only their kind's variables (checked when saved); a kind
+added here needs a data migration calling :func:`seed` for databases migrated before."""
 
 from __future__ import annotations
 
@@ -27,6 +28,17 @@ KINDS: dict[str, dict[str, Any]] = {
             "amount": "42.35",
             "currency": "EUR",
             "dueDate": "2026-12-15",
+        },
+    },
+    "payment_receipt": {
+        "description": "An invoice was paid (billing)",
+        "variables": ["invoice", "customer", "amount", "currency", "paidDate"],
+        "sample": {
+            "invoice": "INV-2026-0001",
+            "customer": "Anna de Vries",
+            "amount": "42.35",
+            "currency": "EUR",
+            "paidDate": "2026-12-03",
         },
     },
 }
@@ -66,6 +78,15 @@ TEMPLATES: dict[tuple[str, str, str], tuple[str, str]] = {
     ("payment_reminder", "sms", "en"): (
         "",
         "Taskyard: invoice {{ invoice }} ({{ currency }} {{ amount }}) is due {{ dueDate }}.",
+    ),
+    ("payment_receipt", "email", "en"): (
+        "Receipt: invoice {{ invoice }} is paid",
+        "Hello {{ customer }},\n\nWe received {{ currency }} {{ amount }} for invoice "
+        "{{ invoice }} on {{ paidDate }}. Thank you.\n\nUnsubscribe: {{ unsubscribe_url }}",
+    ),
+    ("payment_receipt", "sms", "en"): (
+        "",
+        "Taskyard: we received {{ currency }} {{ amount }} for invoice {{ invoice }}. Thank you.",
     ),
 }
 

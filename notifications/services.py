@@ -20,13 +20,14 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 import queueing
-from notifications import rendering
+from notifications import rendering, tracking
 from notifications.channels import Undeliverable, channel_for
 from notifications.models import (
+    Booking,
+    BookingStatus,
     Channel,
     Message,
     MessageKind,
@@ -34,9 +35,11 @@ from notifications.models import (
     Preference,
     Recipient,
     Suppression,
+    SuppressionReason,
     Template,
     WebhookEndpoint,
 )
+from queueing import Job, JobStatus, ProviderDeferred, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,10 @@ def _kind(name: str) -> MessageKind:
         known = ", ".join(MessageKind.objects.values_list("name", flat=True)) or "none"
         raise NotificationError(f"unknown message kind {name!r}; kinds: {known}")
     return kind
+
+
+# The context every recipient gives its messages (recipient_context's keys).
+RECIPIENT_VARIABLES = ("customer", "email", "phone", "recipient_ref", "recipient_name")
 
 
 def recipient_context(recipient: Recipient) -> dict[str, Any]:
@@ -315,18 +322,46 @@ def _finish(message_id: int, status: str, **fields: Any) -> int:
     )
 
 
-def deliver(message_id: int) -> dict[str, Any]:
-    """Send one queued message now, or hold it (quiet hours), or settle it without
-    sending (expired, suppressed, opted out). Exceptions of the provider call propagate
-    for the job's retry policy; Undeliverable marks the message failed."""
-    message = Message.objects.select_related("recipient").filter(id=message_id).first()
-    if message is None:
-        return {"skipped": f"no message {message_id}"}
-    if message.status != MessageStatus.QUEUED:
-        return {"skipped": f"message {message_id} is {message.status}"}
-    now = timezone.now()
+def fail(message: Message, error: str, *, provider_failure: bool = True) -> bool:
+    """Mark a queued message failed (once: a conditional UPDATE); True if this call did.
+
+    A provider failure of a webhook message counts once against its endpoint's failure
+    streak here, at the message's final failure, not at each attempt."""
+    if not _finish(message.id, MessageStatus.FAILED, error=error[:2000]):
+        return False
+    if provider_failure and message.channel == Channel.WEBHOOK and message.webhook_endpoint_id:
+        from notifications.channels.webhook import record_failure
+
+        record_failure(message.webhook_endpoint_id, error)
+    return True
+
+
+def stale_booking(message: Message) -> str:
+    """Why a booking's message must not go out any more ("" when it still may): the
+    booking was cancelled, or moved since the message was made (a reminder's message
+    expires at the pickup time it was made for)."""
+    if message.booking_id is None:
+        return ""
+    booking = Booking.objects.filter(id=message.booking_id).only("status", "scheduled_for").first()
+    if booking is None:
+        return "the booking was deleted"
+    if booking.status == BookingStatus.CANCELLED:
+        return "the booking was cancelled"
+    if message.expires_at is not None and message.expires_at != booking.scheduled_for:
+        return f"the booking moved to {booking.scheduled_for.isoformat()}"
+    return ""
+
+
+def _settle_unsent(message: Message, now: dt.datetime) -> dict[str, Any] | None:
+    """The outcome of a queued message that must not be sent now (its booking cancelled
+    or moved, expired, opted out, suppressed, quiet hours), or None to send it."""
+    stale = stale_booking(message)
+    if stale:
+        _finish(message.id, MessageStatus.CANCELLED, error=stale)
+        logger.info("message %s (job %s): not sent: %s", message.id, message.job_id, stale)
+        return {"message": message.id, "status": MessageStatus.CANCELLED, "reason": stale}
     if message.expires_at and now >= message.expires_at:
-        _finish(message.id, MessageStatus.FAILED, error="expired before it could be sent")
+        fail(message, "expired before it could be sent", provider_failure=False)
         return {"message": message.id, "status": "expired"}
     if not opted_in(message.recipient, message.kind, message.channel):
         _finish(message.id, MessageStatus.SUPPRESSED, error="opted out")
@@ -338,14 +373,42 @@ def deliver(message_id: int) -> dict[str, Any]:
         held = quiet_until(message.recipient, now)
         if held is not None:
             return _hold(message, held)
+    return None
+
+
+def deliver(message_id: int, *, last_attempt: bool = False) -> dict[str, Any]:
+    """Send one queued message now, or hold it (quiet hours), or settle it without
+    sending (expired, its booking cancelled or moved, suppressed, opted out). Exceptions
+    of the provider call propagate for the job's retry policy (the message is marked
+    failed first when ``last_attempt``); Undeliverable marks the message failed and, when
+    it says so, suppresses the address."""
+    message = Message.objects.select_related("recipient").filter(id=message_id).first()
+    if message is None:
+        return {"skipped": f"no message {message_id}"}
+    if message.status != MessageStatus.QUEUED:
+        return {"skipped": f"message {message_id} is {message.status}"}
+    settled = _settle_unsent(message, timezone.now())
+    if settled is not None:
+        return settled
     try:
         result = channel_for(message.channel).send(message)
     except Undeliverable as exc:
-        _finish(message.id, MessageStatus.FAILED, error=str(exc)[:2000])
-        logger.warning("message %s: undeliverable: %s", message.id, exc)
+        if exc.suppress_address:
+            tracking.suppress(
+                message.channel, message.to, SuppressionReason.UNDELIVERABLE, str(exc)
+            )
+        fail(message, str(exc))
+        logger.warning("message %s (job %s): undeliverable: %s", message.id, message.job_id, exc)
         return {"message": message.id, "status": MessageStatus.FAILED, "error": str(exc)}
+    except (RateLimited, ProviderDeferred):
+        raise  # a deferral: no attempt spent, nothing failed
     except Exception as exc:
         Message.objects.filter(id=message.id).update(error=repr(exc)[:2000])
+        if last_attempt:
+            fail(message, f"the last attempt failed: {exc!r}")
+            logger.warning(
+                "message %s (job %s): failed for good: %r", message.id, message.job_id, exc
+            )
         raise
     sent_at = timezone.now()
     # The provider's callback may have moved the status on already (SendGrid's events
@@ -368,7 +431,7 @@ def deliver(message_id: int) -> dict[str, Any]:
 
 def _hold(message: Message, until: dt.datetime) -> dict[str, Any]:
     if message.expires_at and until >= message.expires_at:
-        _finish(message.id, MessageStatus.FAILED, error="quiet hours last past its expiry")
+        fail(message, "quiet hours last past its expiry", provider_failure=False)
         return {"message": message.id, "status": "expired in quiet hours"}
     job = enqueue_delivery(message, run_at=until)
     Message.objects.filter(id=message.id).update(held_until=until, job_id=job.id)
@@ -389,8 +452,69 @@ def recipients_in_segment(segment: str) -> list[str]:
     return list(rows.order_by("id").values_list("ref", flat=True))
 
 
-def cancel_booking_messages(booking_id: int) -> int:
-    """Cancel the booking's messages that have not gone out yet."""
-    return Message.objects.filter(Q(booking_id=booking_id), status=MessageStatus.QUEUED).update(
-        status=MessageStatus.CANCELLED, error="the booking was cancelled"
+def cancel_booking_messages(booking_id: int, reason: str, *, keep_for: Any = None) -> int:
+    """Cancel the booking's messages that have not gone out yet (those of a reminder made
+    for the pickup time ``keep_for`` excepted), with ``reason``."""
+    waiting = Message.objects.filter(booking_id=booking_id, status=MessageStatus.QUEUED)
+    if keep_for is not None:
+        waiting = waiting.exclude(expires_at=keep_for)
+    count = waiting.update(status=MessageStatus.CANCELLED, error=reason[:2000])
+    if count:
+        logger.info("booking %s: %s queued message(s) cancelled: %s", booking_id, count, reason)
+    return count
+
+
+# Delivery jobs that ended for good, and what their queued message becomes.
+DEAD_DELIVERY_SWEEP_BATCH = 500  # messages per run: a sweep works in batches and stops
+
+
+def settle_dead_deliveries(limit: int = DEAD_DELIVERY_SWEEP_BATCH) -> dict[str, int]:
+    """Messages still ``queued`` whose delivery job is dead (attempts exhausted, a
+    permanent error) become ``failed``, and those whose job an operator cancelled become
+    ``cancelled``, each with the job's reason. A dead job already replayed is left
+    alone: its replay may still send the message. Returns the counts."""
+    from notifications.tasks import DELIVERY_TASKS
+
+    names = [task.name for task in DELIVERY_TASKS.values()]
+    ended = Job.objects.filter(
+        task_name__in=names, status__in=(JobStatus.DEAD, JobStatus.CANCELLED), replays__isnull=True
     )
+    stuck = Message.objects.filter(
+        status=MessageStatus.QUEUED, job_id__in=ended.values("id")
+    ).order_by("id")[:limit]
+    counts = {"failed": 0, "cancelled": 0}
+    messages = list(stuck)
+    jobs = Job.objects.in_bulk([m.job_id for m in messages if m.job_id is not None])
+    for message in messages:
+        job = jobs.get(message.job_id) if message.job_id else None
+        if job is None:
+            continue
+        cause = f"{job.last_error_class}: {job.last_error_message}".strip(": ")[:1500]
+        if job.status == JobStatus.DEAD:
+            done = fail(message, f"the delivery job {job.id} failed for good ({cause})")
+            logger.warning(
+                "message %s: delivery job %s dead, marked failed: %s", message.id, job.id, cause
+            )
+            counts["failed"] += int(done)
+        else:
+            reason = f"the delivery job {job.id} was cancelled"
+            done = bool(_finish(message.id, MessageStatus.CANCELLED, error=reason))
+            logger.info("message %s: %s", message.id, reason)
+            counts["cancelled"] += int(done)
+    return counts
+
+
+def resend(message: Message) -> queueing.Job | None:
+    """Queue a failed message again (a new delivery job); None when it is not failed any
+    more or has no address. Run inside a transaction: the status and the job together."""
+    if not message.to:
+        return None
+    again = Message.objects.filter(id=message.id, status=MessageStatus.FAILED).update(
+        status=MessageStatus.QUEUED, error="", held_until=None
+    )
+    if not again:
+        return None
+    message.refresh_from_db()
+    job = enqueue_delivery(message, run_at=timezone.now())
+    Message.objects.filter(id=message.id).update(job_id=job.id)
+    return job

@@ -14,54 +14,65 @@ from rest_framework import serializers
 
 from notifications import batches, reminders, services
 from notifications.models import Channel
-from queueing import Contract, job
+from queueing import Contract, Job, job
 
 SEGMENTS = ("customers", "drivers", "all")
 
 
-def _deliver(message_id: int) -> dict[str, Any]:
-    return services.deliver(message_id)
+def _deliver(task: Any, message_id: int) -> dict[str, Any]:
+    """Deliver, telling services whether this is the job's last attempt (the ledger
+    counts the running attempt in the job's row), so a message whose last attempt fails
+    is marked failed at once rather than left queued behind a dead letter."""
+    attempts = Job.objects.filter(id=task.request.id).values("attempts", "max_attempts").first()
+    last = attempts is not None and attempts["attempts"] >= attempts["max_attempts"]
+    return services.deliver(message_id, last_attempt=last)
 
 
 @job(
     queue="notifications",
     name="notifications.deliver_email",
+    bind=True,
     rate_limit="notifications.email",
     providers=("sendgrid",),
 )
-def deliver_email(message_id: int) -> dict[str, Any]:
+def deliver_email(self: Any, message_id: int) -> dict[str, Any]:
     """Send one queued email (SendGrid, or SMTP)."""
-    return _deliver(message_id)
+    return _deliver(self, message_id)
 
 
 @job(
     queue="notifications",
     name="notifications.deliver_sms",
+    bind=True,
     rate_limit="notifications.sms",
     providers=("twilio",),
 )
-def deliver_sms(message_id: int) -> dict[str, Any]:
+def deliver_sms(self: Any, message_id: int) -> dict[str, Any]:
     """Send one queued SMS through Twilio."""
-    return _deliver(message_id)
+    return _deliver(self, message_id)
 
 
 @job(
     queue="notifications",
     name="notifications.deliver_push",
+    bind=True,
     rate_limit="notifications.push",
     providers=("webpush",),
 )
-def deliver_push(message_id: int) -> dict[str, Any]:
+def deliver_push(self: Any, message_id: int) -> dict[str, Any]:
     """Send one queued Web Push message to the recipient's browsers."""
-    return _deliver(message_id)
+    return _deliver(self, message_id)
 
 
 @job(
-    queue="notifications", name="notifications.deliver_webhook", rate_limit="notifications.webhook"
+    queue="notifications",
+    name="notifications.deliver_webhook",
+    bind=True,
+    rate_limit="notifications.webhook",
 )
-def deliver_webhook(message_id: int) -> dict[str, Any]:
+def deliver_webhook(self: Any, message_id: int) -> dict[str, Any]:
     """POST one signed webhook to a customer's endpoint (its own breaker)."""
-    return _deliver(message_id)
+    return _deliver(self, message_id)
 
 
 DELIVERY_TASKS: dict[str, Any] = {
@@ -104,6 +115,12 @@ class SendNotificationsArgs(Contract):
             raise serializers.ValidationError(
                 {"recipients": ["give either recipients or a segment, not both or neither"]}
             )
+        # Refused here, not recipient by recipient in the chunk jobs.
+        variables = services._kind(attrs["kind"]).variables
+        given = {*services.RECIPIENT_VARIABLES, *attrs.get("context", {})}
+        missing = [name for name in variables if name not in given]
+        if missing:
+            raise serializers.ValidationError({"context": [f"lacks {', '.join(missing)}"]})
         return attrs
 
 
@@ -151,3 +168,10 @@ def send_reminder(booking_id: int, offset_seconds: int, scheduled_for: str) -> d
 def ensure_reminders(hours: int = 48) -> dict[str, Any]:
     """Schedule the missing reminders of bookings in the next ``hours``."""
     return {"bookings": reminders.ensure_upcoming(hours)}
+
+
+@job(queue="notifications", name="notifications.settle_dead_deliveries")
+def settle_dead_deliveries() -> dict[str, Any]:
+    """Messages left queued behind a dead (or cancelled) delivery job: failed (or
+    cancelled) with the job's reason."""
+    return services.settle_dead_deliveries()

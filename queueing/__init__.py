@@ -18,6 +18,15 @@ how an app declares its jobs, endpoints and schedules with these names.
     Job, JobStatus       the ledger's model and statuses
     provider_call(name)  guard one call to a third-party provider (docs/providers.md);
                          ProviderDeferred when it must wait (no attempt spent)
+    validate_arguments(task, data, field=)
+                         a task's keyword arguments checked by its API contract
+                         (rest_framework ValidationError with field messages)
+    confirm_action, may_enqueue, audit_enqueued
+                         for an app's admin action that starts jobs: the confirmation
+                         page, the API's enqueue rule, the "job.create" audit event
+    record_request(request, action, target, before=, after=, reason=)
+                         append an operator's action (admin, API) to the hash-chained
+                         audit trail, in the caller's transaction
 
 Names resolve on first use (PEP 562), so ``import queueing`` works before Django is set
 up; the submodules do the work. The layout is described in docs/job-ledger.md.
@@ -29,7 +38,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from queueing.admin import audit_enqueued, confirm_action, may_enqueue
+    from queueing.api.contracts import validate_arguments
     from queueing.api.endpoints import JobEndpoint
+    from queueing.audit import record_request
     from queueing.contracts import Contract
     from queueing.control.breaker import ProviderDeferred
     from queueing.control.operations import JobCancelled
@@ -58,7 +70,12 @@ _EXPORTS = {
     "provider_call": "queueing.control.providers",
     "ProviderDeferred": "queueing.control.breaker",
     "Job": "queueing.models",
+    "validate_arguments": "queueing.api.contracts",
+    "confirm_action": "queueing.admin",
+    "may_enqueue": "queueing.admin",
+    "audit_enqueued": "queueing.admin",
     "JobStatus": "queueing.models",
+    "record_request": "queueing.audit",
 }
 
 __all__ = [
@@ -73,11 +90,16 @@ __all__ = [
     "ProviderDeferred",
     "RateLimited",
     "TransientError",
+    "audit_enqueued",
+    "confirm_action",
     "enqueue",
     "enqueue_many",
     "explain",
     "job",
+    "may_enqueue",
     "provider_call",
+    "record_request",
+    "validate_arguments",
 ]
 
 

@@ -6,13 +6,14 @@ ask for confirmation first. The dashboard is queueing/observe/dashboard.py."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -24,6 +25,7 @@ from queueing import audit
 from queueing.control.operations import RetryRefused, cancel, retry
 from queueing.control.pause import pause_queue, resume_queue
 from queueing.ledger.deadletters import DeadLetterError, discard, mark_reviewed, replay
+from queueing.ledger.enqueue import resolve_queue
 from queueing.models import (
     Alert,
     AuditEvent,
@@ -36,6 +38,7 @@ from queueing.models import (
     QueueState,
 )
 from queueing.observe import alert_actions, stats
+from queueing.roles import may_enqueue_task
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -51,6 +54,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 def record(request, action: str, target: tuple[str, object], **fields) -> None:
     audit.record_request(request, action, target, reason="via admin", **fields)
+
+
+def may_enqueue(user: Any, task: Any) -> bool:
+    """May ``user`` create a job of ``task`` on its own queue: the API's rule (the task's
+    declared roles, else the queue's enqueue permission, or enqueue_any). A domain app's
+    admin action that starts jobs offers itself only to these users."""
+    return may_enqueue_task(user, task, resolve_queue(task, None, [], {}))
+
+
+def audit_enqueued(request: HttpRequest, job: Job, reason: str) -> None:
+    """The audit event of a job an operator created from the admin ("job.create", as the
+    API writes): call it in the transaction that inserted the job."""
+    audit.record_request(
+        request,
+        "job.create",
+        ("job", job.id),
+        after={"status": job.status, "attempts": job.attempts, "run_at": job.run_at},
+        reason=reason,
+    )
 
 
 def confirmed(modeladmin, request, queryset, action: str, description: str, *, note=False):
@@ -70,6 +92,9 @@ def confirmed(modeladmin, request, queryset, action: str, description: str, *, n
         "opts": modeladmin.model._meta,
     }
     return TemplateResponse(request, "admin/queueing/confirm_action.html", context)
+
+
+confirm_action = confirmed  # its public name (queueing.confirm_action)
 
 
 # --- jobs -------------------------------------------------------------------------------

@@ -3,9 +3,12 @@ map of a run and a printable run sheet per route (driver)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -13,7 +16,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+from rest_framework.exceptions import ValidationError
 
+from queueing import audit_enqueued, confirm_action, may_enqueue
+from routing import services
 from routing.models import (
     Depot,
     Facility,
@@ -25,11 +31,88 @@ from routing.models import (
 )
 from routing.svg import colour, run_map
 
+# A plan asked for in the admin gets the nightly plan's solver time.
+ADMIN_PLAN_SECONDS = 20.0
+
+
+def may_plan(user: Any) -> bool:
+    """May ask for an optimisation: whoever may enqueue routing.optimize_routes over the
+    API (admin, manager, dispatcher, or enqueue_any)."""
+    from routing.tasks import optimize_routes
+
+    return may_enqueue(user, optimize_routes)
+
+
+def enqueue_audited(request: HttpRequest, arguments: dict[str, Any], why: str) -> str | None:
+    """Enqueue one optimisation (the API's path) with its audit event, in one
+    transaction; None when done, else why the arguments were refused."""
+    try:
+        with transaction.atomic():
+            job = services.request_optimisation(arguments, request.user)
+            audit_enqueued(request, job, why)
+    except ValidationError as exc:
+        return "; ".join(
+            f"{field}: {' '.join(map(str, errors))}"
+            for field, errors in (exc.detail.items() if isinstance(exc.detail, dict) else [])
+        ) or str(exc.detail)
+    return None
+
+
+class PlanDayForm(forms.Form):
+    day = forms.DateField(help_text="YYYY-MM-DD: the service points due that weekday")
+
 
 @admin.register(Depot)
 class DepotAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "address", "lat", "lon", "is_demo")
     search_fields = ("code", "name", "address")
+    actions = ["plan_day"]
+
+    def has_plan_permission(self, request: HttpRequest) -> bool:
+        return may_plan(request.user)
+
+    @admin.action(description="Plan a day for the selected depots", permissions=["plan"])
+    def plan_day(self, request: HttpRequest, queryset: QuerySet[Depot]) -> HttpResponse | None:
+        """GET-like first POST: a page asking for the day (tomorrow by default); the
+        confirmed POST enqueues one optimisation per depot, each audited."""
+        tomorrow = services.business_today() + dt.timedelta(days=1)
+        confirming = request.POST.get("confirm") == "yes"
+        form = PlanDayForm(request.POST if confirming else None, initial={"day": tomorrow})
+        if not confirming or not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Plan a day for the selected depots",
+                "form": form,
+                "depots": list(queryset),
+                "ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+                "seconds": ADMIN_PLAN_SECONDS,
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, "routing/plan_day.html", context)
+        day: dt.date = form.cleaned_data["day"]
+        asked: list[str] = []
+        refused: list[str] = []
+        for depot in queryset.order_by("code"):
+            arguments = {"day": day.isoformat(), "depot": depot.code}
+            problem = enqueue_audited(
+                request,
+                {**arguments, "time_limit": ADMIN_PLAN_SECONDS},
+                f"via admin: plan {day.isoformat()} for depot {depot.code}",
+            )
+            if problem:
+                refused.append(f"{depot.code}: {problem}")
+            else:
+                asked.append(depot.code)
+        if asked:
+            self.message_user(
+                request,
+                f"Optimisation of {day.isoformat()} queued for {', '.join(asked)} "
+                "(Routing -> Optimization runs shows the plans).",
+                messages.SUCCESS,
+            )
+        if refused:
+            self.message_user(request, f"Not queued: {'; '.join(refused)}", messages.ERROR)
+        return None
 
 
 @admin.register(Facility)
@@ -107,12 +190,52 @@ class OptimizationRunAdmin(admin.ModelAdmin):
         "cached_from", "input_hash", "created_at", "finished_at", "input_snapshot",
     )  # fmt: skip
     exclude = ("is_demo",)
+    actions = ["run_again"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_plan_permission(self, request: HttpRequest) -> bool:
+        return may_plan(request.user)
+
+    @admin.action(description="Run again (a new optimisation, same request)", permissions=["plan"])
+    def run_again(
+        self, request: HttpRequest, queryset: QuerySet[OptimizationRun]
+    ) -> HttpResponse | None:
+        """Confirmed, then one new job per run with the run's own request (a day is read
+        from the tables again; an unchanged input within the hour comes from the cache)."""
+        page = confirm_action(
+            self,
+            request,
+            queryset,
+            "run_again",
+            "plan these runs again (new optimisation jobs with the same request)",
+        )
+        if page:
+            return page
+        asked: list[str] = []
+        refused: list[str] = []
+        for run in queryset.select_related("depot"):
+            arguments = services.arguments_of(run)
+            if arguments is None:
+                problem: str | None = "its inline problem is no longer stored"
+            else:
+                why = f"via admin: run again of routing run {run.pk}"
+                problem = enqueue_audited(request, arguments, why)
+            if problem:
+                refused.append(f"run {run.pk}: {problem}")
+            else:
+                asked.append(f"run {run.pk}")
+        if asked:
+            self.message_user(
+                request, f"{len(asked)} optimisation(s) queued again.", messages.SUCCESS
+            )
+        if refused:
+            self.message_user(request, f"Not queued: {'; '.join(refused)}", messages.ERROR)
+        return None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OptimizationRun]:
         return super().get_queryset(request).defer("input_snapshot")

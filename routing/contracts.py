@@ -18,7 +18,7 @@ from queueing import Contract
 # the stops; 2,000 stops and 100 vehicles are far beyond a depot's day.
 MAX_STOPS = 2000
 MAX_VEHICLES = 100
-MAX_TIME_LIMIT = 60.0  # seconds: the issue's "under 30 s" leaves room up to this
+MAX_TIME_LIMIT = 30.0  # seconds: issue 13's budget is "under 30 s" per optimisation
 DEFAULT_TIME_LIMIT = 10.0
 
 MINUTES_PER_DAY = 24 * 60
@@ -37,6 +37,11 @@ class FacilityIn(Contract):
     unload_minutes = serializers.IntegerField(min_value=0, max_value=240, default=15)
     opens = serializers.TimeField(required=False)
     closes = serializers.TimeField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "opens" in attrs and "closes" in attrs and attrs["opens"] >= attrs["closes"]:
+            raise serializers.ValidationError({"closes": ["must be after opens"]})
+        return attrs
 
 
 class StopIn(Contract):
@@ -107,6 +112,18 @@ class ProblemIn(Contract):
             twice = sorted({i for i in ids if ids.count(i) > 1})
             if twice:
                 errors.setdefault(kind, []).append(f"duplicate ids: {', '.join(twice)}")
+        # Depots, facilities and stops are places on one map and in one set of matrices:
+        # an id names one place (vehicles are not places and have their own ids).
+        seen: dict[str, str] = {}
+        for kind, singular in (("depots", "depot"), ("facilities", "facility"), ("stops", "stop")):
+            place_ids = {item["id"] for item in attrs[kind]}
+            clash = sorted(i for i in place_ids if seen.get(i, singular) != singular)
+            if clash:
+                errors.setdefault(kind, []).append(
+                    "ids already used by another kind of place: "
+                    + ", ".join(f"{i} ({seen[i]})" for i in clash)
+                )
+            seen.update({i: singular for i in place_ids if i not in seen})
         depots = {d["id"] for d in attrs["depots"]}
         facilities = {f["id"] for f in attrs["facilities"]}
         wrong_dims = [s["id"] for s in attrs["stops"] if len(s["demand"]) != dims]

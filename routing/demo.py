@@ -7,6 +7,8 @@ the routing queue), so the admin shows a run with its map as soon as a worker ru
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
@@ -120,6 +122,7 @@ def seed(company: Any) -> dict[str, int]:
             for c in company.customers
             if c.code not in existing
         ]
+        assign_current_rounds(new_points)
         ServicePoint.objects.bulk_create(new_points, batch_size=500)
         counts["ServicePoint"] = len(new_points)
         if counts["ServicePoint"]:
@@ -146,6 +149,34 @@ def clear() -> dict[str, int]:
             "Depot": Depot.objects.filter(is_demo=True).delete()[0],
         }
     return counts
+
+
+def assign_current_rounds(points: list[ServicePoint]) -> None:
+    """Today's manual rounds, for the "current order" baseline: per depot and pickup
+    weekday, the points swept clockwise around the depot and cut into one round per
+    truck of that depot, in proportion to the trucks' capacities (how rounds drawn on a
+    map by hand tend to look)."""
+    groups: dict[tuple[Depot, int | None], list[ServicePoint]] = defaultdict(list)
+    for p in points:
+        if p.depot is not None:
+            groups[p.depot, p.pickup_weekday].append(p)
+    trucks: dict[int, list[Vehicle]] = defaultdict(list)
+    for truck in Vehicle.objects.filter(active=True, is_demo=True).order_by("code"):
+        trucks[truck.depot_id].append(truck)
+    for (depot, _), members in groups.items():
+        fleet = trucks.get(depot.pk)
+        if not fleet:
+            continue
+        members.sort(key=lambda p: math.atan2(p.lon - depot.lon, p.lat - depot.lat))
+        total = sum(t.capacity_kg for t in fleet)
+        start = carried = 0
+        for truck in fleet:
+            carried += truck.capacity_kg
+            end = round(len(members) * carried / total)
+            for sequence, p in enumerate(members[start:end], 1):
+                p.current_vehicle = truck
+                p.current_sequence = sequence
+            start = end
 
 
 def nearest(depots: list[Depot], lat: float, lon: float) -> Depot:

@@ -4,9 +4,10 @@ Offline (the default, no network): great-circle distance x a detour factor, driv
 an average speed that depends on the trip's road class (short hops are residential
 streets, long ones arterials/ring roads). Traffic: every duration is multiplied by the
 time-of-day factor averaged over the hours the vehicles are on the road
-(`traffic_factor`). PyVRP needs one static matrix per profile, so a plan uses the
-factor of its shift rather than a factor per departure time; docs/routing.md says how
-to read that. The OSRM `/table` provider lives in `routing.osrm`.
+(`traffic_factor`). PyVRP needs one static matrix per profile, so the search uses the
+factor of its shift; the final schedule is then re-timed per departure hour with
+`SPEED_PROFILE` (routing.solver.check.retime_plan), see docs/routing.md. The OSRM
+`/table` provider lives in `routing.osrm`.
 """
 
 from __future__ import annotations

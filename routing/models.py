@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -51,6 +52,21 @@ class Facility(Place):
 
     class Meta(Place.Meta):
         verbose_name_plural = "facilities"
+        constraints = [
+            # Either end may be open (from midnight / until midnight), but a facility
+            # that closes before it opens could never be used.
+            models.CheckConstraint(
+                condition=models.Q(opens__isnull=True)
+                | models.Q(closes__isnull=True)
+                | models.Q(opens__lt=models.F("closes")),
+                name="routing_facility_hours_ordered",
+            )
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        if self.opens is not None and self.closes is not None and self.opens >= self.closes:
+            raise ValidationError({"closes": "must be after the opening time"})
 
 
 class Vehicle(models.Model):
@@ -108,7 +124,11 @@ class ServicePoint(models.Model):
     # Optional stops may be skipped when the day is full, at the cost of their prize.
     required = models.BooleanField(default=True)
     prize = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("0"))
-    # Position in today's (manual) round, for the "current order" baseline.
+    # Today's (manual) round, for the "current order" baseline: the truck that serves
+    # the point now and the point's position in that truck's round.
+    current_vehicle = models.ForeignKey(
+        Vehicle, on_delete=models.SET_NULL, null=True, blank=True, related_name="current_round"
+    )
     current_sequence = models.PositiveIntegerField(null=True, blank=True)
     active = models.BooleanField(default=True)
     is_demo = models.BooleanField(default=False)
@@ -116,21 +136,39 @@ class ServicePoint(models.Model):
     class Meta:
         ordering = ["code"]
         constraints = [
+            # Both ends or neither: a half-open window has no meaning for the planner.
+            # (NULL < x is unknown, which a CHECK lets pass: hence the explicit not-nulls.)
             models.CheckConstraint(
                 condition=models.Q(window_start__isnull=True, window_end__isnull=True)
-                | models.Q(window_start__lt=models.F("window_end")),
-                name="routing_sp_window_ordered",
+                | models.Q(
+                    window_start__isnull=False,
+                    window_end__isnull=False,
+                    window_start__lt=models.F("window_end"),
+                ),
+                name="routing_sp_window_both_ends_ordered",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.customer_name}"
 
+    def clean(self) -> None:
+        super().clean()
+        start, end = self.window_start, self.window_end
+        if (start is None) != (end is None):
+            missing = "window_end" if end is None else "window_start"
+            raise ValidationError({missing: "give both ends of the time window, or neither"})
+        if start is not None and end is not None and start >= end:
+            raise ValidationError({"window_end": "must be after the window's start"})
+
 
 class RunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # Stopped by an operator: the best plan found so far is kept in `stats` only (not
+    # routes): it is not the day's plan.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class OptimizationRun(models.Model):

@@ -31,17 +31,23 @@ from routing.models import (
     VisitKind,
 )
 from routing.solver import COST_UNIT, InfeasibleProblem, Plan, Problem, solve
-from routing.solver.baseline import Baseline, baseline
+from routing.solver.baseline import Baseline, choose_baseline
 
 logger = logging.getLogger(__name__)
 
 # The result cache: the same input snapshot and parameters within this window return
 # the stored plan without solving (issue 13: "cached for an hour").
 RESULT_CACHE_SECONDS = 3600
+# The matrix source recorded when "osrm" is asked for without a configured provider.
+OSRM_NOT_SET = "offline (osrm asked for, OSRM_URL not set)"
 
 
 class OptimizationFailed(Exception):
     """The run cannot produce a plan (impossible instance, no stops); recorded on the run."""
+
+
+class OptimizationCancelled(Exception):
+    """An operator cancelled the job mid-solve; the run is recorded as cancelled."""
 
 
 def parameters_of(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -69,11 +75,18 @@ def optimize(
     progress: Callable[[float], Any] | None = None,
     guard: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> OptimizationRun:
     """Plan the routes `kwargs` describe (the job's contract) and store them on a run.
 
+    `guard` raises when this attempt no longer holds the job (every write to the run
+    after the claim is made under it); `should_stop` ends the search early; `cancelled`
+    says whether that was an operator's cancel.
+
     Returns the finished run (succeeded, or served from the result cache). Raises
-    OptimizationFailed, after marking the run failed, when no plan can exist.
+    OptimizationFailed, after marking the run failed, when no plan can exist, and
+    OptimizationCancelled, after marking the run cancelled, when `cancelled()` is true
+    once the search has stopped.
     """
     snapshot = build_snapshot(kwargs)
     parameters = parameters_of(kwargs)
@@ -85,36 +98,54 @@ def optimize(
     if source is not None:
         return _copy_plan(run, source, guard)
     if not snapshot["stops"]:
-        return _fail(run, "no service points to plan (none due that day at that depot)", [])
+        return _fail(run, "no service points to plan (none due that day at that depot)", [], guard)
+    plan: Plan | None = None
     try:
-        problem = snap.to_problem(snapshot, _provider_matrix(snapshot, parameters))
+        matrix, matrix_source = _provider_matrix(snapshot, parameters)
+        if matrix_source == OSRM_NOT_SET:
+            logger.warning("routing run %s (job %s): %s", run.pk, run.job_id, OSRM_NOT_SET)
+        problem = snap.to_problem(snapshot, matrix)
         base = compare_with(problem, snapshot["current"])
 
         def report(fraction: float, cost: int | None) -> bool:
             percent = round(100 * fraction, 1)
-            OptimizationRun.objects.filter(pk=run.pk).update(progress=percent)
+            with transaction.atomic():
+                if guard is not None:
+                    guard()  # a worker that lost the job stops here, writing nothing
+                OptimizationRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                    progress=percent
+                )
             if progress is not None:
                 progress(percent)
             return not (should_stop and should_stop())
 
         plan = solve(problem, parameters["time_limit"], parameters["seed"], progress=report)
     except InfeasibleProblem as exc:
-        dropped = [{"stop": s, "reason": ", ".join(exc.constraints)} for s in exc.stop_ids]
-        return _fail(run, str(exc), dropped)
+        if cancelled is not None and cancelled():
+            return _cancel(run, None, guard)
+        return _fail(run, str(exc), dropped_stops(exc), guard)
+    if cancelled is not None and cancelled():
+        return _cancel(run, plan, guard)
+    plan.stats["matrix"] = matrix_source
     return _store_plan(run, snapshot, plan, base.__dict__, base.improvement(plan.cost), guard)
 
 
+def dropped_stops(exc: InfeasibleProblem) -> list[dict[str, str]]:
+    """Each stop an impossible instance names, with the constraint(s) it breaks."""
+    reasons: dict[str, list[str]] = {}
+    for violation in exc.violations:
+        for stop in violation.stop_ids:
+            constraints = reasons.setdefault(stop, [])
+            if violation.constraint not in constraints:
+                constraints.append(violation.constraint)
+    return [{"stop": stop, "reason": ", ".join(c)} for stop, c in reasons.items()]
+
+
 def compare_with(problem: Problem, current: dict[str, list[str]]) -> Baseline:
-    """The baseline: today's order when it is recorded and feasible, else nearest neighbour
-    (an infeasible current order would flatter the plan)."""
-    if current:
-        steps = [
-            (vehicle, [("stop", stop) for stop in stops]) for vehicle, stops in current.items()
-        ]
-        base = baseline(problem, steps)
-        if base.feasible:
-            return base
-    return baseline(problem)
+    """The baseline: today's rounds when they serve every stop feasibly, else nearest
+    neighbour (an infeasible current order would flatter the plan); it records why the
+    current order was not used."""
+    return choose_baseline(problem, current)
 
 
 def cached_run(digest: str, exclude: int | None = None) -> OptimizationRun | None:
@@ -159,12 +190,48 @@ def _claim_run(
     return run
 
 
-def _fail(run: OptimizationRun, error: str, dropped: list[dict[str, str]]) -> OptimizationRun:
+def _fail(
+    run: OptimizationRun,
+    error: str,
+    dropped: list[dict[str, str]],
+    guard: Callable[[], None] | None,
+) -> OptimizationRun:
+    with transaction.atomic():
+        if guard is not None:
+            guard()  # a worker that lost the job must not fail the attempt that took it over
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=error, dropped=dropped, finished_at=timezone.now()
+        )
     logger.warning("routing run %s (job %s) failed: %s", run.pk, run.job_id, error)
-    OptimizationRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.FAILED, error=error, dropped=dropped, finished_at=timezone.now()
-    )
     raise OptimizationFailed(error)
+
+
+def _cancel(
+    run: OptimizationRun, plan: Plan | None, guard: Callable[[], None] | None
+) -> OptimizationRun:
+    """Record an operator's cancel: no routes; the best plan found so far, if any, only
+    as figures in the stats (it is not the day's plan)."""
+    best = None
+    if plan is not None:
+        best = {
+            "cost": str((Decimal(plan.cost) / COST_UNIT).quantize(Decimal("0.01"))),
+            "distance_m": plan.distance,
+            "duration_s": plan.duration,
+            "routes": len(plan.routes),
+            **plan.stats,
+        }
+    with transaction.atomic():
+        if guard is not None:
+            guard()
+        Route.objects.filter(run=run).delete()
+        OptimizationRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.CANCELLED,
+            error="cancelled by an operator while solving",
+            stats={**run.stats, "best_when_cancelled": best},
+            finished_at=timezone.now(),
+        )
+    logger.info("routing run %s (job %s): cancelled while solving", run.pk, run.job_id)
+    raise OptimizationCancelled(f"run {run.pk} cancelled")
 
 
 def _time(seconds: int) -> dt.time:
@@ -190,17 +257,21 @@ def _store_plan(
     improvement: float,
     guard: Callable[[], None] | None,
 ) -> OptimizationRun:
+    # Keyed by kind: a stop and a facility of an inline problem may share an id.
     coords = {
-        item["id"]: (item["lat"], item["lon"])
-        for kind in ("facilities", "stops")
-        for item in snapshot[kind]
+        (kind, item["id"]): (item["lat"], item["lon"])
+        for kind, places in (("reload", "facilities"), ("stop", "stops"))
+        for item in snapshot[places]
     }
     dims = snapshot["dimensions"]
     points = {
         p.code: p
         for p in ServicePoint.objects.filter(code__in=[s["id"] for s in snapshot["stops"]])
     }
-    facilities = {f.code: f for f in Facility.objects.filter(code__in=list(coords))}
+    facilities = {
+        f.code: f
+        for f in Facility.objects.filter(code__in=[f["id"] for f in snapshot["facilities"]])
+    }
     vehicles = {
         v.code: v for v in Vehicle.objects.filter(code__in=[r.vehicle_id for r in plan.routes])
     }
@@ -229,8 +300,8 @@ def _store_plan(
                     code=v.id,
                     service_point=points.get(v.id) if v.kind == "stop" else None,
                     facility=facilities.get(v.id) if v.kind == "reload" else None,
-                    lat=coords[v.id][0],
-                    lon=coords[v.id][1],
+                    lat=coords[v.kind, v.id][0],
+                    lon=coords[v.kind, v.id][1],
                     eta=_time(v.arrival),
                     service_start=_time(v.start),
                     departure=_time(v.departure),
@@ -302,12 +373,19 @@ def _copy_plan(
     return run
 
 
-def _provider_matrix(snapshot: dict[str, Any], parameters: dict[str, Any]) -> Any:
+def _provider_matrix(snapshot: dict[str, Any], parameters: dict[str, Any]) -> tuple[Any, str]:
+    """The provider's (distance, duration) matrices, or None for the offline estimate;
+    and which source was used (stored in the run's stats)."""
+    from django.conf import settings
+
     if parameters["matrix"] != "osrm":
-        return None
+        return None, "offline"
+    if "osrm" not in settings.TASKYARD_PROVIDERS:
+        # OSRM_URL is not set (production without a matrix service): offline, and say so.
+        return None, OSRM_NOT_SET
     from routing.osrm import osrm_matrix
 
-    return osrm_matrix(snap.points_of(snapshot))
+    return osrm_matrix(snap.points_of(snapshot)), "osrm"
 
 
 def run_summary(run: OptimizationRun) -> dict[str, Any]:
@@ -322,6 +400,8 @@ def run_summary(run: OptimizationRun) -> dict[str, Any]:
         "improvement_pct": str(run.improvement_pct) if run.improvement_pct is not None else None,
         "cache_hit": bool(run.cached_from_id),
         "dropped": run.dropped,
+        # Windows, shifts or durations the plan breaks once timed by departure hour.
+        "traffic_warnings": (run.stats or {}).get("traffic_warnings", []),
         "error": run.error,
     }
 
@@ -334,6 +414,31 @@ def business_today() -> dt.date:
 
     zone = getattr(settings, "BUSINESS_TIME_ZONE", None) or settings.TIME_ZONE
     return timezone.now().astimezone(ZoneInfo(str(zone))).date()
+
+
+def request_optimisation(arguments: dict[str, Any], user: Any) -> Any:
+    """Enqueue `routing.optimize_routes` as the API does, for `user`: the arguments checked
+    by the job's contract (rest_framework ValidationError otherwise, nothing written),
+    the job inserted in the caller's transaction. Returns the Job."""
+    from queueing import enqueue, validate_arguments
+    from routing.tasks import optimize_routes
+
+    kwargs = validate_arguments(optimize_routes, arguments, field=None)
+    return enqueue(optimize_routes, (), kwargs, user=user)
+
+
+def arguments_of(run: OptimizationRun) -> dict[str, Any] | None:
+    """What to ask to plan `run` again: its job's arguments, else its day, depot and
+    parameters; None for an inline problem whose job is gone."""
+    from queueing import Job
+
+    if run.job_id is not None:
+        kwargs = Job.objects.filter(id=run.job_id).values_list("kwargs", flat=True).first()
+        if kwargs:
+            return {k: v for k, v in kwargs.items() if v is not None}
+    if run.day is not None and run.depot is not None:
+        return {"day": run.day.isoformat(), "depot": run.depot.code, **run.parameters}
+    return None
 
 
 def enqueue_day(day: dt.date, time_limit: float) -> list[str]:

@@ -11,7 +11,7 @@ result cache, and turned into the solver's `Problem` with travel matrices. Shape
      "vehicles": [{"id", "start", "end", "capacity": [...], "shift": [s, e],
                    "max_duration_s", "cost_per_km", "cost_per_hour", "reloads": [...],
                    "max_reloads"}],
-     "current": {vehicle id: [stop ids]} | {}}
+     "current": {vehicle id: [stop ids in today's order]} | {}}
 
 Times are seconds since midnight of the plan's day, money is a decimal string.
 """
@@ -24,7 +24,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from routing.matrices import apply_traffic, offline_matrix, traffic_factor
+from routing.matrices import SPEED_PROFILE, apply_traffic, offline_matrix, traffic_factor
 from routing.solver import COST_UNIT, Depot, Facility, Problem, Stop, Vehicle
 from routing.solver.problem import money_per_metre, money_per_second
 
@@ -120,12 +120,7 @@ def from_tables(day: dt.date, depot_code: str) -> dict[str, Any]:
     facilities = {f.code: f for v in vehicles for f in v.reload_facilities.all()}
     depots = {depot.code: depot}
     depots.update({v.end_depot.code: v.end_depot for v in vehicles if v.end_depot})
-    current: dict[str, list[str]] = {}
-    sequenced = sorted(
-        (p for p in points if p.current_sequence is not None), key=lambda p: p.current_sequence or 0
-    )
-    if sequenced and vehicles:
-        current[vehicles[0].code] = [p.code for p in sequenced]
+    current = current_rounds(points, vehicles)
     return {
         "dimensions": ["kg", "litres"],
         "depots": [{"id": d.code, "lat": d.lat, "lon": d.lon} for d in depots.values()],
@@ -147,8 +142,9 @@ def from_tables(day: dt.date, depot_code: str) -> dict[str, Any]:
                 "lon": p.lon,
                 "demand": [p.demand_kg, int(p.demand_m3 * LITRES_PER_M3)],
                 "service_s": p.service_minutes * 60,
+                # Both ends or neither (the model's constraint).
                 "window": [seconds(p.window_start, 0), seconds(p.window_end, DAY)]
-                if p.window_start and p.window_end
+                if p.window_start is not None and p.window_end is not None
                 else None,
                 "required": p.required,
                 "prize": str(p.prize),
@@ -171,6 +167,23 @@ def from_tables(day: dt.date, depot_code: str) -> dict[str, Any]:
             for v in vehicles
         ],
         "current": current,
+    }
+
+
+def current_rounds(points: list[Any], vehicles: list[Any]) -> dict[str, list[str]]:
+    """Today's rounds among `points`: per planned truck (in code order), its points in
+    their `current_sequence` order. Points in no round, or in the round of a truck that
+    is not planned (inactive, another depot), are left out: `compare_with` then finds
+    the rounds incomplete and says so."""
+    planned = {v.pk: v.code for v in vehicles}
+    rounds: dict[str, list[Any]] = {code: [] for code in planned.values()}
+    for p in points:
+        if p.current_vehicle_id in planned and p.current_sequence is not None:
+            rounds[planned[p.current_vehicle_id]].append(p)
+    return {
+        code: [p.code for p in sorted(members, key=lambda p: (p.current_sequence, p.code))]
+        for code, members in rounds.items()
+        if members
     }
 
 
@@ -239,4 +252,7 @@ def to_problem(
         dimensions=tuple(snapshot["dimensions"]),
         coords=tuple((lon, lat) for lat, lon in points),
         name="run",
+        # The matrices carry the shift's mean factor; the final schedule is re-timed per
+        # departure hour with the profile relative to that mean.
+        hourly_factor=tuple(factor / traffic for factor in SPEED_PROFILE),
     )

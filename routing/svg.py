@@ -10,6 +10,7 @@ longitude is scaled by cos(latitude) so distances look right.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 from django.utils.html import escape
@@ -64,16 +65,23 @@ def run_map(run: OptimizationRun) -> str:
     for route in routes:
         c = colour(route.number)
         start, end = starts.get(route.vehicle_code, (None, None))
-        path = [depots[start]] if start in depots else []
         visits = list(route.visits.all())
-        path += [(v.lat, v.lon) for v in visits]
+        # (point, is a facility) from the start depot through the visits to the end depot.
+        path = [(depots[start], False)] if start in depots else []
+        path += [((v.lat, v.lon), v.kind != "stop") for v in visits]
         if end in depots:
-            path.append(depots[end])
-        xy = " ".join(f"{x},{y}" for x, y in (project(*p) for p in path))
+            path.append((depots[end], False))
+        solid: list[str] = []
+        dashed: list[str] = []
+        for (a, a_facility), (b, b_facility) in pairwise(path):
+            (ax, ay), (bx, by) = project(*a), project(*b)
+            (dashed if a_facility or b_facility else solid).append(f"M{ax},{ay}L{bx},{by}")
         parts.append(
-            f'<polyline points="{xy}" fill="none" stroke="{c}" stroke-width="2" '
-            f'stroke-opacity="0.8"><title>route {route.number}: {escape(route.vehicle_code)}'
-            f"</title></polyline>"
+            f'<g class="route" fill="none" stroke="{c}" stroke-width="2" stroke-opacity="0.8">'
+            f"<title>route {route.number}: {escape(route.vehicle_code)}</title>"
+            + (f'<path d="{"".join(solid)}"/>' if solid else "")
+            + (f'<path d="{"".join(dashed)}" stroke-dasharray="6 4"/>' if dashed else "")
+            + "</g>"
         )
         for v in visits:
             if v.kind != "stop":

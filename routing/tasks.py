@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from queueing import PermanentError, job
+from queueing import JobCancelled, PermanentError, job
 from routing.contracts import DEFAULT_TIME_LIMIT, RouteOptimizationArgs
 
 
@@ -46,9 +46,12 @@ def optimize_routes(
             progress=lambda percent: self.progress(percent, "solving"),
             guard=self.assert_lease,
             should_stop=lambda: self.is_cancelled() or self.lease_lost(),
+            cancelled=self.is_cancelled,
         )
     except services.OptimizationFailed as exc:
         raise PermanentError(str(exc)) from exc
+    except services.OptimizationCancelled as exc:
+        raise JobCancelled(str(exc)) from exc
     return services.run_summary(run)
 
 
@@ -59,3 +62,11 @@ def plan_tomorrow(time_limit: float = 20.0) -> dict[str, Any]:
 
     day = services.business_today() + dt.timedelta(days=1)
     return {"day": day.isoformat(), "enqueued": services.enqueue_day(day, time_limit)}
+
+
+@job(queue="maintenance", name="routing.prune", priority=9)
+def prune() -> dict[str, Any]:
+    """Nightly: expired OSRM matrices deleted, old runs' input snapshots slimmed."""
+    from routing import retention
+
+    return retention.prune()

@@ -25,7 +25,12 @@ class SendResult:
 
 class Undeliverable(PermanentError):
     """The provider refused this message for good (invalid number, expired push
-    subscription, an endpoint disabled): no retry; the message is marked failed."""
+    subscription, an endpoint disabled): no retry; the message is marked failed, and with
+    ``suppress_address`` its address is suppressed on its channel (never tried again)."""
+
+    def __init__(self, message: str, *, suppress_address: bool = False) -> None:
+        super().__init__(message)
+        self.suppress_address = suppress_address
 
 
 class Channel(Protocol):

@@ -7,6 +7,7 @@ is deactivated."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +38,24 @@ def vapid_private_key() -> str:
     raise PermanentError(
         "no VAPID key: set VAPID_PRIVATE_KEY, or run `manage.py generate_vapid_keys`"
     )
+
+
+def vapid_public_key() -> str:
+    """VAPID_PUBLIC_KEY, else the public half of the private key (so it always matches
+    the key pushes are signed with); PermanentError when there is no key."""
+    if settings.VAPID_PUBLIC_KEY:
+        return settings.VAPID_PUBLIC_KEY
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = vapid_private_key()
+    number = int.from_bytes(base64.urlsafe_b64decode(private + "=" * (-len(private) % 4)), "big")
+    point = (
+        ec.derive_private_key(number, ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    return base64.urlsafe_b64encode(point).rstrip(b"=").decode("ascii")
 
 
 def health_check(spec: Any) -> None:

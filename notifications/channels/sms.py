@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     from notifications.models import Message, Recipient
 
 PROVIDER = "twilio"
-# Twilio error codes that say the number will never take this message (invalid number,
-# not a mobile, unsubscribed recipient, blocked): no retry, the address is suppressed.
-UNDELIVERABLE_CODES = {21211, 21214, 21408, 21610, 21612, 21614}
+# Twilio error codes (answers to the send) that say the number will never take an SMS:
+# invalid number, unreachable, the recipient replied STOP, not reachable by SMS, not a
+# mobile. No retry, and the number is suppressed. (30005/30006, unknown or landline
+# destination, come later in status callbacks: tracking.TWILIO_SUPPRESSING_CODES.)
+SUPPRESSING_CODES = {21211, 21214, 21610, 21612, 21614}
+# Refused for good, but not the number's fault (21408: our account may not send to that
+# region): no retry, the number is not suppressed.
+UNDELIVERABLE_CODES = SUPPRESSING_CODES | {21408}
 GSM_SEGMENT = 160  # characters per SMS segment (GSM-7); Twilio bills per segment
 
 
@@ -86,7 +91,10 @@ class SmsChannel:
                     raise
         except TwilioRestException as exc:
             if exc.code in UNDELIVERABLE_CODES:
-                raise Undeliverable(f"Twilio {exc.code}: {exc.msg}") from exc
+                raise Undeliverable(
+                    f"Twilio {exc.code}: {exc.msg}",
+                    suppress_address=exc.code in SUPPRESSING_CODES,
+                ) from exc
             raise
         spec = settings.TASKYARD_PROVIDERS[PROVIDER]
         per = spec.get("cost_per_call")

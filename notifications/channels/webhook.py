@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -19,13 +20,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications.channels.base import SendResult, Undeliverable
-from queueing import ProviderDeferred, RateLimited, provider_call
+from queueing import RateLimited, provider_call
 
 if TYPE_CHECKING:
     from notifications.models import Message, Recipient, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 USER_AGENT = "Taskyard-Webhooks/1"
+# Answers that refuse the message itself (bad request, auth, gone...): no retry. 408 and
+# 429 ask to come back later; 5xx and network errors are retried by the job's policy.
+REFUSED = frozenset(range(400, 500)) - {408, 429}
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -39,19 +43,29 @@ def health_check(spec: Any) -> None:
     """Customers' endpoints are not probed: a failed delivery is the health signal."""
 
 
+# register_provider's read-modify-write of the setting, one thread at a time (the
+# notifications worker runs threads: two endpoints registered at once would each write a
+# dict without the other's entry).
+_registering = threading.Lock()
+
+
 def register_provider(endpoint: WebhookEndpoint) -> str:
     """Declare the endpoint to the provider guard (one breaker per endpoint, state in
     Redis, shared by every worker). The guard only knows providers of
     TASKYARD_PROVIDERS, so this process's setting gains an entry built from
-    NOTIFICATIONS_WEBHOOK_PROVIDER; the guard parses it again when the dict changes."""
+    NOTIFICATIONS_WEBHOOK_PROVIDER; the guard parses it again when the dict changes.
+    Thread-safe: the setting is replaced under a lock, never mutated in place."""
     name = endpoint.provider_name
-    if name not in settings.TASKYARD_PROVIDERS:
-        spec = {
-            **settings.NOTIFICATIONS_WEBHOOK_PROVIDER,
-            "base_url": endpoint.url,
-            "health_check": "notifications.channels.webhook.health_check",
-        }
-        settings.TASKYARD_PROVIDERS = {**settings.TASKYARD_PROVIDERS, name: spec}
+    if name in settings.TASKYARD_PROVIDERS:
+        return name
+    with _registering:
+        if name not in settings.TASKYARD_PROVIDERS:
+            spec = {
+                **settings.NOTIFICATIONS_WEBHOOK_PROVIDER,
+                "base_url": endpoint.url,
+                "health_check": "notifications.channels.webhook.health_check",
+            }
+            settings.TASKYARD_PROVIDERS = {**settings.TASKYARD_PROVIDERS, name: spec}
     return name
 
 
@@ -87,34 +101,36 @@ class WebhookChannel:
             **sign(endpoint.secret, body),
         }
         timeout = cast(float, settings.NOTIFICATIONS_WEBHOOK_PROVIDER.get("timeout", 10))
-        try:
-            with provider_call(register_provider(endpoint)):
-                response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout)
-                if response.status_code == 429:
-                    retry_after = response.headers.get("Retry-After")
-                    raise RateLimited(float(retry_after) if retry_after else None)
-                response.raise_for_status()
-        except Exception as exc:
-            if not isinstance(exc, RateLimited | ProviderDeferred):
-                record_failure(endpoint, exc)
-            raise
+        with provider_call(register_provider(endpoint)):
+            response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout)
+            if response.status_code == 429:
+                retry_after = response.headers.get("Retry-After")
+                raise RateLimited(float(retry_after) if retry_after else None)
+            if response.status_code in REFUSED:
+                # The endpoint refused this message: another attempt gets the same answer.
+                raise Undeliverable(f"the endpoint answered {response.status_code}")
+            response.raise_for_status()
         WebhookEndpoint.objects.filter(id=endpoint.id).update(failure_streak=0)
         return SendResult(provider_message_id=f"msg_{message.id}", delivered=True)
 
 
-def record_failure(endpoint: WebhookEndpoint, exc: BaseException) -> None:
-    """Count one failed attempt; at NOTIFICATIONS_WEBHOOK_FAILURE_STREAK in a row the
-    endpoint is disabled (once: a conditional UPDATE) and operators are alerted."""
+def record_failure(endpoint_id: int, error: str) -> None:
+    """Count one message that failed for good (services.fail calls this once per
+    message, at its final failure: not at every attempt); at
+    NOTIFICATIONS_WEBHOOK_FAILURE_STREAK in a row the endpoint is disabled (once: a
+    conditional UPDATE) and operators are alerted."""
     from notifications.models import WebhookEndpoint
 
-    mine = WebhookEndpoint.objects.filter(id=endpoint.id)
-    mine.update(failure_streak=F("failure_streak") + 1)
+    mine = WebhookEndpoint.objects.filter(id=endpoint_id, active=True)
+    if not mine.update(failure_streak=F("failure_streak") + 1):
+        return  # disabled already (or gone): its streak is over
     limit = settings.NOTIFICATIONS_WEBHOOK_FAILURE_STREAK
-    reason = f"{limit} failed deliveries in a row; last: {exc!r}"[:300]
-    disabled = mine.filter(active=True, failure_streak__gte=limit).update(
+    reason = f"{limit} failed deliveries in a row; last: {error}"[:300]
+    disabled = mine.filter(failure_streak__gte=limit).update(
         active=False, disabled_at=timezone.now(), disabled_reason=reason
     )
-    if disabled:
+    endpoint = WebhookEndpoint.objects.filter(id=endpoint_id).first()
+    if disabled and endpoint is not None:
         alert_disabled(endpoint, reason)
 
 

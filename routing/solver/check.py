@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from routing.solver.problem import Problem, RoutePlan, Vehicle, Visit
 
@@ -95,28 +95,84 @@ def simulate_route(
     _check_load(vehicle, load, trip_stops, violations)
     distance += problem.distance[prev][end_depot.location]
 
+    route = RoutePlan(
+        vehicle.id, tuple(visits), departure, arrival_end, distance, arrival_end - departure
+    )
+    violations.extend(_shift_violations(problem, vehicle, route))
+    return route, violations
+
+
+def retime_plan(
+    problem: Problem, routes: Sequence[RoutePlan]
+) -> tuple[list[RoutePlan], list[Violation]]:
+    """The routes re-timed with each leg's duration for the hour it starts in
+    (`problem.hourly_factor`), same stops, same order, same departures; and the windows,
+    shifts and maximum durations that this timing breaks. Unchanged when the problem
+    has no hourly factors."""
+    if not problem.hourly_factor:
+        return list(routes), []
+    vehicles = {v.id: v for v in problem.vehicles}
+    timed: list[RoutePlan] = []
+    violations: list[Violation] = []
+    for route in routes:
+        vehicle = vehicles[route.vehicle_id]
+        steps = [(v.kind, v.id) for v in route.visits]
+        places = _resolve(problem, vehicle, steps, [])
+        arrival_end, times = _forward(
+            problem,
+            problem.depot(vehicle.start_depot).location,
+            problem.depot(vehicle.end_depot).location,
+            places,
+            route.start,
+            problem.hourly_factor,
+        )
+        visits = []
+        for visit, place, (arrival, begin) in zip(route.visits, places, times, strict=True):
+            visits.append(
+                replace(visit, arrival=arrival, start=begin, departure=begin + place.service)
+            )
+            if begin > place.late:
+                violations.append(
+                    Violation(
+                        "time_window",
+                        vehicle.id,
+                        (place.id,) if place.kind == "stop" else (),
+                        f"with traffic by hour {place.kind} {place.id} is reached at "
+                        f"{arrival}, window closes at {place.late}",
+                    )
+                )
+        timed_route = replace(
+            route, visits=tuple(visits), end=arrival_end, duration=arrival_end - route.start
+        )
+        timed.append(timed_route)
+        violations.extend(_shift_violations(problem, vehicle, timed_route))
+    return timed, violations
+
+
+def _shift_violations(problem: Problem, vehicle: Vehicle, route: RoutePlan) -> list[Violation]:
+    """Back after the shift ends, or longer than the maximum duration."""
+    out = []
+    end_depot = problem.depot(vehicle.end_depot)
     shift_end = min(vehicle.shift_end, end_depot.close)
-    if arrival_end > shift_end:
-        violations.append(
+    if route.end > shift_end:
+        out.append(
             Violation(
                 "shift",
                 vehicle.id,
-                tuple(v.id for v in visits if v.kind == "stop"),
-                f"back at depot {end_depot.id} at {arrival_end}, shift ends at {shift_end}",
+                tuple(route.stop_ids),
+                f"back at depot {end_depot.id} at {route.end}, shift ends at {shift_end}",
             )
         )
-    duration = arrival_end - departure
-    if vehicle.max_duration is not None and duration > vehicle.max_duration:
-        violations.append(
+    if vehicle.max_duration is not None and route.duration > vehicle.max_duration:
+        out.append(
             Violation(
                 "max_duration",
                 vehicle.id,
-                tuple(v.id for v in visits if v.kind == "stop"),
-                f"route takes {duration}, at most {vehicle.max_duration} allowed",
+                tuple(route.stop_ids),
+                f"route takes {route.duration}, at most {vehicle.max_duration} allowed",
             )
         )
-    route = RoutePlan(vehicle.id, tuple(visits), departure, arrival_end, distance, duration)
-    return route, violations
+    return out
 
 
 def check_plan(
@@ -196,19 +252,30 @@ def _resolve(
 
 
 def _forward(
-    problem: Problem, start: int, end: int, places: list[_Place], departure: int
+    problem: Problem,
+    start: int,
+    end: int,
+    places: list[_Place],
+    departure: int,
+    hourly: Sequence[float] = (),
 ) -> tuple[int, list[tuple[int, int]]]:
-    """Arrival at the end depot and (arrival, service start) per place, leaving at `departure`."""
+    """Arrival at the end depot and (arrival, service start) per place, leaving at
+    `departure`; with `hourly`, each leg's duration times the factor of its start hour."""
+
+    def leg(a: int, b: int, at: int) -> int:
+        seconds = problem.duration[a][b]
+        return round(seconds * hourly[at // 3600 % 24]) if hourly else seconds
+
     time = departure
     loc = start
     times: list[tuple[int, int]] = []
     for place in places:
-        arrival = time + problem.duration[loc][place.location]
+        arrival = time + leg(loc, place.location, time)
         begin = max(arrival, place.early)
         times.append((arrival, begin))
         time = begin + place.service
         loc = place.location
-    return time + problem.duration[loc][end], times
+    return time + leg(loc, end, time), times
 
 
 def _check_load(

@@ -58,10 +58,56 @@ class InfeasibleProblem(Exception):
 
 
 def diagnose(problem: Problem) -> list[Violation]:
-    """Stops that no vehicle can serve on its own; empty when each stop is servable alone."""
+    """Why no plan can exist, found without searching: inconsistent input, stops that no
+    vehicle can serve on its own, or more demand than the whole fleet can carry. Empty
+    when none of these holds (the search may still find no plan)."""
     problems = _structure(problem)
     if problems:
         return problems
+    return _per_stop(problem) + _fleet_capacity(problem)
+
+
+def fleet_capacity(problem: Problem) -> list[int | None]:
+    """Per load dimension, what the whole fleet can carry in a day: each vehicle's
+    capacity times its trips (1 + max_reloads when it may unload); None when some
+    vehicle may unload without limit."""
+    totals: list[int | None] = [0] * len(problem.dimensions)
+    for v in problem.vehicles:
+        if v.reload_facilities and v.max_reloads is None:
+            return [None] * len(problem.dimensions)
+        trips = 1 + ((v.max_reloads or 0) if v.reload_facilities else 0)
+        totals = [
+            None if t is None else t + c * trips for t, c in zip(totals, v.capacity, strict=True)
+        ]
+    return totals
+
+
+def _fleet_capacity(problem: Problem) -> list[Violation]:
+    """Total required demand per dimension against the fleet's total capacity."""
+    over = []
+    for dim, (name, total) in enumerate(
+        zip(problem.dimensions, fleet_capacity(problem), strict=True)
+    ):
+        demand = sum(s.demand[dim] for s in problem.stops if s.required)
+        if total is not None and demand > total:
+            over.append(f"{name} {demand} > {total}")
+    if not over:
+        return []
+    trucks = len(problem.vehicles)
+    return [
+        Violation(
+            "fleet_capacity",
+            None,
+            (),
+            f"total demand exceeds the fleet's total capacity ({'; '.join(over)}; "
+            f"{trucks} vehicle{'s' if trucks != 1 else ''}, counting each allowed unload "
+            "as a new load): add vehicles or reloads, or plan fewer stops",
+        )
+    ]
+
+
+def _per_stop(problem: Problem) -> list[Violation]:
+    """Stops that no vehicle can serve on its own."""
     too_heavy: list[Stop] = []
     too_late: list[Stop] = []
     too_far: list[Stop] = []

@@ -105,6 +105,10 @@ class Problem:
     # Optional (x, y) per location: lon/lat or a benchmark's plane; only for drawings and
     # the solver's neighbourhood tie-breaks, never for distances.
     coords: tuple[tuple[float, float], ...] = ()
+    # Optional: 24 multipliers, one per hour of the day, on `duration` for a leg that
+    # starts in that hour (traffic). The search uses `duration` as it is; the final
+    # schedule is re-timed with these (times must then be seconds since midnight).
+    hourly_factor: tuple[float, ...] = ()
 
     def depot(self, depot_id: str) -> Depot:
         return next(d for d in self.depots if d.id == depot_id)

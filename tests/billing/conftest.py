@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -20,3 +22,13 @@ def _free_port() -> int:
 
 STRIPE_PORT = int(os.environ.setdefault("BILLING_TEST_STRIPE_PORT", str(_free_port())))
 os.environ.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{STRIPE_PORT}")
+
+
+@pytest.fixture
+def kinds(db):
+    """The notifications app's seed kinds and templates (payment_reminder,
+    payment_receipt...): a transactional test's flush removes the migration's rows."""
+    from notifications import seed
+    from notifications.models import MessageKind, Template
+
+    seed.seed(MessageKind, Template)

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from billing import calculation as calc
 from billing import services
 from billing.models import (
+    CreditNote,
     EventKind,
     Invoice,
     InvoiceLine,
@@ -188,6 +189,23 @@ def test_a_credit_note_nets_the_invoice_to_zero():
     assert services.invoice_balance(invoice) == Decimal("0.00")
     assert invoice.status == InvoiceStatus.VOID
     assert list(invoice.lines.values_list("net", "tax", "total")) == before  # not edited
+
+
+@pytest.mark.django_db
+def test_an_invoice_its_credit_notes_cover_is_not_credited_again():
+    factories.tax_rule()
+    owner = factories.billed_customer()
+    invoice, _ = services.issue_invoice(owner, services.get_period("2026-11"), today=TODAY)
+    first = services.credit_invoice(invoice, "wrong container size", today=TODAY)
+    with pytest.raises(services.AlreadyCredited) as refused:
+        services.credit_invoice(invoice, "clicked twice", today=TODAY)
+    assert str(refused.value) == (
+        f"invoice {invoice.number} is already credited in full ({first.number})"
+    )
+    assert list(CreditNote.objects.values_list("number", flat=True)) == [first.number]
+    # Nothing half-written: the refused credit took no number either.
+    assert services.next_number("CN", TODAY.year) == 2
+    assert services.invoice_balance(invoice) == Decimal("0.00")
 
 
 @pytest.mark.django_db

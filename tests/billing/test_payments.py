@@ -8,12 +8,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import stripe
-from django.core import mail
 
-from billing import payments, reminders, runs, services
-from billing.models import InvoiceStatus, Payment, PaymentStatus, Reminder, ReminderStatus
+from billing import notify, payments, reminders, runs, services
+from billing.models import (
+    InvoiceStatus,
+    Payment,
+    PaymentProblem,
+    PaymentStatus,
+    Reminder,
+    ReminderStatus,
+)
 from billing.notify import BillingMessage
 from devstack.fakes import stripe as stripe_fake
+from notifications.models import Message
 from queueing import Job, ProviderDeferred
 from queueing.ledger.retry import FailureKind, classify
 from tests.billing import factories
@@ -85,6 +92,54 @@ def test_the_webhook_pays_the_invoice_cancels_reminders_and_sends_a_receipt_once
     )
 
 
+def succeeded(fake, invoice, **changes) -> dict:
+    """Charge ``invoice`` at the fake and return its payment_intent.succeeded object."""
+    payments.charge(invoice)
+    return {**event_of(fake, "payment_intent.succeeded"), **changes}
+
+
+@pytest.mark.django_db
+def test_a_payment_on_an_invoice_voided_meanwhile_is_flagged_for_a_refund(fake, caplog):
+    invoice = invoice_for()
+    intent = succeeded(fake, invoice)
+    services.credit_invoice(invoice, "customer moved away")  # before Stripe's webhook came
+    with caplog.at_level("ERROR", logger="billing.payments"):
+        outcome = payments.record_intent_event("payment_intent.succeeded", intent)
+    assert outcome == "succeeded, flagged refund_due"
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert payment.problem == PaymentProblem.REFUND_DUE
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.VOID and invoice.paid_at is None
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    text = record.getMessage()
+    assert f"payment {payment.id}" in text and f"invoice {invoice.number} (id {invoice.id})" in text
+    assert "refund due" in text
+    assert not Job.objects.filter(task_name="billing.send_receipt").exists()
+    # Processed again (Stripe retries webhooks): still one flag, nothing more.
+    assert payments.record_intent_event("payment_intent.succeeded", intent) == "already succeeded"
+
+
+@pytest.mark.django_db
+def test_another_amount_than_the_invoice_s_does_not_mark_it_paid(fake, caplog):
+    invoice = invoice_for()
+    intent = succeeded(fake, invoice, amount_received=int(invoice.total * 100) - 1)
+    with caplog.at_level("ERROR", logger="billing.payments"):
+        outcome = payments.record_intent_event("payment_intent.succeeded", intent)
+    assert outcome == "succeeded, flagged amount_mismatch"
+    payment = Payment.objects.get()
+    assert (payment.status, payment.problem) == (
+        PaymentStatus.SUCCEEDED,
+        PaymentProblem.AMOUNT_MISMATCH,
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ISSUED and invoice.paid_at is None
+    assert invoice.reminders.filter(status=ReminderStatus.SCHEDULED).count() == 3  # still owed
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"invoice {invoice.number} (id {invoice.id})" in record.getMessage()
+    assert not Job.objects.filter(task_name="billing.send_receipt").exists()
+
+
 @pytest.mark.django_db
 def test_a_declined_card_is_permanent_and_a_new_card_is_a_new_payment(fake):
     invoice = invoice_for("pm_card_chargeDeclined")
@@ -126,7 +181,7 @@ def test_stripe_5xx_is_transient_and_429_defers_without_spending_an_attempt(fake
 
 
 @pytest.mark.django_db
-def test_reminders_before_on_and_after_the_due_date_and_none_once_paid(settings):
+def test_reminders_before_on_and_after_the_due_date_and_none_once_paid(settings, kinds):
     settings.BILLING_REMINDER_OFFSETS_DAYS = [-3, 0, 7]
     invoice = invoice_for()
     zone = ZoneInfo(settings.BUSINESS_TIME_ZONE)
@@ -140,9 +195,9 @@ def test_reminders_before_on_and_after_the_due_date_and_none_once_paid(settings)
 
     assert reminders.send(rows[0].id) == "sent"
     assert reminders.send(rows[0].id) == "nothing to send"  # a second delivery of the job
-    [email] = mail.outbox
-    assert email.to == [invoice.customer.email] and invoice.number in email.subject
-    assert f"{invoice.total} EUR" in email.body and due.isoformat() in email.body
+    [email] = Message.objects.filter(kind="payment_reminder")
+    assert email.to == invoice.customer.email and invoice.number in email.subject
+    assert f"EUR {invoice.total}" in email.body and due.isoformat() in email.body
 
     Payment.objects.create(
         invoice=invoice, idempotency_key="k", amount=invoice.total, currency="EUR"
@@ -156,24 +211,36 @@ def test_reminders_before_on_and_after_the_due_date_and_none_once_paid(settings)
         },
     )
     assert reminders.send(rows[1].id) == "nothing to send"
-    assert len(mail.outbox) == 1
+    assert Message.objects.filter(kind="payment_reminder").count() == 1
     assert Reminder.objects.filter(status=ReminderStatus.CANCELLED).count() == 2
 
 
 class RecordingNotifier:
-    sent: list[BillingMessage] = []
+    def __init__(self) -> None:
+        self.sent: list[BillingMessage] = []
 
     def send(self, message: BillingMessage) -> None:
         self.sent.append(message)
 
 
+@pytest.fixture
+def fresh_notifiers():
+    """Notifiers are made once per dotted path: each test gets its own instances."""
+    notify._notifier.cache_clear()
+    yield
+    notify._notifier.cache_clear()
+
+
 @pytest.mark.django_db
-def test_the_notifier_is_a_setting_the_notifications_app_can_replace(settings):
+def test_the_notifier_is_a_setting_another_sender_can_replace(settings, fresh_notifiers):
     settings.BILLING_NOTIFIER = f"{__name__}.RecordingNotifier"
+    recorder = notify.get_notifier()
     invoice = invoice_for()
     reminders.send(invoice.reminders.first().id)
-    [message] = RecordingNotifier.sent
-    assert message.kind == "payment_reminder" and not mail.outbox
+    [message] = recorder.sent
+    assert message.kind == "payment_reminder" and not Message.objects.exists()
+    assert message.recipient_ref == invoice.customer.code
+    assert message.key == f"reminder:{invoice.reminders.first().id}"
     assert message.data == {
         "invoice": invoice.number,
         "customer": invoice.customer.name,

@@ -83,7 +83,14 @@ def known_to_stripe(fake_url: str) -> None:
 
 
 def start(fake_url: str):
-    return start_worker(queues=QUEUES, concurrency=2, env={"STRIPE_API_BASE": fake_url})
+    # Receipts by the plain-email fallback (the worker's console): this run is about
+    # invoicing and charging; the receipt through the notifications app and a real
+    # worker is test_notifications.py's.
+    return start_worker(
+        queues=QUEUES,
+        concurrency=2,
+        env={"STRIPE_API_BASE": fake_url, "BILLING_NOTIFIER": "billing.notify.EmailNotifier"},
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -13,6 +13,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+import queueing
 from notifications import services
 from notifications.models import (
     Message,
@@ -22,8 +23,9 @@ from notifications.models import (
     SuppressionReason,
     WebhookEndpoint,
 )
+from queueing import Job, JobStatus
 from tests.harness import wait_until
-from tests.notifications.conftest import BOUNCING, make_recipient
+from tests.notifications.conftest import BOUNCING, QUEUE, make_recipient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -139,3 +141,33 @@ def test_quiet_hours_hold_a_message_and_release_it_urgent_ones_go(worker, fakes,
     release = [r for r in fakes["twilio"].requests if "B-1" in r.body.decode()]
     assert len(release) == 1
     assert release[0].at >= ends.replace(microsecond=0).timestamp()
+
+
+def test_a_message_behind_a_dead_delivery_job_is_marked_failed_by_the_sweep(worker, fakes, kinds):
+    """Twilio refuses the send with a 400 the ledger does not retry: the delivery job
+    dies on its first attempt, which is not its last, so the message stays queued until
+    the sweep (the hourly job, run here on the worker) marks it failed with the reason."""
+    recipient = make_recipient(email="")
+    fakes["twilio"].fail_next(400)
+    with transaction.atomic():
+        [message] = services.send("booking_reminder", recipient.ref, CONTEXT, channel="sms")
+    job = wait_until(
+        lambda: Job.objects.filter(id=message.job_id, status=JobStatus.DEAD).first(),
+        timeout=20,
+        message="the delivery job dead",
+    )
+    assert Message.objects.get(id=message.id).status == MessageStatus.QUEUED
+
+    with transaction.atomic():
+        sweep = queueing.enqueue("notifications.settle_dead_deliveries", queue=QUEUE)
+    wait_until(
+        lambda: Job.objects.get(id=sweep.id).status == JobStatus.SUCCEEDED,
+        timeout=20,
+        message="the sweep ran",
+    )
+    assert Job.objects.get(id=sweep.id).result == {"failed": 1, "cancelled": 0}
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.error.startswith(f"the delivery job {job.id} failed for good (")
+    assert "400" in message.error
+    assert fakes["twilio"].count("messages.create") == 1

@@ -5,23 +5,33 @@ alert."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import zoneinfo
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.test import Client
 
 from devstack.fakes import sendgrid as sendgrid_fake
 from devstack.fakes import twilio as twilio_fake
 from devstack.fakes import webhooks as receiver_fake
+from devstack.fakes import webpush as webpush_fake
 from notifications import services
+from notifications.checks import check_public_url
 from notifications.models import (
     Message,
     MessageStatus,
     Preference,
+    PushSubscription,
     Recipient,
+    Suppression,
+    SuppressionReason,
     Template,
     WebhookEndpoint,
 )
@@ -29,12 +39,15 @@ from queueing import Job
 from tests.api.conftest import client_for, make_user
 from tests.factories import forget_provider
 from tests.harness import delete_keys
-from tests.notifications.conftest import make_recipient
+from tests.notifications.conftest import VAPID_PRIVATE, VAPID_PUBLIC, make_recipient
 
 pytestmark = pytest.mark.django_db
 
 CONTEXT = {"booking": "B-1", "date": "Tue 1 Dec 2026 07:30", "location": "Oudegracht 1"}
 SEND_URL = "/api/v1/queue/notifications"
+# A browser's keys: an uncompressed P-256 point (65 bytes) and a 16-byte auth secret.
+SAMPLE_P256DH = base64.urlsafe_b64encode(b"\x04" + bytes(range(64))).rstrip(b"=").decode()
+SAMPLE_AUTH = base64.urlsafe_b64encode(bytes(range(16))).rstrip(b"=").decode()
 
 
 @pytest.fixture(autouse=True)
@@ -179,8 +192,14 @@ def test_a_failing_webhook_endpoint_is_disabled_after_its_streak_with_an_alert(k
                 services.send("booking_reminder", recipient.ref, CONTEXT)[0] for _ in range(2)
             ]
         for message in messages:
+            # An attempt that is not the job's last does not count: the message may
+            # still go out. Its last attempt fails it, and counts once.
             with pytest.raises(Exception, match="500"):
                 services.deliver(message.id)
+            assert WebhookEndpoint.objects.get().failure_streak == (message == messages[1])
+            with pytest.raises(Exception, match="500"):
+                services.deliver(message.id, last_attempt=True)
+            assert Message.objects.get(id=message.id).status == MessageStatus.FAILED
     endpoint.refresh_from_db()
     assert not endpoint.active and endpoint.failure_streak == 2
     assert "2 failed deliveries in a row" in endpoint.disabled_reason
@@ -223,3 +242,243 @@ def test_quiet_hours_across_midnight_in_the_recipients_zone(local, held_until):
     now = dt.datetime.fromisoformat(local).replace(tzinfo=zone).astimezone(dt.UTC)
     expected = dt.datetime.fromisoformat(held_until).replace(tzinfo=zone) if held_until else None
     assert services.quiet_until(recipient, now) == expected
+
+
+def with_provider(settings, name: str, url: str) -> None:
+    settings.TASKYARD_PROVIDERS = {
+        **settings.TASKYARD_PROVIDERS,
+        name: {**settings.TASKYARD_PROVIDERS[name], "base_url": url},
+    }
+    forget_provider(name)
+
+
+def test_a_number_twilio_calls_invalid_is_suppressed(kinds, settings):
+    recipient = make_recipient(email="", phone=twilio_fake.INVALID_NUMBER)
+    with twilio_fake.serve() as twilio:
+        with_provider(settings, "twilio", twilio.url)
+        [message] = services.send("booking_reminder", recipient.ref, CONTEXT)
+        outcome = services.deliver(message.id)
+        assert outcome["status"] == MessageStatus.FAILED
+        assert Message.objects.get(id=message.id).error.startswith("Twilio 21211:")
+        suppression = Suppression.objects.get(channel="sms")
+        assert (suppression.address, suppression.reason) == (
+            twilio_fake.INVALID_NUMBER,
+            SuppressionReason.UNDELIVERABLE,
+        )
+        [again] = services.send("booking_reminder", recipient.ref, CONTEXT)
+        assert (again.status, again.error) == (
+            MessageStatus.SUPPRESSED,
+            "the address is suppressed",
+        )
+        assert twilio.count("messages.create") == 1
+
+
+def test_a_webhook_endpoint_refusing_a_message_counts_it_once(kinds):
+    recipient = make_recipient(email="", phone="")
+    with receiver_fake.serve() as receiver:
+        endpoint = WebhookEndpoint.objects.create(
+            recipient=recipient, url=f"{receiver.url}/hook", secret="s"
+        )
+        forget_provider(endpoint.provider_name)
+        receiver.fail_next(400)
+        [message] = services.send("booking_reminder", recipient.ref, CONTEXT)
+        assert services.deliver(message.id)["status"] == MessageStatus.FAILED  # no retry
+        assert services.deliver(message.id)["skipped"]
+    assert Message.objects.get(id=message.id).error == "the endpoint answered 400"
+    assert WebhookEndpoint.objects.get().failure_streak == 1
+
+
+def test_a_push_subscription_the_browser_dropped_is_deactivated(kinds, settings):
+    settings.VAPID_PRIVATE_KEY = VAPID_PRIVATE
+    recipient = make_recipient(email="", phone="")
+    with webpush_fake.serve() as push:
+        gone, alive = push.subscribe("gone"), push.subscribe("alive")
+        for browser in (gone, alive):
+            PushSubscription.objects.create(
+                recipient=recipient, endpoint=browser["endpoint"], **browser["keys"]
+            )
+        forget_provider("webpush")
+        push.expire("gone")
+        [first] = services.send("booking_reminder", recipient.ref, CONTEXT, channel="push")
+        assert services.deliver(first.id)["status"] == "sent"  # the live browser got it
+        assert [p["title"] for p in push.payloads("alive")] == [first.subject]
+        active = dict(PushSubscription.objects.values_list("endpoint", "active"))
+        assert active == {gone["endpoint"]: False, alive["endpoint"]: True}
+
+        push.expire("alive")
+        [second] = services.send("booking_reminder", recipient.ref, CONTEXT, channel="push")
+        assert services.deliver(second.id)["status"] == MessageStatus.FAILED
+    second.refresh_from_db()
+    assert second.error == "every push subscription of the recipient has expired"
+    assert not PushSubscription.objects.filter(active=True).exists()
+    # No browser left: the next push is not even queued.
+    [third] = services.send("booking_reminder", recipient.ref, CONTEXT, channel="push")
+    assert third.status == MessageStatus.FAILED
+
+
+PUSH_URL = "/api/v1/queue/notifications/push/subscriptions"
+
+
+def test_a_browser_registers_its_push_subscription_and_reads_the_vapid_key(kinds, settings):
+    settings.VAPID_PRIVATE_KEY, settings.VAPID_PUBLIC_KEY = VAPID_PRIVATE, ""
+    customer = make_user("customer")
+    recipient = make_recipient(user=customer)
+    browser = client_for(customer)
+    key = browser.get("/api/v1/queue/notifications/push/key")
+    assert key.status_code == 200 and key.json() == {"public_key": VAPID_PUBLIC}
+
+    body = {
+        "endpoint": "https://push.example.com/send/abc",
+        "expirationTime": None,
+        "keys": {"p256dh": SAMPLE_P256DH, "auth": SAMPLE_AUTH},
+    }
+    created = browser.post(PUSH_URL, body, format="json")
+    assert created.status_code == 201, created.content
+    again = browser.post(PUSH_URL, body, format="json")
+    assert again.status_code == 200
+    [subscription] = PushSubscription.objects.all()
+    assert (subscription.recipient, subscription.p256dh, subscription.auth) == (
+        recipient,
+        SAMPLE_P256DH,
+        SAMPLE_AUTH,
+    )
+
+    bad = [
+        ({**body, "endpoint": "not a url"}, "endpoint"),
+        ({**body, "keys": {"p256dh": SAMPLE_P256DH}}, "auth"),
+        ({**body, "keys": {"p256dh": "AAAA", "auth": SAMPLE_AUTH}}, "p256dh"),
+        ({**body, "keys": {"p256dh": SAMPLE_P256DH, "auth": "%%%"}}, "auth"),
+        ({**body, "colour": "red"}, "colour"),
+        ({**body, "recipient": "DEMO-C0001"}, "recipient"),  # a customer names nobody
+    ]
+    for payload, field in bad:
+        response = browser.post(PUSH_URL, payload, format="json")
+        assert response.status_code == 400, (payload, response.content)
+        assert field in response.content.decode(), (field, response.content)
+
+    # Dispatchers register for a recipient they name; a driver without a recipient and
+    # a manager may not; no login, no key.
+    other = {**body, "endpoint": "https://push.example.com/send/def", "recipient": "DEMO-C0001"}
+    assert (
+        client_for(make_user("dispatcher")).post(PUSH_URL, other, format="json").status_code == 201
+    )
+    assert client_for(make_user("driver")).post(PUSH_URL, body, format="json").status_code == 403
+    assert client_for(make_user("manager")).post(PUSH_URL, body, format="json").status_code == 403
+    assert client_for(None).get("/api/v1/queue/notifications/push/key").status_code == 401
+    settings.VAPID_PRIVATE_KEY, settings.VAPID_KEY_FILE = "", "/nonexistent/vapid.key"
+    unconfigured = browser.get("/api/v1/queue/notifications/push/key")
+    assert unconfigured.status_code == 404
+    assert "generate_vapid_keys" in unconfigured.json()["error"]["message"]
+    assert PushSubscription.objects.count() == 2
+
+
+def test_the_recipient_admin_saves_a_push_subscription_with_its_keys(kinds, admin_client):
+    recipient = make_recipient()
+    page = admin_client.get(f"/admin/notifications/recipient/{recipient.id}/change/")
+    form = page.content.decode()
+    assert 'name="push_subscriptions-__prefix__-p256dh"' in form
+    assert 'name="push_subscriptions-__prefix__-auth"' in form
+
+
+def test_admins_resend_failed_messages_after_confirming(kinds, admin_client):
+    make_recipient()
+    failed, sent = services.send("booking_reminder", "DEMO-C0001", CONTEXT)
+    Message.objects.filter(id=failed.id).update(status=MessageStatus.FAILED, error="boom")
+    Message.objects.filter(id=sent.id).update(status=MessageStatus.SENT)
+    action = {"action": "resend", "_selected_action": [str(failed.id), str(sent.id)]}
+
+    page = admin_client.post("/admin/notifications/message/", action)
+    assert "Confirm: send these failed messages again" in page.content.decode()
+    assert Message.objects.get(id=failed.id).status == MessageStatus.FAILED
+    before = Job.objects.count()
+
+    done = admin_client.post("/admin/notifications/message/", {**action, "confirm": "yes"})
+    assert done.status_code == 302
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == (MessageStatus.QUEUED, "")
+    assert Job.objects.count() == before + 1
+    assert Job.objects.get(id=failed.job_id).kwargs == {"message_id": failed.id}
+    assert Message.objects.get(id=sent.id).status == MessageStatus.SENT  # not failed: left
+    entry = LogEntry.objects.get(object_id=str(failed.id))
+    assert entry.change_message.startswith(f"resent (delivery job {failed.job_id})")
+
+    # Staff without the right to send notifications do not get the action.
+    staff = make_user("manager")
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="view_message"))
+    staff_client = Client()
+    staff_client.force_login(staff)
+    listing = staff_client.get("/admin/notifications/message/").content.decode()
+    assert 'value="resend"' not in listing
+    staff_client.post("/admin/notifications/message/", {**action, "confirm": "yes"})
+    assert Job.objects.count() == before + 1
+    assert LogEntry.objects.count() == 1
+
+
+def test_admins_send_a_kind_to_selected_recipients_as_a_batch_job(kinds, admin_client):
+    first, second = make_recipient("DEMO-C0001"), make_recipient("DEMO-C0002")
+    action = {"action": "send_kind", "_selected_action": [str(first.id), str(second.id)]}
+    form = admin_client.post("/admin/notifications/recipient/", action)
+    assert 'name="kind"' in form.content.decode()
+    assert not Job.objects.exists()
+
+    chosen = {**action, "confirm": "yes", "kind": "booking_reminder", "channel": "sms"}
+    lacking = admin_client.post(
+        "/admin/notifications/recipient/", {**chosen, "context": '{"booking": "B-1"}'}
+    )
+    assert "lacks date, location" in lacking.content.decode()
+    assert not Job.objects.exists()
+
+    done = admin_client.post(
+        "/admin/notifications/recipient/", {**chosen, "context": json.dumps(CONTEXT)}
+    )
+    assert done.status_code == 302
+    job = Job.objects.get()
+    assert job.task_name == "notifications.send_batch"
+    assert job.kwargs == {
+        "kind": "booking_reminder",
+        "recipients": ["DEMO-C0001", "DEMO-C0002"],
+        "context": CONTEXT,
+        "urgent": False,
+        "channel": "sms",
+    }
+    assert job.enqueued_by.username == "admin"
+    assert LogEntry.objects.filter(change_message__contains=str(job.id)).count() == 2
+
+
+def test_public_url_is_required_without_debug(settings):
+    settings.DEBUG = False
+    settings.NOTIFICATIONS_PUBLIC_URL = ""
+    assert [e.id for e in check_public_url()] == ["notifications.E001"]
+    settings.NOTIFICATIONS_PUBLIC_URL = "taskyard.example.com"
+    assert [e.id for e in check_public_url()] == ["notifications.E002"]
+    settings.NOTIFICATIONS_PUBLIC_URL = "https://taskyard.example.com"
+    assert check_public_url() == []
+    settings.DEBUG, settings.NOTIFICATIONS_PUBLIC_URL = True, ""
+    assert check_public_url() == []
+
+
+def test_the_outbox_lists_push_and_webhook_deliveries_from_the_log(kinds, admin_client):
+    recipient = make_recipient(email="", phone="")
+    endpoint = WebhookEndpoint.objects.create(
+        recipient=recipient, url="https://hooks.example.com/in", secret="s"
+    )
+    PushSubscription.objects.create(
+        recipient=recipient,
+        endpoint="https://push.example.com/send/abc",
+        p256dh=SAMPLE_P256DH,
+        auth=SAMPLE_AUTH,
+    )
+    pushed, hooked = services.send("booking_reminder", recipient.ref, CONTEXT)
+    Message.objects.filter(id=pushed.id).update(
+        status=MessageStatus.DELIVERED, sent_at=pushed.created_at
+    )
+    Message.objects.filter(id=hooked.id).update(
+        status=MessageStatus.FAILED, error="the endpoint answered 410"
+    )
+    page = admin_client.get("/admin/notifications/message/outbox/").content.decode()
+    web_push = page[page.index("<h2>Web Push") : page.index("<h2>Webhooks")]
+    webhooks = page[page.index("<h2>Webhooks") :]
+    assert "https://push.example.com/send/abc" in web_push and "delivered" in web_push
+    assert endpoint.url in webhooks and "failed: the endpoint answered 410" in webhooks

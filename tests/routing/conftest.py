@@ -23,13 +23,15 @@ def fresh_throttles():
 @pytest.fixture
 def depot_day(db) -> dict[str, Any]:
     """Depot RT-D1, landfill RT-F1, two trucks, ten service points due on DAY (two with
-    windows, one on another weekday, one inactive)."""
+    windows, one on another weekday, one inactive). Today's rounds: S01-S06 on RT-T1,
+    the rest on RT-T2."""
     from routing.models import Depot, Facility, ServicePoint, Vehicle
 
     depot = Depot.objects.create(code="RT-D1", name="Depot", lat=52.10, lon=5.09)
     landfill = Facility.objects.create(
         code="RT-F1", name="Landfill", kind="landfill", lat=52.13, lon=5.19, unload_minutes=10
     )
+    trucks = []
     for n, capacity in ((1, 600), (2, 300)):
         truck = Vehicle.objects.create(
             code=f"RT-T{n}",
@@ -43,6 +45,7 @@ def depot_day(db) -> dict[str, Any]:
             max_route_minutes=7 * 60,
         )
         truck.reload_facilities.add(landfill)
+        trucks.append(truck)
     points = []
     for i in range(12):
         points.append(
@@ -60,6 +63,7 @@ def depot_day(db) -> dict[str, Any]:
                 pickup_weekday=DAY.weekday() if i < 10 else (DAY.weekday() + 1) % 7,
                 window_start=dt.time(8) if i in (3, 7) else None,
                 window_end=dt.time(10) if i in (3, 7) else None,
+                current_vehicle=trucks[0] if i < 6 else trucks[1],
                 current_sequence=i + 1,
                 active=i != 9,
             )

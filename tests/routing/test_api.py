@@ -25,7 +25,7 @@ URL = "/api/v1/queue/route-optimization"
         ({"day": "2026-12-02"}, "depot"),
         ({"day": "2026-12-02", "depot": "NOPE"}, "depot"),
         ({"problem": inline_problem(), "day": "2026-12-02", "depot": "X"}, "request"),
-        ({"problem": inline_problem(), "time_limit": 600}, "time_limit"),
+        ({"problem": inline_problem(), "time_limit": 31}, "time_limit"),  # issue 13: 30 s
         ({"problem": inline_problem(), "time_limit": "2"}, "time_limit"),
         ({"problem": inline_problem(), "colour": "red"}, "colour"),
         ({"problem": {**inline_problem(), "stops": []}}, "problem.stops"),
@@ -36,6 +36,29 @@ def test_bad_payloads_are_400s_naming_the_field_and_nothing_is_written(body, fie
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"]
     assert not Job.objects.exists() and not OptimizationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_id_names_one_place_across_depots_facilities_and_stops():
+    problem = inline_problem()
+    problem["stops"][0]["id"] = "F"  # the landfill's id
+    problem["stops"][1]["id"] = "D"  # the depot's id
+    response = client_for(make_user("dispatcher")).post(URL, {"problem": problem}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["problem.stops"] == [
+        "ids already used by another kind of place: D (depot), F (facility)"
+    ]
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_facility_must_open_before_it_closes():
+    problem = inline_problem()
+    problem["facilities"][0].update(opens="17:00", closes="06:00")
+    response = client_for(make_user("dispatcher")).post(URL, {"problem": problem}, format="json")
+    assert response.status_code == 400
+    assert "must be after opens" in response.content.decode()
+    assert not Job.objects.exists()
 
 
 @pytest.mark.django_db
@@ -68,8 +91,8 @@ def test_other_roles_may_not_enqueue_or_read(role):
 def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot_day):
     client = client_for(make_user("dispatcher"))
     # Longer than the tests' 3 s job lease: the solve must keep its lease while it runs.
-    body = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 4}
-    response = client.post(URL, body, format="json")
+    request = {"day": depot_day["day"], "depot": depot_day["depot"], "time_limit": 4}
+    response = client.post(URL, request, format="json")
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     assert response["Location"].endswith(f"/jobs/{job_id}")
@@ -87,6 +110,18 @@ def test_dispatcher_plans_a_depot_day_through_a_real_worker(celery_worker, depot
     job = Job.objects.get(id=job_id)
     assert job.result["run_id"] == body["run_id"]
     assert job.attempts == 1 and OptimizationRun.objects.count() == 1
+
+    # The same request within the hour: served from the cache, the same plan, no solve.
+    again = client.post(URL, request, format="json").json()["id"]
+    wait_until(
+        lambda: Job.objects.filter(id=again, status=JobStatus.SUCCEEDED).exists(),
+        timeout=60,
+        message=celery_worker.log,
+    )
+    cached = client.get(f"{URL}/jobs/{again}").json()
+    assert cached["cache_hit"] is True and cached["run_id"] != body["run_id"]
+    assert cached["routes"] == body["routes"] and cached["cost"] == body["cost"]
+    assert cached["stats"]["cache_hit"] is True
 
 
 @pytest.mark.django_db(transaction=True)

@@ -29,6 +29,16 @@ def test_seed_is_idempotent_plannable_and_clear_removes_exactly_the_demo_rows(de
     assert run.status == RunStatus.SUCCEEDED
     due = ServicePoint.objects.filter(depot__code="DEMO-D1", pickup_weekday=day.weekday())
     assert sum(r.stops for r in run.routes.all()) == due.count() > 0
+    # Today's rounds: every due point in the round of one of the depot's trucks.
+    trucks = set(Vehicle.objects.filter(depot__code="DEMO-D1").values_list("code", flat=True))
+    rounds = run.input_snapshot["current"]
+    assert set(rounds) == trucks
+    assert sorted(s for stops in rounds.values() for s in stops) == sorted(
+        due.values_list("code", flat=True)
+    )
+    # ... and feasible (with unloads inserted where a truck fills up): the improvement is
+    # measured against them.
+    assert run.baseline["method"] == "current order", run.baseline["current_rejected"]
 
     cleared = demo.clear()
     assert cleared["ServicePoint"] == 300 and cleared["OptimizationRun"] == 1

@@ -11,8 +11,16 @@ from django.contrib.auth.models import User
 
 from devstack.fakes import osrm as osrm_fake
 from routing import services
-from routing.models import OptimizationRun, Route, RouteVisit, RunStatus, ServicePoint
+from routing.models import (
+    OptimizationRun,
+    Route,
+    RouteVisit,
+    RunStatus,
+    ServicePoint,
+    Vehicle,
+)
 from routing.osrm import osrm_matrix
+from routing.svg import run_map
 from tests.factories import forget_provider
 from tests.routing.conftest import inline_problem
 
@@ -35,7 +43,30 @@ def test_a_depot_day_is_planned_within_windows_and_capacity(depot_day):
         loads = [v.load_on_arrival["kg"] for v in route.visits.all()]
         assert max(loads) + 60 <= route.vehicle.capacity_kg
     assert run.improvement_pct is not None and run.baseline["method"] == "current order"
+    assert run.baseline["current_rejected"] == ""
+    assert run.input_snapshot["current"] == {
+        "RT-T1": ["RT-S01", "RT-S02", "RT-S03", "RT-S04", "RT-S05", "RT-S06"],
+        "RT-T2": ["RT-S07", "RT-S08", "RT-S09"],
+    }
     assert run.cost is not None and run.cost > 0
+    assert run.stats["matrix"] == "offline"
+    # ETAs are timed by departure hour (traffic); nothing in this small day breaks.
+    assert run.stats["timing"] == "by departure hour" and run.stats["traffic_warnings"] == []
+
+
+def test_todays_rounds_are_the_baseline_only_when_complete_and_feasible(depot_day):
+    ServicePoint.objects.filter(code="RT-S09").update(current_vehicle=None)
+    run = services.optimize(None, {**depot_day, **FAST})
+    assert run.baseline["method"] == "nearest neighbour"
+    assert run.baseline["current_rejected"] == "stops in no current round: RT-S09"
+
+    # Everything on the small truck, which may not unload: 540 kg in 300 kg.
+    small = Vehicle.objects.get(code="RT-T2")
+    Vehicle.objects.filter(pk=small.pk).update(max_reloads=0)
+    ServicePoint.objects.update(current_vehicle=small)
+    run = services.optimize(None, {**depot_day, **FAST})
+    assert run.baseline["method"] == "nearest neighbour"
+    assert run.baseline["current_rejected"].startswith("infeasible: capacity for stops RT-S01")
 
 
 def test_same_input_within_the_hour_is_served_from_the_cache_and_a_changed_stop_is_not(depot_day):
@@ -58,14 +89,71 @@ def test_same_input_within_the_hour_is_served_from_the_cache_and_a_changed_stop_
     assert fourth.cached_from_id is None  # the first plan is older than an hour
 
 
-def test_an_impossible_day_fails_naming_the_stops_and_writes_no_routes(depot_day):
+def test_an_impossible_day_fails_naming_each_stop_with_its_own_constraint(depot_day):
     ServicePoint.objects.filter(code="RT-S05").update(demand_kg=5000)
+    # Closes before any shift starts (07:00).
+    ServicePoint.objects.filter(code="RT-S04").update(
+        window_start=dt.time(5), window_end=dt.time(6)
+    )
     with pytest.raises(services.OptimizationFailed, match=r"capacity for stops RT-S05"):
         services.optimize(None, {**depot_day, **FAST})
     run = OptimizationRun.objects.get()
     assert run.status == RunStatus.FAILED
-    assert run.dropped == [{"stop": "RT-S05", "reason": "capacity"}]
+    assert run.dropped == [
+        {"stop": "RT-S05", "reason": "capacity"},
+        {"stop": "RT-S04", "reason": "time_window"},
+    ]
     assert not Route.objects.exists()
+
+
+def test_a_fleet_too_small_for_the_day_says_so_with_the_totals(depot_day):
+    Vehicle.objects.update(max_reloads=0)
+    ServicePoint.objects.update(demand_kg=110)  # 9 x 110 = 990 kg, the fleet carries 900
+    with pytest.raises(services.OptimizationFailed) as err:
+        services.optimize(None, {**depot_day, **FAST})
+    assert "total demand exceeds the fleet's total capacity (kg 990 > 900;" in str(err.value)
+    assert OptimizationRun.objects.get().dropped == []
+
+
+class Superseded(Exception):
+    """What the job's guard raises once another attempt holds the job."""
+
+
+def test_a_worker_that_lost_its_lease_records_neither_progress_nor_failure(depot_day):
+    def lost() -> None:
+        raise Superseded
+
+    with pytest.raises(Superseded):  # at the first progress report
+        services.optimize("6a1c0b7e-0000-4000-8000-000000000001", {**depot_day, **FAST}, guard=lost)
+    ServicePoint.objects.filter(code="RT-S05").update(demand_kg=5000)
+    with pytest.raises(Superseded):  # instead of marking the run failed
+        services.optimize("6a1c0b7e-0000-4000-8000-000000000002", {**depot_day, **FAST}, guard=lost)
+    for run in OptimizationRun.objects.all():
+        assert run.status == RunStatus.RUNNING and run.progress == 0 and run.error == ""
+    assert not Route.objects.exists()
+
+
+def test_a_cancelled_run_ends_cancelled_without_routes(depot_day):
+    with pytest.raises(services.OptimizationCancelled):
+        services.optimize(
+            None, {**depot_day, **FAST}, should_stop=lambda: True, cancelled=lambda: True
+        )
+    run = OptimizationRun.objects.get()
+    assert run.status == RunStatus.CANCELLED and run.finished_at is not None
+    assert not Route.objects.exists()
+    assert "best_when_cancelled" in run.stats  # the best plan so far, as figures only
+    # Not the day's plan: the same input solves again instead of coming from the cache.
+    again = services.optimize(None, {**depot_day, **FAST})
+    assert again.status == RunStatus.SUCCEEDED and again.cached_from_id is None
+
+
+def test_without_osrm_configured_an_osrm_request_uses_the_offline_matrix(settings):
+    settings.TASKYARD_PROVIDERS = {
+        name: spec for name, spec in settings.TASKYARD_PROVIDERS.items() if name != "osrm"
+    }
+    run = services.optimize(None, {"problem": inline_problem(stops=3), "matrix": "osrm", **FAST})
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.stats["matrix"] == "offline (osrm asked for, OSRM_URL not set)"
 
 
 def test_an_inline_problem_uses_the_landfill_when_the_truck_is_full():
@@ -74,6 +162,8 @@ def test_an_inline_problem_uses_the_landfill_when_the_truck_is_full():
     assert route.reloads == 1 and route.stops == 6  # 300 kg with 200 kg capacity
     kinds = [v.kind for v in route.visits.all()]
     assert kinds.count("reload") == 1 and kinds[0] == "stop" and kinds[-1] == "stop"
+    drawing = run_map(run)  # the legs to and from the landfill are dashed
+    assert drawing.count('class="route"') == 1 and drawing.count("stroke-dasharray") == 1
 
 
 @pytest.fixture
@@ -112,7 +202,7 @@ def test_admin_shows_the_map_and_a_printable_run_sheet(client, depot_day):
     run = services.optimize(None, {**depot_day, **FAST})
     client.force_login(User.objects.create_superuser("boss", password="x"))
     page = client.get(f"/admin/routing/optimizationrun/{run.pk}/change/").content.decode()
-    assert page.count("<polyline") == run.routes.count()
+    assert page.count('class="route"') == run.routes.count()
     assert "RT-D1 - depot" in page and "RT-F1 - facility" in page
     sheet = client.get(f"/admin/routing/optimizationrun/{run.pk}/sheet/1/").content.decode()
     route = run.routes.get(number=1)

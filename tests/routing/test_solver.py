@@ -20,7 +20,7 @@ from routing.solver import (
     read_instance,
     solve,
 )
-from routing.solver.baseline import baseline
+from routing.solver.baseline import baseline, choose_baseline, current_routes
 
 BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "vrp" / "instances"
 
@@ -147,11 +147,128 @@ def test_an_impossible_instance_names_the_stops_and_the_constraint():
 
 
 def test_a_fleet_too_small_for_the_day_is_an_error_not_a_plan():
-    problem = line_problem(capacity=(4,), reload_facilities=(), shift_end=60)
+    problem = line_problem(capacity=(4,), reload_facilities=())
     with pytest.raises(InfeasibleProblem) as err:
         solve(problem, time_limit=0.3)
-    assert err.value.constraints  # e.g. capacity or coverage, with the stops concerned
-    assert err.value.stop_ids
+    # One message with the totals, not every stop under a per-trip capacity message.
+    assert err.value.constraints == ["fleet_capacity"]
+    assert "total demand exceeds the fleet's total capacity (load 12 > 4;" in str(err.value)
+    assert err.value.stop_ids == []
+    # Two unloads allowed: 3 loads of 4 carry the 12 units, so the day is not refused.
+    assert solve(line_problem(capacity=(4,), max_reloads=2), time_limit=0.3).feasible
+
+
+def two_dimensions(capacity: tuple[int, int]) -> Problem:
+    """line_problem with kg and litres: A and B 1 kg / 5 l each."""
+    base = line_problem()
+    return Problem(
+        base.depots,
+        base.facilities,
+        (Stop("A", 1, (1, 5)), Stop("B", 2, (1, 5))),
+        (Vehicle("V", "D", "D", capacity, reload_facilities=("F",)),),
+        base.distance,
+        base.duration,
+        dimensions=("kg", "litres"),
+    )
+
+
+def test_capacity_is_checked_in_every_dimension_on_its_own():
+    steps = [("stop", "A"), ("stop", "B")]
+    # 2 kg of 100 is fine; 10 l of 8 is not: only the second dimension is broken.
+    (violation,) = check_plan(two_dimensions((100, 8)), [("V", steps)])[2]
+    assert violation.constraint == "capacity" and violation.stop_ids == ("A", "B")
+    assert violation.detail == "load 10 in dimension 1 exceeds capacity 8"
+    assert check_plan(two_dimensions((100, 10)), [("V", steps)])[2] == []
+
+
+def test_a_route_may_end_at_another_depot():
+    base = line_problem(capacity=(100,))
+    xs = [0, 10, 20, 30, 15, 40]  # D, A, B, C, F, E (the end depot)
+    matrix = tuple(tuple(abs(a - b) for b in xs) for a in xs)
+    problem = Problem(
+        (Depot("D", 0), Depot("E", 5)),
+        base.facilities,
+        base.stops,
+        (Vehicle("V", "D", "E", (100,)),),
+        matrix,
+        matrix,
+    )
+    steps = [("stop", "A"), ("stop", "B"), ("stop", "C")]
+    (route,), _, found = check_plan(problem, [("V", steps)])
+    assert found == [] and route.distance == 40  # 0 -> 30 -> 40, no way back to D
+    plan = solve(problem, time_limit=0.3, seed=1)
+    assert plan.distance == 40 and plan.routes[0].end == route.end
+
+
+def test_a_facility_is_used_only_within_its_opening_hours():
+    base = line_problem()
+    steps = [("stop", "A"), ("stop", "B"), ("reload", "F"), ("stop", "C")]
+
+    def with_hours(opens: int, closes: int) -> Problem:
+        facility = Facility("F", 4, service=5, open=opens, close=closes)
+        return Problem(
+            base.depots, (facility,), base.stops, base.vehicles, base.distance, base.duration
+        )
+
+    # B is served 25-27; F is 5 away: reached at 32.
+    assert violations(with_hours(0, 30), steps) == ["time_window:"]
+    (found,) = check_plan(with_hours(0, 30), [("V", steps)])[2]
+    assert found.detail == "reload F reached at 32, window closes at 30"
+    route = check_plan(with_hours(50, 100), [("V", steps)])[0][0]
+    # Unloading starts at the opening, never before (the truck leaves later to wait less).
+    assert route.visits[2].arrival <= 50 == route.visits[2].start
+    assert violations(with_hours(50, 100), steps) == []
+
+
+def test_the_final_schedule_is_timed_by_departure_hour_and_flags_what_traffic_breaks():
+    hour = 3600
+    # Depot and A half an hour apart on the static matrix; the 07:00 hour is twice as slow.
+    matrix = ((0, 1800), (1800, 0))
+    rush = (1.0,) * 7 + (2.0,) + (1.0,) * 16
+
+    def problem(window_end: int) -> Problem:
+        return Problem(
+            depots=(Depot("D", 0),),
+            facilities=(),
+            stops=(Stop("A", 1, (1,), service=600, window=(7 * hour, window_end)),),
+            vehicles=(Vehicle("V", "D", "D", (10,), shift_start=7 * hour, shift_end=9 * hour),),
+            distance=matrix,
+            duration=matrix,
+            hourly_factor=rush,
+        )
+
+    plan = solve(problem(9 * hour), time_limit=0.2, seed=1)
+    (visit,) = plan.routes[0].visits
+    # Leaves 07:00, an hour (not half an hour) to A; back at 08:10 + 30 min (08:00 is 1.0).
+    assert (plan.routes[0].start, visit.arrival) == (7 * hour, 8 * hour)
+    assert plan.routes[0].end == 8 * hour + 600 + 1800
+    assert plan.stats["traffic_warnings"] == []
+
+    tight = solve(problem(7 * hour + 2700), time_limit=0.2, seed=1)  # closes 07:45
+    assert tight.feasible  # on the static matrix: there at 07:30
+    assert tight.stats["traffic_warnings"] == [
+        "time_window: vehicle V: with traffic by hour stop A is reached at 28800, "
+        "window closes at 27900 (stops A)"
+    ]
+
+
+def test_current_rounds_unload_when_the_truck_is_full():
+    problem = line_problem()
+    (route,) = current_routes(problem, {"V": ["A", "B", "C"]})
+    assert route == ("V", [("stop", "A"), ("stop", "B"), ("reload", "F"), ("stop", "C")])
+    base = choose_baseline(problem, {"V": ["A", "B", "C"]})
+    assert base.method == "current order" and base.feasible and base.current_rejected == ""
+
+
+def test_an_infeasible_or_partial_current_order_is_rejected_with_the_reason():
+    problem = line_problem(capacity=(100,))
+    late = choose_baseline(problem, {"V": ["C", "B", "A"]})  # B reached after its window
+    assert late.method == "nearest neighbour" and late.feasible
+    assert late.current_rejected.startswith("infeasible: time_window for stops B")
+    partial = choose_baseline(problem, {"V": ["A", "B"]})
+    assert partial.method == "nearest neighbour"
+    assert partial.current_rejected == "stops in no current round: C"
+    assert choose_baseline(problem, {}).current_rejected == ""
 
 
 def test_optional_stops_are_dropped_when_their_prize_is_lower_than_their_cost():
