@@ -1,11 +1,11 @@
 """Maintenance's admin: the backup catalogue (with "verify now"), upkeep runs, and "run
-now" for the maintenance jobs ("Back up now", "Run upkeep now", "Rebuild report"): each
-asks for confirmation, needs the right to enqueue the job (admins: the jobs declare
-roles=()), and writes the same audit event as the API's enqueue."""
+now" for the maintenance jobs ("Back up now", "Run upkeep now"; queueing's admin has
+"Rebuild report"): each asks for confirmation, needs the right to enqueue the job
+(admins: the jobs declare roles=()), and writes the same audit event as the API's
+enqueue."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,91 +18,58 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
-from rest_framework import serializers
 
 from maintenance.backups import operations
 from maintenance.models import Backup, BackupStatus, UpkeepRun
-from maintenance.tasks import verify_backup
-from queueing import audit
-from queueing.api.contracts import api_tasks, validate_arguments
-from queueing.ledger.enqueue import enqueue
-from queueing.observe.report import business_today
-from queueing.roles import may_enqueue_task
+from maintenance.tasks import backup_database, database_upkeep, verify_backup
+from queueing import audit_enqueued, enqueue, may_enqueue, record_request, validate_arguments
 
-# "Run now": (task, what the confirmation page says it does, where to go afterwards).
+# "Run now": what the confirmation page says the job does, and where to go afterwards.
 RUN_NOW = {
     "backup": (
-        "maintenance.backup_database",
+        backup_database,
         "back up the database now, verify the file by restoring it into a scratch "
         "database, then rotate old backups",
         "admin:maintenance_backup_changelist",
     ),
     "upkeep": (
-        "maintenance.database_upkeep",
+        database_upkeep,
         "run database upkeep now: VACUUM (ANALYZE) of the ledger's tables on PostgreSQL, "
         "ANALYZE and PRAGMA optimize on SQLite",
         "admin:maintenance_upkeeprun_changelist",
-    ),
-    "report": (
-        "queueing.daily_report",
-        "rebuild the daily report of this day from the ledger: it replaces the stored "
-        "one and is mailed to the operators",
-        "queueing-reports",
     ),
 }
 
 
 def run_now(request: HttpRequest, what: str, site: admin.AdminSite) -> HttpResponse:
-    """GET: the confirmation page; POST with confirm=yes: enqueue the job for the user,
-    audited, then back to its list. Arguments are checked by the job's API contract."""
+    """GET: the confirmation page; POST with confirm=yes: enqueue the job for the user
+    (the API's rule, may_enqueue: admins), audited like the API's enqueue, then back to
+    its list."""
     if what not in RUN_NOW:
         raise Http404(f"no maintenance job {what!r}")
-    name, description, back = RUN_NOW[what]
-    task = api_tasks()[name]
-    if not may_enqueue_task(request.user, task, getattr(task, "declared_queue", "")):
+    task, description, back = RUN_NOW[what]
+    if not may_enqueue(request.user, task):
         raise PermissionDenied
-    data = {}
-    if what == "report":
-        yesterday = business_today() - dt.timedelta(days=1)
-        data["day"] = request.POST.get("day") or request.GET.get("day") or yesterday.isoformat()
-    errors: list[str] = []
     if request.method == "POST" and request.POST.get("confirm") == "yes":
-        try:
-            kwargs = validate_arguments(task, data, field=None)
-        except serializers.ValidationError as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"": exc.detail}
-            errors = [f"{key}: {message}" for key, values in detail.items() for message in values]
+        with transaction.atomic():
+            new_id = uuid.uuid4()
+            job = enqueue(task, (), validate_arguments(task, {}), user=request.user, job_id=new_id)
+            if job.id == new_id:
+                audit_enqueued(request, job, "via admin")
+        if job.id == new_id:
+            messages.success(request, f"Queued {task.name} on {job.queue} (job {job.id}).")
         else:
-            _enqueue(request, task, kwargs, site)
-            return HttpResponseRedirect(reverse(back))
+            messages.info(
+                request, f"Nothing added: {task.name} is already waiting or running (job {job.id})."
+            )
+        return HttpResponseRedirect(reverse(back))
     context = {
         **site.each_context(request),
-        "title": f"Confirm: {description.split(':')[0]}",
+        "title": f"Confirm: {description.split(',')[0].split(':')[0]}",
         "description": description,
-        "day": data.get("day"),
-        "errors": errors,
         "back": reverse(back),
     }
-    return TemplateResponse(request, "admin/maintenance/run_now.html", context)
-
-
-def _enqueue(request: HttpRequest, task: Any, kwargs: dict[str, Any], site: Any) -> None:
-    new_id = uuid.uuid4()
-    with transaction.atomic():
-        job = enqueue(task, (), kwargs, user=request.user, job_id=new_id)
-        if job.id == new_id:
-            audit.record_request(
-                request,
-                "job.create",
-                ("job", job.id),
-                after={"status": job.status, "task": task.name, "kwargs": kwargs},
-                reason="via admin",
-            )
-    if job.id == new_id:
-        text = f"Queued {task.name} on {job.queue} (job {job.id})."
-    else:
-        text = f"Nothing added: {task.name} is already waiting or running (job {job.id})."
-    messages.add_message(request, messages.SUCCESS if job.id == new_id else messages.INFO, text)
+    return TemplateResponse(request, "admin/queueing/run_now.html", context)
 
 
 def human_size(value: int | None) -> str:
@@ -160,7 +127,7 @@ class BackupAdmin(admin.ModelAdmin):
         for backup in queryset.exclude(status=BackupStatus.RUNNING):
             with transaction.atomic():
                 files = operations.delete_backup(backup)
-                audit.record_request(
+                record_request(
                     request,
                     "backup.delete",
                     ("backup", backup.pk),

@@ -3,9 +3,9 @@
 Each installed app may have a ``demo`` module with ``ORDER`` (seeded in ascending order,
 cleared in descending), ``seed(company) -> dict[str, int]`` and ``clear() ->
 dict[str, int]``. Apps mark their demo rows themselves (codes starting ``DEMO-``), so a
-clear removes exactly them and leaves the operator's own data alone. The platform's
-history (a day of queue statistics, yesterday's report) comes from
-maintenance/demo_history.py, marked ``is_demo``.
+clear removes exactly them and leaves the operator's own data alone. The platform's own
+part (queueing/demo.py: a day of queue statistics, yesterday's report) is marked
+``is_demo``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import module_has_submodule
 
-from maintenance import demo_history
 from maintenance.demo_company import DemoCompany, build_company
 from maintenance.models import DemoDataset
 
@@ -53,9 +52,6 @@ def seed(company: DemoCompany | None = None) -> dict[str, dict[str, int]]:
         with transaction.atomic():
             counts[label] = dict(module.seed(company) or {})
         logger.info("demo data for %s: %s", label, counts[label])
-    # The platform's own history (queueing's tables): a day of statistics and a report.
-    with transaction.atomic():
-        counts["history"] = demo_history.seed()
     dataset = DemoDataset.objects.order_by("pk").first() or DemoDataset()
     dataset.seeded_at, dataset.counts = timezone.now(), counts
     dataset.save()
@@ -69,8 +65,6 @@ def clear() -> dict[str, dict[str, int]]:
     for label, module in reversed(demo_modules()):
         with transaction.atomic():
             counts[label] = dict(module.clear() or {})
-    with transaction.atomic():
-        counts["history"] = demo_history.clear()
     DemoDataset.objects.update(cleared_at=timezone.now())
     return counts
 

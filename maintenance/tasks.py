@@ -13,9 +13,7 @@ from maintenance.backups import operations
 from maintenance.backups.files import BackupError
 from maintenance.backups.verify import verify_backup as verify
 from maintenance.models import Backup, BackupStatus
-from queueing import PermanentError, TransientError, job
-from queueing.api.contracts import NoArgs
-from queueing.contracts import Contract
+from queueing import Contract, Job, PermanentError, TransientError, job
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +33,10 @@ class BackupArgs(Contract):
     verify = serializers.BooleanField(
         required=False, help_text="restore into a scratch database and compare (default: yes)"
     )
+
+
+class UpkeepArgs(Contract):
+    """maintenance.database_upkeep: no arguments."""
 
 
 class VerifyBackupArgs(Contract):
@@ -59,8 +61,6 @@ class BackupVerificationFailed(PermanentError):
 def _trigger(job_id: Any) -> str:
     """What the Backup row says asked for it: "manual" when a person enqueued the job (the
     admin's "Back up now", the API), "scheduled" for beat's."""
-    from queueing.models import Job
-
     by_user = Job.objects.filter(id=job_id, enqueued_by__isnull=False).exists() if job_id else False
     return "manual" if by_user else "scheduled"
 
@@ -133,7 +133,7 @@ def verify_backup(self: Any, backup_id: int) -> dict[str, Any]:
     # VACUUM refuses to run inside a transaction block.
     atomic=False,
     bind=True,
-    api=NoArgs,
+    api=UpkeepArgs,
     roles=(),
 )
 def database_upkeep(self: Any) -> dict[str, Any]:

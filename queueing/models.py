@@ -382,7 +382,7 @@ class QueueStat(models.Model):
     # attempts per run-time bucket (queueing.counters.RUN_BUCKETS, "inf" last): windows
     # longer than 5 minutes merge these for their percentiles
     run_histogram = models.JSONField(default=dict, blank=True)
-    # Made up by the demo company's seed (maintenance/demo_history.py), not measured;
+    # Made up by the demo company's seed (queueing/demo.py), not measured;
     # `seed_demo --clear` deletes exactly these.
     is_demo = models.BooleanField(default=False)
 
@@ -405,7 +405,7 @@ class DailyReport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     data = models.JSONField()
     emailed_at = models.DateTimeField(null=True, blank=True)
-    # The demo company's example report (maintenance/demo_history.py): shown, never
+    # The demo company's example report (queueing/demo.py): shown, never
     # used as a real day's numbers in later reports' comparisons.
     is_demo = models.BooleanField(default=False)
 

@@ -147,8 +147,11 @@ def test_run_now_is_for_those_who_may_enqueue_maintenance_jobs(client, db):
     client.force_login(staff)
     listing = client.get(reverse("admin:maintenance_backup_changelist"))
     assert listing.status_code == 200 and b"Back up now" not in listing.content
-    for what in ("backup", "upkeep", "report"):
-        url = reverse("admin:maintenance_run_now", args=[what])
+    for url in (
+        reverse("admin:maintenance_run_now", args=["backup"]),
+        reverse("admin:maintenance_run_now", args=["upkeep"]),
+        reverse("admin:queueing_dailyreport_rebuild"),
+    ):
         assert client.get(url).status_code == 403
         assert client.post(url, {"confirm": "yes"}).status_code == 403
     assert not Job.objects.exists() and not AuditEvent.objects.exists()
@@ -161,7 +164,7 @@ def test_rebuild_report_takes_a_day_the_ledger_still_holds(admin_client, setting
     settings.TASKYARD_DEFAULT_RETENTION = {"succeeded": 72 * 3600, "dead": 7 * 86400}
     settings.TASKYARD_DEFAULT_RETENTION["cancelled"] = 7 * 86400
 
-    url = reverse("admin:maintenance_run_now", args=["report"])
+    url = reverse("admin:queueing_dailyreport_rebuild")
     page = admin_client.get(url).content.decode()
     yesterday = business_today() - dt.timedelta(days=1)
     assert f'value="{yesterday.isoformat()}"' in page and "rebuild the daily report" in page

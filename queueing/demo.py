@@ -1,6 +1,7 @@
-"""The demo company's history (``manage.py seed_demo``): a day of 5-minute queue
-statistics and yesterday's daily report, so the dashboard's 24-hour view and the Reports
-page show real-shaped numbers on a first start instead of empty charts.
+"""The platform's part of the demo company (``manage.py seed_demo``, discovered like every
+app's ``demo.py``: maintenance/seeding.py): a day of 5-minute queue statistics and
+yesterday's daily report, so the dashboard's 24-hour view and the Reports page show
+real-shaped numbers on a first start instead of empty charts.
 
 Both are made up from a per-queue profile (volume over the business day, failure rate,
 typical run time), never measured, and marked ``is_demo``: ``clear()`` deletes exactly
@@ -33,6 +34,8 @@ from queueing.observe.report import (
 )
 from queueing.observe.stats import BUCKET
 
+# After every app's demo (billing 10, routing 20, notifications 30, ...).
+ORDER = 90
 # The history seeded: a day of buckets, what the dashboard's longest view shows.
 DEMO_HOURS = 24
 # Per queue: attempts per hour at the busiest hour, failed share, typical run (ms).
@@ -205,8 +208,9 @@ def _summary(day: dt.date, tasks: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
-def seed(now: dt.datetime | None = None) -> dict[str, int]:
+def seed(company: Any = None, now: dt.datetime | None = None) -> dict[str, int]:
     """Create the demo history unless it exists; returns the rows created per model.
+    ``company`` (the demo company) is not needed: the history is the platform's.
 
     QueueStat: every declared queue's buckets of the last DEMO_HOURS, up to the last one
     a snapshot at ``now`` would write (real rows already there are left alone).
