@@ -330,8 +330,9 @@ BACKUP_KEEP = {
 # or newer. The password reaches them through PGPASSWORD, never the command line.
 BACKUP_PG_DUMP = env_str("BACKUP_PG_DUMP", "pg_dump")
 BACKUP_PG_RESTORE = env_str("BACKUP_PG_RESTORE", "pg_restore")
-# The nightly backup runs at 00:30 UTC; older than this, the newest verified backup is
-# reported stale (maintenance.backups.health).
+# The nightly backup runs at 01:30 business time (maintenance/schedules.py); older than
+# this, the newest verified backup is reported stale (maintenance.backups.health), and so
+# is an install with the backup schedule enabled and no backup this long after it.
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26, minimum=1)
 
 # --- history (queue statistics and the daily report, docs/monitoring.md) ---
@@ -411,7 +412,20 @@ TASKYARD_QUEUES: dict[str, dict] = {
         "retry": {"max_attempts": 8},
     },
     "datasync": {"concurrency": 3},
-    "maintenance": {"concurrency": 1, "retry": {"max_attempts": 3}},
+    # Backups and upkeep, one at a time. A 20-minute backup holds the slot by design, so
+    # what waits behind it (the hourly prune) is late without anything being wrong: no
+    # latency or run-time alerts here (a maintenance job that never runs shows as
+    # backup_stale, no_worker or backlog). The minute checks (alerts, history) run on
+    # "default" so a backup never delays them.
+    "maintenance": {
+        "concurrency": 1,
+        "retry": {"max_attempts": 3},
+        "alerts": {
+            "latency_warning_ms": None,
+            "latency_critical_ms": None,
+            "average_run_seconds": None,
+        },
+    },
 }
 # Priority of a job whose call, task and queue name none: 0 is the most urgent, 9 the
 # least (as in Oban and kombu's Redis transport). The middle leaves room both ways.
@@ -431,8 +445,10 @@ TASKYARD_RATE_LIMITS = {
 }
 # How long finished jobs (with their attempts, dead letters and results) are kept, in
 # seconds, unless a queue declares its own "retention". Pruned by `manage.py prune_jobs`.
+# Never less than 26 h (queueing.control.retention.MIN_RETENTION_SECONDS): the daily
+# report reads the day's attempts after midnight.
 TASKYARD_DEFAULT_RETENTION = {
-    "succeeded": 24 * 3600,
+    "succeeded": 26 * 3600,
     "dead": 7 * 24 * 3600,  # a week for someone to review, replay or discard
     "cancelled": 7 * 24 * 3600,
 }

@@ -1,17 +1,75 @@
-"""Maintenance's admin: the backup catalogue (with "verify now") and upkeep runs."""
+"""Maintenance's admin: the backup catalogue (with "verify now"), upkeep runs, and "run
+now" for the maintenance jobs ("Back up now", "Run upkeep now"; queueing's admin has
+"Rebuild report"): each asks for confirmation, needs the right to enqueue the job
+(admins: the jobs declare roles=()), and writes the same audit event as the API's
+enqueue."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from maintenance.backups import operations
 from maintenance.models import Backup, BackupStatus, UpkeepRun
-from maintenance.tasks import verify_backup
+from maintenance.tasks import backup_database, database_upkeep, verify_backup
+from queueing import audit_enqueued, enqueue, may_enqueue, record_request, validate_arguments
+
+# "Run now": what the confirmation page says the job does, and where to go afterwards.
+RUN_NOW = {
+    "backup": (
+        backup_database,
+        "back up the database now, verify the file by restoring it into a scratch "
+        "database, then rotate old backups",
+        "admin:maintenance_backup_changelist",
+    ),
+    "upkeep": (
+        database_upkeep,
+        "run database upkeep now: VACUUM (ANALYZE) of the ledger's tables on PostgreSQL, "
+        "ANALYZE and PRAGMA optimize on SQLite",
+        "admin:maintenance_upkeeprun_changelist",
+    ),
+}
+
+
+def run_now(request: HttpRequest, what: str, site: admin.AdminSite) -> HttpResponse:
+    """GET: the confirmation page; POST with confirm=yes: enqueue the job for the user
+    (the API's rule, may_enqueue: admins), audited like the API's enqueue, then back to
+    its list."""
+    if what not in RUN_NOW:
+        raise Http404(f"no maintenance job {what!r}")
+    task, description, back = RUN_NOW[what]
+    if not may_enqueue(request.user, task):
+        raise PermissionDenied
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        with transaction.atomic():
+            new_id = uuid.uuid4()
+            job = enqueue(task, (), validate_arguments(task, {}), user=request.user, job_id=new_id)
+            if job.id == new_id:
+                audit_enqueued(request, job, "via admin")
+        if job.id == new_id:
+            messages.success(request, f"Queued {task.name} on {job.queue} (job {job.id}).")
+        else:
+            messages.info(
+                request, f"Nothing added: {task.name} is already waiting or running (job {job.id})."
+            )
+        return HttpResponseRedirect(reverse(back))
+    context = {
+        **site.each_context(request),
+        "title": f"Confirm: {description.split(',')[0].split(':')[0]}",
+        "description": description,
+        "back": reverse(back),
+    }
+    return TemplateResponse(request, "admin/queueing/run_now.html", context)
 
 
 def human_size(value: int | None) -> str:
@@ -53,6 +111,43 @@ class BackupAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Backup | None = None) -> bool:
+        # A backup being written is the job's: its row and file go when it ends.
+        if obj is not None and obj.status == BackupStatus.RUNNING:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Backup) -> None:
+        """The row with its file and manifest (the confirmation page says so): a row
+        deleted alone would leave a file no rotation ever removes."""
+        self.delete_queryset(request, Backup.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Backup]) -> None:
+        for backup in queryset.exclude(status=BackupStatus.RUNNING):
+            with transaction.atomic():
+                files = operations.delete_backup(backup)
+                record_request(
+                    request,
+                    "backup.delete",
+                    ("backup", backup.pk),
+                    before={"path": backup.path, "status": backup.status},
+                    after={"files_deleted": files},
+                    reason="via admin",
+                )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "run/<str:what>/",
+                self.admin_site.admin_view(self.run_now_view),
+                name="maintenance_run_now",
+            )
+        ]
+        return own + super().get_urls()
+
+    def run_now_view(self, request: HttpRequest, what: str) -> HttpResponse:
+        return run_now(request, what, self.admin_site)
 
     @admin.display(description="file", ordering="path")
     def file(self, obj: Backup) -> str:

@@ -35,7 +35,9 @@ class Backup(models.Model):
     """One backup file of the whole database (maintenance/backups/, docs/operations.md).
 
     ``row_counts`` are the rows of every table at backup time, counted in the dump's own
-    snapshot; verification restores the file into a scratch database and compares.
+    snapshot; verification restores the file into a scratch database and compares. A
+    FAILED newest backup is a critical alert (maintenance/alerts.py), notified by the
+    platform's alert check. Deleting a row (admin, rotation) deletes its files too.
     """
 
     path = models.CharField(max_length=500, unique=True)
@@ -56,8 +58,6 @@ class Backup(models.Model):
     # {"ok": bool, "seconds": float, "tables": {table: restored rows}, "mismatches": [...]}
     verification = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
-    # When the operators were told about a failure (ALERT_EMAILS).
-    alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

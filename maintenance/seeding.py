@@ -3,7 +3,9 @@
 Each installed app may have a ``demo`` module with ``ORDER`` (seeded in ascending order,
 cleared in descending), ``seed(company) -> dict[str, int]`` and ``clear() ->
 dict[str, int]``. Apps mark their demo rows themselves (codes starting ``DEMO-``), so a
-clear removes exactly them and leaves the operator's own data alone.
+clear removes exactly them and leaves the operator's own data alone. The platform's own
+part (queueing/demo.py: a day of queue statistics, yesterday's report) is marked
+``is_demo``.
 """
 
 from __future__ import annotations

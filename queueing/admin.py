@@ -5,6 +5,7 @@ ask for confirmation first. The dashboard is queueing/observe/dashboard.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Any
 
@@ -25,7 +26,7 @@ from queueing import audit
 from queueing.control.operations import RetryRefused, cancel, retry
 from queueing.control.pause import pause_queue, resume_queue
 from queueing.ledger.deadletters import DeadLetterError, discard, mark_reviewed, replay
-from queueing.ledger.enqueue import resolve_queue
+from queueing.ledger.enqueue import enqueue, resolve_queue, resolve_task
 from queueing.models import (
     Alert,
     AuditEvent,
@@ -638,8 +639,53 @@ class QueueStatAdmin(ReadOnlyAdmin):
 
 @admin.register(DailyReport)
 class DailyReportAdmin(ReadOnlyAdmin):
-    list_display = ("day", "page", "created_at", "emailed_at")
+    list_display = ("day", "page", "is_demo", "created_at", "emailed_at")
     exclude = ("data",)
+
+    def get_urls(self):
+        own = [
+            path(
+                "rebuild/",
+                self.admin_site.admin_view(self.rebuild_view),
+                name="queueing_dailyreport_rebuild",
+            )
+        ]
+        return own + super().get_urls()
+
+    def rebuild_view(self, request):
+        """ "Rebuild report": GET asks (with the day, yesterday by default); POST with
+        confirm=yes enqueues queueing.daily_report(day) for the user, audited as the API's
+        enqueue. Who may: the API's rule for the task (admins: roles=()). A day that has
+        not ended or that the ledger no longer holds whole is refused on the page."""
+        from queueing.observe.report import ReportUnavailable, business_today, check_buildable
+
+        task = resolve_task("queueing.daily_report")
+        if not may_enqueue(request.user, task):
+            raise PermissionDenied
+        default = (business_today() - dt.timedelta(days=1)).isoformat()
+        day = request.POST.get("day") or request.GET.get("day") or default
+        errors = []
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                check_buildable(dt.date.fromisoformat(day))
+            except ValueError as exc:  # ReportUnavailable, or not a date
+                errors.append(str(exc) if isinstance(exc, ReportUnavailable) else "not a date")
+            else:
+                with transaction.atomic():
+                    job = enqueue(task, (), {"day": day}, user=request.user)
+                    audit_enqueued(request, job, "via admin")
+                messages.success(request, f"Queued the report of {day} (job {job.id}).")
+                return HttpResponseRedirect(reverse("queueing-reports"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Confirm: rebuild a daily report",
+            "description": "rebuild the daily report of this day from the ledger: it "
+            "replaces the stored one and is mailed to the operators",
+            "day": day,
+            "errors": errors,
+            "back": reverse("queueing-reports"),
+        }
+        return TemplateResponse(request, "admin/queueing/run_now.html", context)
 
     @admin.display(description="report")
     def page(self, report) -> str:

@@ -349,10 +349,12 @@ class QueueStat(models.Model):
     """One queue's statistics for one 5-minute bucket (queueing/observe/history.py).
 
     Written once per bucket by ``queueing.snapshot_queue_stats`` (a rerun leaves the row
-    alone: unique on queue and bucket), kept ``HISTORY_RETENTION_DAYS``. The stats and
-    metrics API, /metrics and the daily report read these instead of the ledger, so
-    their cost does not grow with it. Counts by status are as seen when the row was taken
-    (``taken_at``); the rest is about attempts that ended inside the bucket."""
+    alone: unique on queue and bucket; a late run catches up the buckets it missed), kept
+    ``HISTORY_RETENTION_DAYS``. The stats and metrics API, /metrics and the dashboard read
+    these and the workers' minute roll-ups instead of the ledger, so their cost does not
+    grow with it; the daily report reads the ledger (docs/monitoring.md). Counts by status
+    are as seen when the row was taken (``taken_at``, for a caught-up bucket later than its
+    end); the rest is about attempts that ended inside the bucket."""
 
     queue = models.CharField(max_length=100)
     bucket = models.DateTimeField()  # start of the 5 minutes, UTC
@@ -380,6 +382,9 @@ class QueueStat(models.Model):
     # attempts per run-time bucket (queueing.counters.RUN_BUCKETS, "inf" last): windows
     # longer than 5 minutes merge these for their percentiles
     run_histogram = models.JSONField(default=dict, blank=True)
+    # Made up by the demo company's seed (queueing/demo.py), not measured;
+    # `seed_demo --clear` deletes exactly these.
+    is_demo = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-bucket", "queue"]
@@ -400,6 +405,9 @@ class DailyReport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     data = models.JSONField()
     emailed_at = models.DateTimeField(null=True, blank=True)
+    # The demo company's example report (queueing/demo.py): shown, never
+    # used as a real day's numbers in later reports' comparisons.
+    is_demo = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-day"]

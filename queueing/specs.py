@@ -61,7 +61,27 @@ def parse_rate_limits(raw: dict[str, Any]) -> dict[str, Rate]:
 POOLS = ("prefork", "threads")
 _RETRY_FIELDS = {"max_attempts", "base_delay", "max_delay"}
 _RETENTION_FIELDS = {"succeeded", "dead", "cancelled"}
-_KNOWN_FIELDS = {"concurrency", "pool", "group", "priority", "retry", "retention", "rate_limit"}
+_KNOWN_FIELDS = {
+    "concurrency",
+    "pool",
+    "group",
+    "priority",
+    "retry",
+    "retention",
+    "rate_limit",
+    "alerts",
+}
+# Per-queue alert thresholds (queueing/observe/alerts.py): a queue overrides these keys of
+# ALERT_THRESHOLDS; None switches that check off for the queue.
+_ALERT_FIELDS = {
+    "backlog",
+    "failure_rate",
+    "failure_rate_critical",
+    "average_run_seconds",
+    "dead_letters",
+    "latency_warning_ms",
+    "latency_critical_ms",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,8 @@ class QueueSpec:
     retention: Mapping[str, float] = field(default_factory=dict)
     # Starts per window across the whole cluster (queueing/control/limits.py), e.g. "60/m".
     rate_limit: Rate | None = None
+    # ALERT_THRESHOLDS keys this queue overrides; None: that check is off for the queue.
+    alerts: Mapping[str, float | None] = field(default_factory=dict)
 
 
 def _fail(name: str, message: str) -> ImproperlyConfigured:
@@ -110,7 +132,17 @@ def parse_queue(name: str, raw: Mapping[str, Any]) -> QueueSpec:
     group = raw.get("group", name)
     if not isinstance(group, str) or not group:
         raise _fail(name, "group must be a non-empty string")
-    return QueueSpec(name, concurrency, pool, group, priority, retry, retention, rate_limit)
+    alerts = raw.get("alerts", {})
+    if not isinstance(alerts, Mapping) or set(alerts) - _ALERT_FIELDS:
+        raise _fail(name, f"alerts takes only {sorted(_ALERT_FIELDS)}")
+    for key, value in alerts.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            raise _fail(name, f"alerts.{key} must be a number >= 0 or None (off), not {value!r}")
+    return QueueSpec(
+        name, concurrency, pool, group, priority, retry, retention, rate_limit, dict(alerts)
+    )
 
 
 def _numbers(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from queueing.api.contracts import NoArgs, PingArgs
+from queueing.api.contracts import DailyReportArgs, NoArgs, PingArgs
 from queueing.worker.declaration import job
 
 # A demo message longer than this is refused by the demo view (not by the task).
@@ -30,7 +30,10 @@ def prune_jobs() -> dict:
     return prune()
 
 
-@job(queue="maintenance", name="queueing.check_alerts")
+# The minute checks run on "default", not "maintenance": the maintenance queue has one
+# slot, and a 20-minute backup holding it must not stop alerts or lose history. Unique:
+# while one waits (a busy default queue), the next minute's adds nothing.
+@job(queue="default", name="queueing.check_alerts", unique_key="queueing:check_alerts")
 def check_alerts() -> dict:
     """Open, update and resolve alerts against the thresholds (seeded every minute)."""
     from queueing.observe.alerts import check
@@ -48,11 +51,20 @@ def check_providers() -> dict:
     return {name: check_health(spec) for name, spec in provider_specs().items()}
 
 
-# History and the daily report (docs/monitoring.md): the lowest priority on the
-# maintenance queue, so upkeep never delays a domain job.
-@job(queue="maintenance", name="queueing.snapshot_queue_stats", priority=9)
+# History and the daily report (docs/monitoring.md): the lowest priority, so they never
+# delay a domain job. The snapshot is on "default" (see check_alerts); a late one
+# catches up the buckets it missed.
+@job(
+    queue="default",
+    name="queueing.snapshot_queue_stats",
+    priority=9,
+    unique_key="queueing:snapshot_queue_stats",
+    api=NoArgs,
+    roles=(),
+)
 def snapshot_queue_stats() -> dict:
-    """Write the 5-minute bucket that just ended into the history (seeded every 5 min)."""
+    """Write the 5-minute buckets that ended since the last one written into the history
+    (seeded every 5 min)."""
     from queueing.observe.history import snapshot
 
     return snapshot()
@@ -66,7 +78,13 @@ def prune_queue_stats() -> dict:
     return prune()
 
 
-@job(queue="maintenance", name="queueing.daily_report", priority=9)
+@job(
+    queue="maintenance",
+    name="queueing.daily_report",
+    priority=9,
+    api=DailyReportArgs,
+    roles=(),
+)
 def daily_report(day: str | None = None) -> dict:
     """Build, store and mail the report of ``day`` (ISO date; default: yesterday in the
     business time zone). Seeded at 00:00 business time."""

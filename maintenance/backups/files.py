@@ -27,7 +27,8 @@ def backup_name(vendor: str, at: dt.datetime) -> str:
     """``taskyard-postgresql-20261201T003000-123456Z.pgdump``: sorts by time, and two
     backups in the same second do not collide."""
     stamp = at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S-%fZ")
-    return f"taskyard-{vendor}-{stamp}{EXTENSION[vendor]}"
+    # A vendor without backup support still gets a name: its FAILED row records it.
+    return f"taskyard-{vendor}-{stamp}{EXTENSION.get(vendor, '.backup')}"
 
 
 def manifest_path(path: Path) -> Path:

@@ -3,6 +3,8 @@ the admin call (docs/operations.md)."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -43,22 +45,27 @@ def backup_dir() -> Path:
 def create_backup(*, verify: bool = True, trigger: str = "manual") -> Backup:
     """Back the whole database up into BACKUP_DIR, write its manifest beside it, verify it
     (unless ``verify`` is False). The file appears under its final name only once
-    complete. A backup that cannot be written raises BackupError (its row says FAILED);
-    one that fails verification is returned with status FAILED (and alerted)."""
+    complete. A backup that cannot be written, or cannot even start, raises BackupError
+    (its row says FAILED); one that fails verification is returned with status FAILED.
+    Either way the minute's alert check opens backup_failed (maintenance/alerts.py)."""
     current = connections["default"]
-    engine = engine_for(current.vendor)
     now = timezone.now()
-    path = backup_dir() / backup_name(current.vendor, now)
+    path = Path(settings.BACKUP_DIR) / backup_name(current.vendor, now)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    # The row first: a backup that cannot even start (no engine for this database, a
+    # BACKUP_DIR that cannot be written) is a FAILED row too, so the alert fires.
     backup = Backup.objects.create(
         path=str(path), vendor=current.vendor, trigger=trigger, created_at=now
     )
     started = time.monotonic()
     try:
+        engine = engine_for(current.vendor)
+        backup_dir()
         counts = engine.dump(current.settings_dict, partial)
         partial.rename(path)
     except Exception as exc:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # BACKUP_DIR may not even exist
+            partial.unlink(missing_ok=True)
         Backup.objects.filter(pk=backup.pk).update(
             status=BackupStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:4000]
         )
@@ -103,10 +110,42 @@ def write_manifest(backup: Backup) -> Path:
     return target
 
 
+# A backup still RUNNING after this long was abandoned (its worker died mid-dump): its
+# row is marked FAILED and its .partial file deleted by the next rotation. Far above the
+# longest backup we expect (a 10 GB dump and its verification take well under an hour).
+ABANDONED_AFTER = dt.timedelta(hours=6)
+
+
+def clean_abandoned(now: dt.datetime | None = None) -> dict[str, int]:
+    """Mark RUNNING rows older than ABANDONED_AFTER as FAILED and delete ``.partial``
+    files in BACKUP_DIR older than that (a dump that was cut off); returns the counts."""
+    now = now or timezone.now()
+    cutoff = now - ABANDONED_AFTER
+    stale = Backup.objects.filter(status=BackupStatus.RUNNING, created_at__lt=cutoff)
+    rows = stale.update(
+        status=BackupStatus.FAILED,
+        finished_at=now,
+        error=f"abandoned: still running after {ABANDONED_AFTER} (its worker died?)",
+    )
+    files = 0
+    folder = Path(settings.BACKUP_DIR)
+    for partial in folder.glob(f"*{PARTIAL_SUFFIX}") if folder.is_dir() else ():
+        if partial.stat().st_mtime < cutoff.timestamp():
+            partial.unlink(missing_ok=True)
+            files += 1
+    if rows or files:
+        logger.warning(
+            "backups: %d abandoned row(s) failed, %d partial file(s) deleted", rows, files
+        )
+    return {"abandoned_rows": rows, "partial_files": files}
+
+
 def rotate(now: Any = None) -> list[str]:
     """Delete the backups (file, manifest, row) that the retention policy (BACKUP_KEEP)
-    does not keep; return their paths. Backups still being written are never touched."""
+    does not keep; return their paths. Backups still being written are never touched;
+    abandoned ones are failed first (clean_abandoned)."""
     now = now or timezone.now()
+    clean_abandoned(now)
     finished = list(Backup.objects.exclude(status=BackupStatus.RUNNING))
     keep = backups_to_keep(
         (Candidate(b.pk, b.created_at, b.usable) for b in finished),
@@ -118,13 +157,21 @@ def rotate(now: Any = None) -> list[str]:
     for backup in finished:
         if backup.pk in keep:
             continue
-        Path(backup.path).unlink(missing_ok=True)
-        if backup.manifest_path:
-            Path(backup.manifest_path).unlink(missing_ok=True)
-        backup.delete()
+        delete_backup(backup)
         removed.append(backup.path)
         logger.info("backup %s rotated out", backup.path)
     return removed
+
+
+def delete_backup(backup: Backup) -> list[str]:
+    """Delete a backup's file, its manifest and its row; return the files deleted."""
+    deleted = []
+    for name in (backup.path, backup.manifest_path):
+        if name and Path(name).is_file():
+            Path(name).unlink(missing_ok=True)
+            deleted.append(name)
+    backup.delete()
+    return deleted
 
 
 def resolve(reference: str) -> Path:

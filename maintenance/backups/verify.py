@@ -3,7 +3,9 @@
 ``verify_backup`` checks the file's SHA-256, restores it into a scratch database (a
 temporary file on SQLite, a database created and dropped on PostgreSQL) and compares
 the rows of every table with the counts taken in the dump's own snapshot. A failure
-marks the Backup row failed, logs an ERROR and alerts the operators (``alert_failure``).
+marks the Backup row failed and logs an ERROR; the platform's alert check
+(queueing/observe/alerts.py, through maintenance/alerts.py) then opens a critical
+``backup_failed`` alert and tells the operators, once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import connections
 from django.utils import timezone
 
@@ -85,10 +85,11 @@ def verify_backup(backup: Backup) -> Backup:
     backup.error = "; ".join(problems)[:4000]
     backup.save(update_fields=["verified_at", "verification", "status", "error"])
     if problems:
+        # No email from here: the minute's alert check opens backup_failed and notifies
+        # once, like every alert (acknowledge, snooze, resolved by the next good backup).
         logger.error(
             "backup %s (id %s) failed verification: %s", backup.path, backup.pk, backup.error
         )
-        alert_failure(backup)
     else:
         logger.info(
             "backup %s verified: %d tables, %d rows, in %.1f s",
@@ -98,25 +99,3 @@ def verify_backup(backup: Backup) -> Backup:
             backup.verification["seconds"],
         )
     return backup
-
-
-def alert_failure(backup: Backup) -> None:
-    """Tell the operators (ALERT_EMAILS, as the platform's alerts do) that a backup is
-    unusable, and note when on the row. queueing has no public function to open an
-    Alert row; maintenance.backups.health.findings() is the hook for its checks."""
-    subject = f"[taskyard] CRITICAL backup failed: {Path(backup.path).name}"
-    body = (
-        f"The backup {backup.path} (id {backup.pk}, {backup.vendor}) cannot be trusted.\n\n"
-        f"{backup.error}\n\nThe previous verified backups are kept. See docs/operations.md."
-    )
-    if settings.ALERT_EMAILS:
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, settings.ALERT_EMAILS)
-        except Exception:
-            logger.exception(
-                "backup %s: alert email to %s failed", backup.pk, settings.ALERT_EMAILS
-            )
-        else:
-            backup.alerted_at = timezone.now()
-            backup.save(update_fields=["alerted_at"])
-    logger.error("alert backup_failed:%s critical: %s", backup.vendor, subject)

@@ -34,6 +34,25 @@ class NoArgs(Contract):
     """A task that takes no arguments."""
 
 
+class DailyReportArgs(Contract):
+    """queueing.daily_report: (re)build one business day's report; default yesterday."""
+
+    day = serializers.DateField(
+        required=False,
+        help_text="a business day that has ended and that the ledger still holds whole "
+        "(finished jobs are kept 26 h); default: yesterday",
+    )
+
+    def validate_day(self, value: Any) -> Any:
+        from queueing.observe.report import ReportUnavailable, check_buildable
+
+        try:
+            check_buildable(value)
+        except ReportUnavailable as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+
 _modules_imported = False
 
 

@@ -20,6 +20,11 @@ from queueing.specs import queue_specs
 
 logger = logging.getLogger(__name__)
 
+# Finished jobs are kept at least this long, whatever their queue declares: the daily
+# report (queueing/observe/report.py) reads a business day's attempts from the ledger
+# after midnight, and a day is up to 25 h (a DST change), plus an hour for the report to
+# run late.
+MIN_RETENTION_SECONDS = 26 * 3600
 # 1,000 jobs per transaction: a batch of deletes with cascades that takes well under a
 # second on PostgreSQL, short enough not to stall the workers' claims.
 PRUNE_BATCH_SIZE = 1000
@@ -27,12 +32,13 @@ PRUNE_BATCH_SIZE = 1000
 
 def retention_seconds(queue: str, status: str) -> float:
     """The queue's retention for a final status, never shorter than the broker's
-    visibility timeout: a late redelivery must still find its (finished) row."""
+    visibility timeout (a late redelivery must still find its finished row) nor than
+    MIN_RETENTION_SECONDS (the daily report reads the day's attempts)."""
     spec = queue_specs().get(queue)
     seconds = (spec.retention if spec else {}).get(status)
     if seconds is None:
         seconds = settings.TASKYARD_DEFAULT_RETENTION[status]
-    return max(float(seconds), float(settings.BROKER_VISIBILITY_TIMEOUT))
+    return max(float(seconds), float(settings.BROKER_VISIBILITY_TIMEOUT), MIN_RETENTION_SECONDS)
 
 
 def prune(

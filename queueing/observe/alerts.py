@@ -236,10 +236,21 @@ def _budget_findings() -> list[Finding]:
     return findings
 
 
+def _over(value: float, limit: float | None) -> bool:
+    """``value`` crosses ``limit``; a None limit is a check switched off."""
+    return limit is not None and value > limit
+
+
 def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
+    """The thresholds ``queue`` crosses: ALERT_THRESHOLDS, with the queue declaration's
+    own ``alerts`` over them (TASKYARD_QUEUES; None switches a check off there)."""
+    from queueing.specs import queue_specs
+
+    spec = queue_specs().get(queue)
+    limits = {**limits, **(spec.alerts if spec else {})}
     findings: list[Finding] = []
     waiting = data["backlog"].get(queue, 0)
-    if waiting > limits["backlog"]:
+    if _over(waiting, limits["backlog"]):
         findings.append(
             Finding(
                 "backlog",
@@ -253,8 +264,8 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
     counts = data["attempts"].get(queue, {"total": 0, "failed": 0})
     if counts["total"] >= limits["min_attempts"]:
         rate = counts["failed"] / counts["total"]
-        critical = rate > limits["failure_rate_critical"]
-        if critical or rate > limits["failure_rate"]:
+        critical = _over(rate, limits["failure_rate_critical"])
+        if critical or _over(rate, limits["failure_rate"]):
             findings.append(
                 Finding(
                     "failure_rate",
@@ -267,7 +278,7 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
                 )
             )
     average_ms = data["run_avg"].get(queue)
-    if average_ms is not None and average_ms / 1000 > limits["average_run_seconds"]:
+    if average_ms is not None and _over(average_ms / 1000, limits["average_run_seconds"]):
         findings.append(
             Finding(
                 "run_time",
@@ -279,7 +290,7 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
             )
         )
     letters = data["dead"].get(queue, 0)
-    if letters > limits["dead_letters"]:
+    if _over(letters, limits["dead_letters"]):
         findings.append(
             Finding(
                 "dead_letters",
@@ -292,8 +303,8 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
         )
     # A paused queue's jobs wait by the operator's choice: no latency alert for it.
     p95 = None if queue in data["paused"] else percentile(data["waits"].get(queue, []), 95)
-    if p95 is not None and p95 > limits["latency_warning_ms"]:
-        critical = p95 > limits["latency_critical_ms"]
+    critical = p95 is not None and _over(p95, limits["latency_critical_ms"])
+    if p95 is not None and (critical or _over(p95, limits["latency_warning_ms"])):
         findings.append(
             Finding(
                 "latency",

@@ -9,8 +9,12 @@ as a DailyReport row (one per day: a rerun replaces it), shown in the admin
 
 A day's numbers come from the ledger's attempts of that day (a range of the index
 attempt_finished_idx, grouped in SQL by queue, task, outcome and run time), read right
-after midnight while the finished jobs are still retained (24 h by default). Earlier days
-are read from their stored reports, so the comparisons do not depend on retention.
+after midnight: the prune keeps every finished job at least 26 h
+(queueing.control.retention.MIN_RETENTION_SECONDS), so the whole day is still there,
+exact per task. The 5-minute history (QueueStat) was the alternative; it has no per-task
+figures and its p95 is a bucket edge. A rebuild of a day the ledger no longer holds
+whole is refused at the API and in the admin (``check_buildable``). Earlier days are
+read from their stored reports, so the comparisons do not depend on retention.
 """
 
 from __future__ import annotations
@@ -192,8 +196,11 @@ def _dead_letters(start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
 
 
 def summary_of(day: dt.date) -> dict[str, Any]:
-    """A past day's numbers: its stored report, else the ledger (what retention kept)."""
-    stored = DailyReport.objects.filter(day=day).values_list("data", flat=True).first()
+    """A past day's numbers: its stored report (never the demo's made-up one), else the
+    ledger (what retention kept)."""
+    stored = (
+        DailyReport.objects.filter(day=day, is_demo=False).values_list("data", flat=True).first()
+    )
     return stored["summary"] if stored else day_summary(day)
 
 
@@ -243,8 +250,13 @@ def _average(days: list[dict]) -> dict[str, Any]:
 
 def build(day: dt.date) -> dict[str, Any]:
     """The report of ``day``: its summary, the previous day's and the 7-day average."""
-    summary = day_summary(day)
     before = [summary_of(day - dt.timedelta(days=k)) for k in range(1, AVERAGE_DAYS + 1)]
+    return assemble(day_summary(day), before)
+
+
+def assemble(summary: dict[str, Any], before: list[dict[str, Any]]) -> dict[str, Any]:
+    """A report's data from a day's summary and those of the AVERAGE_DAYS days before it
+    (newest first): the previous day's figures and the average of them all."""
     return {
         "summary": summary,
         "previous": _pick(before[0]),
@@ -253,11 +265,41 @@ def build(day: dt.date) -> dict[str, Any]:
     }
 
 
+class ReportUnavailable(ValueError):
+    """The day cannot be (re)built: it has not ended, or the ledger no longer holds all of
+    its attempts (a rebuild would replace the stored report with a truncated one)."""
+
+
+def check_buildable(day: dt.date, now: dt.datetime | None = None) -> None:
+    """ReportUnavailable unless ``day`` has ended and every finished job of it is still
+    retained (queueing.control.retention: at least 26 h, so yesterday's until ~02:00)."""
+    from queueing.control.retention import retention_seconds
+
+    now = now or timezone.now()
+    if day >= business_today(now):
+        raise ReportUnavailable(f"{day} has not ended yet (business time)")
+    kept = min(
+        retention_seconds(queue, status)
+        for queue in settings.TASKYARD_QUEUES
+        for status in settings.TASKYARD_DEFAULT_RETENTION
+    )
+    start, _ = day_bounds(day)
+    if start < now - dt.timedelta(seconds=kept):
+        raise ReportUnavailable(
+            f"finished jobs are kept {kept / 3600:g} h: the ledger no longer holds all of "
+            f"{day}'s attempts, so its report cannot be rebuilt (the stored one stays)"
+        )
+
+
 def create(day: dt.date | None = None, *, email: bool = True) -> DailyReport:
     """Build and store the report of ``day`` (default: yesterday, business time), then
-    mail it. A rerun for the same day replaces the stored numbers."""
+    mail it. A rerun for the same day replaces the stored numbers. The API and the admin
+    ask check_buildable first: a rebuild must not replace a good report with a truncated
+    one."""
     day = day or business_today() - dt.timedelta(days=1)
-    report, _ = DailyReport.objects.update_or_create(day=day, defaults={"data": build(day)})
+    report, _ = DailyReport.objects.update_or_create(
+        day=day, defaults={"data": build(day), "is_demo": False}
+    )
     if email:
         send(report)
     return report

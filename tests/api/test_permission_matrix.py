@@ -63,6 +63,17 @@ def open_alert() -> Alert:
     )
 
 
+def finished_backup():
+    """A verified backup in the catalogue (no file: nothing runs the verification)."""
+    from maintenance.models import Backup, BackupStatus
+
+    return Backup.objects.create(
+        path=f"/nonexistent/backup-{next(ROUTE_IDS)}.sqlite3",
+        vendor="sqlite",
+        status=BackupStatus.VERIFIED,
+    )
+
+
 @dataclass
 class Call:
     method: str
@@ -212,6 +223,20 @@ CALLS = [
             ("snooze", {"minutes": 30}),
             ("unacknowledge", None),
         )
+    ),
+    # Maintenance jobs run now (maintenance/api.py, queueing's through /jobs): admins only.
+    Call("post", f"{API}/maintenance/backup", {"verify": False}, only({"admin": 202}), True),
+    Call("post", f"{API}/maintenance/upkeep", {}, only({"admin": 202}), mutating=True),
+    Call(
+        "post",
+        f"{API}/maintenance/verify-backup",
+        lambda: {"backup_id": finished_backup().pk},
+        only({"admin": 202}),
+        mutating=True,
+    ),
+    *(
+        Call("post", f"{API}/jobs", {"task": task}, only({"admin": 202}), mutating=True)
+        for task in ("queueing.daily_report", "queueing.snapshot_queue_stats")
     ),
     # An app's own endpoint (tests/sampleapp/api.py): the roles its job declares, only.
     Call(

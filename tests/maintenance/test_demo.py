@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from datetime import date
 from io import StringIO
@@ -82,11 +83,20 @@ def test_first_start_can_be_turned_off(settings):
     assert not DemoDataset.objects.exists()
 
 
+# queueing's demo (queueing/demo.py) writes only its history tables; its other tables
+# are the ledger, which holds the jobs the apps' demos enqueue (reminders, plans): work,
+# not demo rows, so they are not counted here.
+DEMO_TABLES = {"queueing": ("QueueStat", "DailyReport")}
+
+
 def app_rows(label: str) -> dict[str, int]:
     from django.apps import apps
 
+    models = apps.get_app_config(label).get_models()
     return {
-        model.__name__: model.objects.count() for model in apps.get_app_config(label).get_models()
+        model.__name__: model.objects.count()
+        for model in models
+        if label not in DEMO_TABLES or model.__name__ in DEMO_TABLES[label]
     }
 
 
@@ -129,3 +139,49 @@ def test_every_apps_demo_seeds_once_and_clears_exactly_its_rows(no_demo_jobs_run
 
     seeding.clear()
     assert {label: app_rows(label) for label in labels} == before
+
+
+@pytest.mark.django_db
+def test_the_demo_history_fills_the_24_hour_view_and_the_reports_page(admin_client):
+    """A day of 5-minute statistics and yesterday's report, marked as demo: the dashboard
+    and the Reports page are not empty on a first start; a clear removes exactly them."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from queueing import demo as demo_history
+    from queueing.models import DailyReport, QueueStat
+    from queueing.observe.history import bucket_start, snapshot
+    from queueing.observe.report import business_today
+    from queueing.observe.stats import time_series
+
+    now = timezone.now()
+    real = QueueStat.objects.create(
+        queue="default", bucket=bucket_start(now) - dt.timedelta(hours=30), taken_at=now
+    )
+    assert demo_history.seed(now=now) == {
+        "QueueStat": 24 * 12 * len(settings.TASKYARD_QUEUES),
+        "DailyReport": 1,
+    }
+    assert demo_history.seed(now=now) == {"QueueStat": 0, "DailyReport": 0}  # once
+
+    day = time_series(minutes=24 * 60)
+    assert sum(point["succeeded"] for point in day) > 1000
+    # every minute from the history rows but the window's first, partial bucket and the
+    # last ones (the minutes since the demo's last bucket come from the roll-ups)
+    assert {point["source"] for point in day[5:-10]} == {"history"}
+    # The next real snapshot has nothing to catch up: the demo ends where it would start.
+    assert snapshot(now)["buckets"] == 0
+
+    yesterday = business_today(now) - dt.timedelta(days=1)
+    report = DailyReport.objects.get(day=yesterday)
+    assert report.is_demo and report.data["summary"]["totals"]["attempts"] > 1000
+    listing = admin_client.get("/admin/queueing/reports/").content.decode()
+    assert f'href="/admin/queueing/reports/{yesterday.isoformat()}/"' in listing
+    page = admin_client.get(f"/admin/queueing/reports/{yesterday.isoformat()}/")
+    assert page.status_code == 200 and b'aria-label="jobs on routing"' in page.content
+
+    assert demo_history.clear() == {
+        "QueueStat": 24 * 12 * len(settings.TASKYARD_QUEUES),
+        "DailyReport": 1,
+    }
+    assert list(QueueStat.objects.all()) == [real] and not DailyReport.objects.exists()

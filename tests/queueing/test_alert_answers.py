@@ -143,6 +143,41 @@ def test_latency_warning_then_critical():
     assert critical.severity == "critical"
 
 
+def test_a_20_minute_backup_opens_no_latency_or_run_time_alert_on_maintenance():
+    """The maintenance queue has one slot: the hourly prune waits behind a 20-minute
+    backup by design. Its declaration switches latency and run-time alerts off there;
+    the same numbers on another queue alert."""
+    for queue in ("maintenance", QUEUE):
+        finished({AttemptOutcome.SUCCEEDED: 1}, duration_ms=20 * 60 * 1000, queue=queue)
+        started_after_waiting(19 * 60, count=1, queue=queue)
+    kinds = {(f.kind, f.queue, f.severity) for f in evaluate()}
+    assert {k for k in kinds if k[1] == "maintenance"} == set()
+    assert {("latency", QUEUE, "critical"), ("run_time", QUEUE, "warning")} <= kinds
+
+
+def test_a_queue_declares_its_own_thresholds(settings):
+    queues = {**settings.TASKYARD_QUEUES}
+    queues[QUEUE] = {
+        "concurrency": 2,
+        "alerts": {"latency_warning_ms": 60_000.0, "latency_critical_ms": 300_000.0},
+    }
+    settings.TASKYARD_QUEUES = queues
+    started_after_waiting(3.0)  # past the global critical 1.5 s, under the queue's 60 s
+    assert found("latency") == []
+    started_after_waiting(120.0, count=60)
+    [finding] = found("latency")
+    assert (finding.severity, finding.threshold) == ("warning", 60_000.0)
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from queueing.specs import parse_queue
+
+    with pytest.raises(ImproperlyConfigured, match="alerts takes only"):
+        parse_queue("x", {"concurrency": 1, "alerts": {"latency_ms": 5}})
+    with pytest.raises(ImproperlyConfigured, match=r"alerts.backlog must be a number >= 0"):
+        parse_queue("x", {"concurrency": 1, "alerts": {"backlog": "many"}})
+
+
 def test_throughput_floor_alerts_only_while_jobs_wait(settings):
     settings.ALERT_THRESHOLDS.update(
         throughput_warning_per_hour=8000.0, throughput_critical_per_hour=5000.0
@@ -180,7 +215,7 @@ def test_a_paused_queue_raises_no_latency_alert_during_or_after_the_pause():
     started_after_waiting(600.0)
     assert found("latency") == []
     # The same waits on a queue nobody paused are a critical latency alert.
-    started_after_waiting(600.0, queue="maintenance")
+    started_after_waiting(600.0, queue="routing")
     assert [f.severity for f in evaluate() if f.kind == "latency"] == ["critical"]
 
 

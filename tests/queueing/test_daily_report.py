@@ -244,3 +244,44 @@ def test_the_declared_job_builds_the_report_on_a_real_worker(week_of_ledger, cel
         message=celery_worker.log,
     )
     assert DailyReport.objects.get(day=DAY).data["summary"]["totals"]["attempts"] == 15
+
+
+def test_a_rebuild_over_the_api_takes_only_a_day_the_ledger_holds_whole(settings):
+    """Finished jobs are kept at least 26 h: a day that has not ended, or whose attempts
+    the prune has started to delete, is a 400 naming the field, and nothing is queued (a
+    rebuild would replace the stored report with a truncated one)."""
+    from queueing.control.retention import retention_seconds
+    from queueing.observe.report import business_today
+    from tests.api.conftest import client_for, make_user
+
+    assert retention_seconds("default", "succeeded") >= 26 * 3600
+    settings.TASKYARD_QUEUES = {
+        **settings.TASKYARD_QUEUES,
+        "billing": {"concurrency": 1, "retention": {"succeeded": 3600}},
+    }
+    assert retention_seconds("billing", "succeeded") == 26 * 3600  # the floor holds
+
+    admin = client_for(make_user("admin"))
+    today = business_today()
+    for day, says in (
+        (today, "has not ended yet"),
+        (today - dt.timedelta(days=3), "no longer holds all of"),
+    ):
+        response = admin.post(
+            "/api/v1/queue/jobs",
+            {"task": "queueing.daily_report", "args": {"day": day.isoformat()}},
+            format="json",
+        )
+        assert response.status_code == 400
+        assert says in response.json()["error"]["fields"]["args.day"][0]
+    assert not Job.objects.filter(task_name="queueing.daily_report").exists()
+
+
+def test_a_demo_report_is_never_what_a_real_one_compares_with(week_of_ledger):
+    from_ledger = build(DAY)["previous"]["totals"]["attempts"]
+    demo = build(DAY - dt.timedelta(days=1))
+    demo["summary"]["totals"]["attempts"] = 99
+    DailyReport.objects.create(day=DAY - dt.timedelta(days=1), data=demo, is_demo=True)
+    assert build(DAY)["previous"]["totals"]["attempts"] == from_ledger != 99
+    # A real build of a demo day replaces it for good.
+    assert create(DAY - dt.timedelta(days=1), email=False).is_demo is False

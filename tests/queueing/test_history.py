@@ -50,7 +50,11 @@ def test_a_snapshot_writes_each_bucket_once_with_its_numbers():
         waiting.append(job)
 
     first = snapshot(NOW)
-    assert first == {"bucket": BUCKET.isoformat(), "created": len(QueueStat.objects.all())}
+    assert first == {
+        "bucket": BUCKET.isoformat(),
+        "buckets": 1,
+        "created": len(QueueStat.objects.all()),
+    }
     row = QueueStat.objects.get(queue="isolated", bucket=BUCKET)
     assert (row.attempts, row.succeeded, row.failed, row.died) == (5, 3, 2, 1)
     assert row.failure_rate == 0.4
@@ -75,6 +79,41 @@ def test_a_snapshot_writes_each_bucket_once_with_its_numbers():
     assert snapshot(NOW + dt.timedelta(minutes=5))["created"] == first["created"]
 
 
+def test_a_snapshot_waits_for_late_commits_then_catches_up_every_missed_bucket():
+    """At the bucket's edge an attempt that ended just before it may not be committed
+    yet: the bucket is written 30 s later. A snapshot that ran late (a backup held its
+    queue, beat was down) writes every bucket since the last one, as far back as the
+    minute roll-ups reach (2 h), each with its own attempts."""
+    edge = BUCKET + dt.timedelta(minutes=5)
+    snapshot(BUCKET - dt.timedelta(minutes=4))  # history exists up to BUCKET - 10 min
+    assert QueueStat.objects.latest("bucket").bucket == BUCKET - dt.timedelta(minutes=10)
+    ended_attempt(queue="isolated", finished_at=edge - dt.timedelta(seconds=1))
+
+    assert (
+        snapshot(edge + dt.timedelta(seconds=5))["bucket"]
+        == (BUCKET - dt.timedelta(minutes=5)).isoformat()
+    )
+    assert not QueueStat.objects.filter(bucket=BUCKET).exists()
+    assert snapshot(edge + dt.timedelta(seconds=31))["buckets"] == 1
+    assert QueueStat.objects.get(queue="isolated", bucket=BUCKET).attempts == 1
+
+    # 30 minutes without a snapshot (a 20-minute backup, say): six buckets missed.
+    for minutes in (2, 7, 12, 17, 22, 27):
+        ended_attempt(queue="isolated", finished_at=edge + dt.timedelta(minutes=minutes))
+    late = snapshot(edge + dt.timedelta(minutes=30, seconds=40))
+    per_bucket = QueueStat.objects.filter(bucket=BUCKET).count()
+    assert (late["buckets"], late["created"]) == (6, 6 * per_bucket)
+    caught_up = QueueStat.objects.filter(queue="isolated", bucket__gt=BUCKET).order_by("bucket")
+    assert [(row.bucket - edge, row.attempts) for row in caught_up] == [
+        (dt.timedelta(minutes=m), 1) for m in (0, 5, 10, 15, 20, 25)
+    ]
+
+    # Down for a day: only the last 2 hours (24 buckets) come back.
+    day_later = snapshot(edge + dt.timedelta(days=1, minutes=1))
+    assert day_later["buckets"] == 24
+    assert QueueStat.objects.latest("bucket").bucket == BUCKET + dt.timedelta(days=1)
+
+
 def test_retention_deletes_rows_older_than_30_days_only(settings):
     def row(age: dt.timedelta) -> QueueStat:
         return QueueStat.objects.create(queue="default", bucket=NOW - age, taken_at=NOW - age)
@@ -88,14 +127,16 @@ def test_retention_deletes_rows_older_than_30_days_only(settings):
     assert prune(NOW)["deleted"] == 0
 
 
-def test_history_schedules_are_seeded_on_the_maintenance_queue(settings):
+def test_history_schedules_are_seeded_with_the_snapshot_off_the_maintenance_queue(settings):
     tasks = {t.name: t for t in PeriodicTask.objects.select_related("crontab")}
     snap = tasks["taskyard: snapshot queue stats"]
+    # The snapshot and the alert check must not wait behind a backup (one slot).
     assert (snap.task, snap.queue, snap.priority) == (
         "queueing.snapshot_queue_stats",
-        "maintenance",
+        "default",
         9,
     )
+    assert tasks["taskyard: check alerts"].queue == "default"
     assert (snap.crontab.minute, snap.crontab.hour) == ("*/5", "*")
     assert str(snap.crontab.timezone) == settings.TIME_ZONE
     for name, hour in (("taskyard: prune queue stats", "2"), ("taskyard: daily report", "0")):
@@ -134,7 +175,7 @@ def test_stats_and_metrics_add_history_rows_and_minute_rollups(admin_client):
     now = timezone.now()
     history_bucket = bucket_start(now) - dt.timedelta(minutes=10)
     bucket_fixture(history_bucket)
-    snapshot(history_bucket + dt.timedelta(minutes=5, seconds=1))
+    snapshot(history_bucket + dt.timedelta(minutes=5, seconds=31))
     for outcome, seconds in (("succeeded", 0.04), ("succeeded", 0.04), ("dead", 2.0)):
         observe_attempt("isolated", "tests.record", outcome, seconds, wait_seconds=0.1)
     queued = queueing.enqueue("tests.record", ["waits"], queue="isolated")
@@ -182,7 +223,7 @@ def test_stats_and_metrics_add_history_rows_and_minute_rollups(admin_client):
 def test_the_declared_job_writes_the_history_on_a_real_worker(celery_worker):
     QueueStat.objects.all().delete()
     job = queueing.enqueue("queueing.snapshot_queue_stats")
-    assert job.queue == "maintenance" and job.priority == 9
+    assert job.queue == "default" and job.priority == 9
     wait_until(
         lambda: Job.objects.get(id=job.id).status == JobStatus.SUCCEEDED,
         timeout=30,
