@@ -50,6 +50,9 @@ KEYLESS_COMMANDS = ("makemigrations", "showmigrations", "sqlmigrate")
 _keyless = (
     len(sys.argv) > 1 and Path(sys.argv[0]).name == "manage.py" and sys.argv[1] in KEYLESS_COMMANDS
 )
+# Read by system checks of production-only settings (notifications' PUBLIC_URL), which a
+# migrations check does not need either.
+KEYLESS_COMMAND = _keyless
 SECRET_KEY = env_str("SECRET_KEY")
 _secret_key_missing = False
 if not SECRET_KEY:
