@@ -63,6 +63,43 @@ def start(
     return batch
 
 
+def start_segment(
+    kind: str,
+    segment: str,
+    context: dict[str, Any],
+    *,
+    channel: str | None = None,
+    urgent: bool = False,
+    send_at: str | None = None,
+) -> list[Batch]:
+    """Send to every recipient of ``segment``, in consecutive batches of at most
+    NOTIFICATIONS_BATCH_MAX_RECIPIENTS (in the caller's transaction): a segment of any
+    size goes out, and each batch stays within the limit. A segment with nobody in it
+    still records one (empty) batch."""
+    refs = services.recipients_in_segment(segment)
+    limit = settings.NOTIFICATIONS_BATCH_MAX_RECIPIENTS
+    made = [
+        start(
+            kind,
+            refs[first : first + limit],
+            context,
+            channel=channel,
+            urgent=urgent,
+            send_at=send_at,
+        )
+        for first in range(0, max(len(refs), 1), limit)
+    ]
+    if len(made) > 1:
+        logger.info(
+            "segment %s: %s recipients in %s batches of at most %s",
+            segment,
+            len(refs),
+            len(made),
+            limit,
+        )
+    return made
+
+
 def send_chunk(
     batch_id: int, refs: list[str], *, urgent: bool = False, send_at: str | None = None
 ) -> dict[str, Any]:
@@ -104,7 +141,10 @@ def send_chunk(
     }
     suppressed = set(
         Suppression.objects.filter(
-            address__in=[target.address for _, target, _, _ in planned]
+            address__in={
+                Suppression.address_key(target.channel, target.address)
+                for _, target, _, _ in planned
+            }
         ).values_list("channel", "address")
     )
     messages = []
@@ -113,20 +153,27 @@ def send_chunk(
             continue
         own = choices.get((recipient.id, kind.name, target.channel))
         opted = own if own is not None else choices.get((recipient.id, "*", target.channel), True)
-        messages.append(
-            services.build_message(
+        try:
+            message = services.build_message(
                 kind,
                 recipient,
                 target,
                 full,
                 key,
                 opted=opted,
-                suppressed=(target.channel, target.address) in suppressed,
+                suppressed=(
+                    target.channel,
+                    Suppression.address_key(target.channel, target.address),
+                )
+                in suppressed,
                 urgent=urgent,
                 send_at=when,
                 batch_id=batch.id,
             )
-        )
+        except services.NotificationError as exc:  # a template that does not render
+            problems[recipient.ref] = str(exc)
+            continue
+        messages.append(message)
     # A concurrent run of the same chunk makes this fail on the unique key: the job
     # retries and the next run finds the messages.
     Message.objects.bulk_create(messages)

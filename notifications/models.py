@@ -184,6 +184,51 @@ class MessageKind(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        # A change of variables is checked against the templates from any path, as a
+        # template is against its kind (Template.save).
+        self.clean()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """Refuse variables that are not a list of names, and a change of variables that
+        the kind's templates in use (the newest version of each channel x locale) do not
+        fit: a template naming a removed variable would render it blank at every send.
+        The error names the templates; change them first (a new version without the
+        variable), then the kind."""
+        from notifications.rendering import TemplateProblem, check_template
+
+        if not isinstance(self.variables, list) or not all(
+            isinstance(name, str) and name.isidentifier() for name in self.variables
+        ):
+            raise ValidationError({"variables": ['a list of variable names, such as ["invoice"]']})
+        if self.pk is None:
+            return
+        problems = []
+        for template in self.templates_in_use():
+            for field in ("subject", "body"):
+                try:
+                    check_template(getattr(template, field), self.variables)
+                except TemplateProblem as exc:
+                    problems.append(f"{template} ({field}): {exc}")
+        if problems:
+            raise ValidationError(
+                {
+                    "variables": [
+                        f"templates in use do not fit these variables: {problem}"
+                        for problem in problems
+                    ]
+                }
+            )
+
+    def templates_in_use(self) -> list[Template]:
+        """The newest version of each of the kind's channel x locale templates: the ones
+        sends pick."""
+        newest: dict[tuple[str, str], Template] = {}
+        for template in self.templates.order_by("channel", "locale", "-version"):
+            newest.setdefault((template.channel, template.locale), template)
+        return list(newest.values())
+
 
 class Template(models.Model):
     """One version of the template of a kind x channel x locale. Rows are never edited:
@@ -340,6 +385,18 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.address} ({self.reason})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.address = self.address_key(self.channel, self.address)
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def address_key(channel: str, address: str) -> str:
+        """How an address is stored and looked up: an email address lower-cased (a
+        complaint about ``anna@example.com`` stops mail to ``Anna@Example.com``; mail
+        systems treat addresses without regard to case), others as they are."""
+        address = address.strip()
+        return address.lower() if channel == Channel.EMAIL else address
 
 
 class WebhookEndpoint(models.Model):

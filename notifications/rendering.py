@@ -3,10 +3,14 @@
 Operators write templates in the admin, so a template may only do what a message needs:
 print the kind's variables (with the default filters), ``if``/``for``/``with`` and
 comments. ``include``, ``extends``, ``load``, ``debug`` and every other tag are refused,
-and the context holds only JSON values (no model objects whose methods a template could
-call). A template naming a variable its kind does not carry is refused when it is saved
-(:func:`check_template`); a send without one of the kind's variables is refused before
-anything is queued (:func:`missing_variables`).
+twice: when the template is saved (:func:`check_template`, with the tag's name) and by
+the engine itself, which knows no other tag (a row written around ``Template.save`` does
+not render either). The context holds only JSON values, copied afresh for each render
+(:func:`json_values`): no model object whose methods a template could call, and nothing
+a template's call of ``dict.clear`` or ``list.pop`` could change outside its render. A
+template naming a variable its kind does not carry is refused when it is saved; a send
+without one of the kind's variables is refused before anything is queued
+(:func:`missing_variables`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import (
+    Context,
+    Engine,
+    Library,
+    TemplateSyntaxError,
+    defaultfilters,
+    defaulttags,
+)
 from django.template.base import FilterExpression, Lexer, Parser, TokenType
 
 # Variables every message context has, whatever its kind.
@@ -42,9 +53,29 @@ ALLOWED_TAGS = {
 _WORDS = re.compile(r"(?<![\w.'\"])([A-Za-z_]\w*)(?:\.[\w.]+)?")
 _KEYWORDS = {"and", "or", "not", "in", "is", "as", "reversed", "None", "True", "False", "on", "off"}
 
+
+def _sandbox_library() -> Library:
+    """Django's default filters and, of its tags, only ALLOWED_TAGS."""
+    library = Library()
+    library.filters.update(defaultfilters.register.filters)
+    library.tags.update(
+        {name: tag for name, tag in defaulttags.register.tags.items() if name in ALLOWED_TAGS}
+    )
+    return library
+
+
+class _SandboxEngine(Engine):
+    """An engine whose builtins are the sandbox library only: ``load``, ``extends``,
+    ``include``, ``debug``... are unknown tags to it (Django's default engine adds
+    defaulttags and loader_tags whole)."""
+
+    def get_template_builtins(self, builtins: list[str]) -> list[Library]:
+        return [_sandbox_library()]
+
+
 # One engine, no loaders and no extra libraries: nothing a template can reach but its
 # own text and the context.
-_ENGINE = Engine(loaders=[], libraries={}, autoescape=False, string_if_invalid="")
+_ENGINE = _SandboxEngine(loaders=[], libraries={}, autoescape=False, string_if_invalid="")
 
 
 class TemplateProblem(ValueError):
@@ -129,10 +160,38 @@ def missing_variables(variables: Iterable[str], context: Mapping[str, Any]) -> l
     return [name for name in variables if name not in context]
 
 
+def json_values(context: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh copy of ``context`` made of JSON values only (objects with string keys,
+    arrays, strings, numbers, booleans, null): all a template may see. TemplateProblem
+    naming the first value that is not one (a model object, a date, a Decimal...)."""
+
+    def copy(value: Any, where: str) -> Any:
+        if value is None or isinstance(value, str | bool | int | float):
+            return value
+        if isinstance(value, Mapping):
+            if not all(isinstance(key, str) for key in value):
+                raise TemplateProblem(f"{where} has a key that is not a string")
+            return {key: copy(item, f"{where}.{key}") for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [copy(item, f"{where}[{number}]") for number, item in enumerate(value)]
+        raise TemplateProblem(
+            f"{where} is a {type(value).__name__}, not a JSON value "
+            "(give strings, numbers, booleans, lists or objects)"
+        )
+
+    return {str(name): copy(value, str(name)) for name, value in context.items()}
+
+
 def render(source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    """``source`` rendered with ``context`` (JSON values only); HTML-escaped when the
-    output is HTML."""
+    """``source`` rendered with a fresh copy of ``context`` (JSON values only, else
+    TemplateProblem); HTML-escaped when the output is HTML. TemplateProblem also for a
+    template the sandbox's engine does not compile (a tag outside the sandbox in a row
+    that did not go through ``Template.save``)."""
     if not source:
         return ""
-    template = _ENGINE.from_string(source)
-    return template.render(Context(dict(context), autoescape=html)).strip()
+    values = json_values(context)
+    try:
+        template = _ENGINE.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(str(exc)) from None
+    return template.render(Context(values, autoescape=html)).strip()

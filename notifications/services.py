@@ -113,15 +113,25 @@ def opted_in(recipient: Recipient, kind: str, channel: str) -> bool:
 
 
 def is_suppressed(channel: str, address: str) -> bool:
-    return bool(address) and Suppression.objects.filter(channel=channel, address=address).exists()
+    """Whether ``address`` is suppressed on ``channel`` (Suppression.address_key: an
+    email address in any case)."""
+    key = Suppression.address_key(channel, address)
+    return bool(key) and Suppression.objects.filter(channel=channel, address=key).exists()
+
+
+# The locale whose templates every kind is written in first: the last fallback.
+DEFAULT_LOCALE = "en"
 
 
 def template_for(kind: MessageKind, channel: str, locale: str) -> Template | None:
-    """The newest version for the locale, else its language, else English."""
-    language = locale.split("-", maxsplit=1)[0].split("_", maxsplit=1)[0]
-    for wanted in dict.fromkeys((locale, language, "en")):
+    """The newest version for the locale (``nl-BE``, ``nl_be``: any case, ``-`` or
+    ``_``), else its language (``nl``), else DEFAULT_LOCALE; None when the kind has none
+    of these on ``channel``."""
+    region = locale.strip().replace("_", "-")
+    language = region.split("-", maxsplit=1)[0]
+    for wanted in dict.fromkeys(name.lower() for name in (region, language, DEFAULT_LOCALE)):
         found = (
-            Template.objects.filter(kind=kind, channel=channel, locale=wanted)
+            Template.objects.filter(kind=kind, channel=channel, locale__iexact=wanted)
             .order_by("-version")
             .first()
         )
@@ -154,7 +164,12 @@ def plan(
 ) -> tuple[dict[str, Any], list[Target]]:
     """The full context and the messages of one send (NotificationError when it cannot
     work); ``templates`` caches template lookups across recipients."""
-    full = {**recipient_context(recipient), **dict(context)}
+    try:
+        # A model object or a date in the context would reach the template's attribute
+        # lookups and fail the message's save after rendering: refused here, by name.
+        full = rendering.json_values({**recipient_context(recipient), **dict(context)})
+    except rendering.TemplateProblem as exc:
+        raise NotificationError(f"{kind.name}: the context's {exc}") from None
     missing = rendering.missing_variables(kind.variables, full)
     if missing:
         raise NotificationError(f"{kind.name}: the context lacks {', '.join(missing)}")
@@ -248,7 +263,8 @@ def build_message(
     **fields: Any,
 ) -> Message:
     """The rendered, unsaved message; suppressed (not sent) when the recipient opted out
-    or the address is suppressed."""
+    or the address is suppressed. NotificationError when the template does not render
+    (a row written around ``Template.save`` with a tag outside the sandbox)."""
     if target.channel == Channel.EMAIL:
         context = {**context, "unsubscribe_url": unsubscribe_url(recipient, kind.name)}
     status, error = MessageStatus.QUEUED, ""
@@ -258,6 +274,11 @@ def build_message(
         status, error = MessageStatus.SUPPRESSED, f"opted out of {kind.name} by {target.channel}"
     elif suppressed:
         status, error = MessageStatus.SUPPRESSED, "the address is suppressed"
+    try:
+        subject = rendering.render(target.template.subject, context)
+        body = rendering.render(target.template.body, context)
+    except rendering.TemplateProblem as exc:
+        raise NotificationError(f"template {target.template}: {exc}") from None
     return Message(
         kind=kind.name,
         channel=target.channel,
@@ -267,8 +288,8 @@ def build_message(
         webhook_endpoint=target.endpoint,
         dedupe_key=dedupe_key,
         to=target.address,
-        subject=rendering.render(target.template.subject, context),
-        body=rendering.render(target.template.body, context),
+        subject=subject,
+        body=body,
         context=context,
         status=status,
         error=error,
@@ -444,8 +465,15 @@ def history(recipient_ref: str) -> Any:
     return Message.objects.filter(recipient__ref=recipient_ref).order_by("-created_at", "-id")
 
 
+# The segments a batch may go to.
+SEGMENTS = ("customers", "drivers", "all")
+
+
 def recipients_in_segment(segment: str) -> list[str]:
-    """The refs of a segment: ``customers``, ``drivers`` or ``all``."""
+    """The refs of a segment: ``customers``, ``drivers`` or ``all`` (NotificationError
+    for any other name: a misspelt segment must not mean everybody)."""
+    if segment not in SEGMENTS:
+        raise NotificationError(f"unknown segment {segment!r}; segments: {', '.join(SEGMENTS)}")
     rows = Recipient.objects.all()
     if segment in ("customers", "drivers"):
         rows = rows.filter(kind=segment.removesuffix("s"))

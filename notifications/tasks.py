@@ -14,9 +14,9 @@ from rest_framework import serializers
 
 from notifications import batches, reminders, services
 from notifications.models import Channel
-from queueing import Contract, Job, job
+from queueing import Contract, Job, PermanentError, job
 
-SEGMENTS = ("customers", "drivers", "all")
+SEGMENTS = services.SEGMENTS
 
 
 def _deliver(task: Any, message_id: int) -> dict[str, Any]:
@@ -141,12 +141,20 @@ def send_batch(
     urgent: bool = False,
     send_at: str | None = None,
 ) -> dict[str, Any]:
-    """Fan a kind out to recipients (or a segment) in chunk jobs of ≤ 100."""
-    refs = recipients if recipients is not None else services.recipients_in_segment(segment or "")
-    batch = batches.start(
-        kind, refs, context or {}, channel=channel, urgent=urgent, send_at=send_at
-    )
-    return {"batch": batch.id, "recipients": batch.recipient_count}
+    """Fan a kind out to recipients in chunk jobs of ≤ 100: named recipients in one batch,
+    a segment in as many batches of ≤ NOTIFICATIONS_BATCH_MAX_RECIPIENTS as it needs. A
+    send that cannot work as asked (unknown kind or segment, more named recipients than a
+    batch takes: arguments that did not come through the API's contract) is a permanent
+    error: retrying cannot help."""
+    options: dict[str, Any] = {"channel": channel, "urgent": urgent, "send_at": send_at}
+    try:
+        if recipients is not None:
+            made = [batches.start(kind, recipients, context or {}, **options)]
+        else:
+            made = batches.start_segment(kind, segment or "", context or {}, **options)
+    except services.NotificationError as exc:
+        raise PermanentError(str(exc)) from exc
+    return {"batches": [b.id for b in made], "recipients": sum(b.recipient_count for b in made)}
 
 
 @job(queue="notifications", name="notifications.send_batch_chunk", atomic=True)

@@ -78,9 +78,11 @@ def advance(
 
 
 def suppress(channel: str, address: str, reason: str, detail: str = "") -> None:
-    if address:
+    """Suppress ``address`` on ``channel`` (once: the first reason is kept)."""
+    key = Suppression.address_key(channel, address)
+    if key:
         Suppression.objects.get_or_create(
-            channel=channel, address=address, defaults={"reason": reason, "detail": detail[:300]}
+            channel=channel, address=key, defaults={"reason": reason, "detail": detail[:300]}
         )
 
 

@@ -171,3 +171,20 @@ def test_a_message_behind_a_dead_delivery_job_is_marked_failed_by_the_sweep(work
     assert message.error.startswith(f"the delivery job {job.id} failed for good (")
     assert "400" in message.error
     assert fakes["twilio"].count("messages.create") == 1
+
+
+def test_a_scheduled_message_is_held_until_its_time_then_sent(worker, fakes, kinds):
+    """Its delivery job waits in the ledger until send_at: what Twilio received came at
+    or after that moment."""
+    recipient = make_recipient(email="")
+    at = timezone.now() + dt.timedelta(seconds=3)
+    with transaction.atomic():
+        [later] = services.send("booking_reminder", recipient.ref, CONTEXT, send_at=at)
+    wait_until(
+        lambda: Message.objects.get(id=later.id).status == MessageStatus.DELIVERED,
+        timeout=20,
+        message="the scheduled message sent",
+    )
+    [sent] = [r for r in fakes["twilio"].requests if r.route == "messages.create"]
+    assert sent.at >= at.timestamp()
+    assert Message.objects.get(id=later.id).sent_at >= at
