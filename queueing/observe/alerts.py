@@ -85,7 +85,7 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
     )
     # What ended in the window: history rows and minute roll-ups (stats.queue_tallies),
     # never a scan of attempts, so the check costs the same at any ledger size.
-    tallies = queue_tallies(limits["window_minutes"], queues, now)
+    tallies = queue_tallies(int(limits["window_minutes"]), queues, now)
     attempts = {q: {"total": t.attempts, "failed": t.failed} for q, t in tallies.items()}
     run_avg = {q: t.run_ms_total / t.attempts for q, t in tallies.items() if t.attempts}
     dead = dict(

@@ -18,8 +18,9 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -221,7 +222,7 @@ class Tally:
         waits = _histogram_list(row, "wait", WAIT_BUCKETS)
         self.waits = [a + b for a, b in zip(self.waits, waits, strict=True)]
 
-    def add_history(self, row: dict) -> None:
+    def add_history(self, row: Mapping[str, Any]) -> None:
         """Add a QueueStat row's values (attempts, succeeded, failed, run_histogram,
         run_ms_total, wait_histogram)."""
         self.add(
@@ -395,9 +396,9 @@ def queue_tallies(minutes: int, queues: list[str], now: dt.datetime) -> dict[str
         logger.warning("stats: minute roll-ups unavailable: %r", exc)
         return tallies
     for queue, per_minute in raw.items():
-        for minute, row in zip(needed, per_minute, strict=True):
+        for minute, rollup in zip(needed, per_minute, strict=True):
             if minute in wanted[queue]:
-                tallies[queue].add_rollup(row)
+                tallies[queue].add_rollup(rollup)
     return tallies
 
 
