@@ -84,10 +84,11 @@ def _history_sql(queues: list[str]) -> str:
         INSERT INTO queueing_queuestat (queue, bucket, taken_at, scheduled, queued, running,
             retrying, dead, oldest_waiting_seconds, attempts, succeeded, failed, died,
             throughput_per_minute, failure_rate, wait_p50_ms, wait_p95_ms, wait_p99_ms,
-            run_p50_ms, run_p95_ms, run_p99_ms, run_histogram, run_ms_total, wait_histogram)
+            run_p50_ms, run_p95_ms, run_p99_ms, run_histogram, run_ms_total, wait_histogram,
+            is_demo)
         SELECT q, b, b + interval '5 minutes', 5, 100, 4, 3, 10, 2.5, 500, 490, 10, 1, 98,
             0.02, 40, 300, 900, 45, 400, 800, '{{"1": 100, "3": 300, "4": 90, "6": 10}}',
-            85000, '{{"2": 250, "4": 200, "6": 50}}'
+            85000, '{{"2": 250, "4": 200, "6": 50}}', false
         FROM unnest(ARRAY[{names}]) AS q,
              generate_series({LAST_BUCKET} - interval '{HISTORY_DAYS} days', {LAST_BUCKET},
                              interval '5 minutes') AS b
