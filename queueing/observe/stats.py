@@ -1,5 +1,5 @@
-"""Queue statistics for the API, /metrics and the admin dashboard, at a cost that does not
-grow with the ledger (docs/monitoring.md, "History").
+"""Queue statistics for the API, /metrics, the admin dashboard and the alert checks, at a
+cost that does not grow with the ledger (docs/monitoring.md, "History").
 
 - live counts: the open statuses over the partial index ``job_open_idx`` (as big as the
   backlog); succeeded and cancelled exactly while the ledger is small, from PostgreSQL's
