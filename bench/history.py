@@ -1,6 +1,7 @@
 """Cost of the stats surfaces as the ledger grows (issue 17's bar: each under 300 ms with
 10 million ledger rows): GET /api/v1/queue/stats, /stats/<queue>, /metrics (the API's
-series), /status, the Prometheus ``/metrics`` scrape and the admin dashboard.
+series), /status, the Prometheus ``/metrics`` scrape, the admin dashboard and the
+minute's alert check (``queueing.observe.alerts.evaluate``, called directly).
 
 Grows one PostgreSQL database step by step (default 1, 3 and 10 million jobs) and times
 every surface after each step, so a flat cost shows as equal columns. Jobs are inserted
@@ -83,9 +84,11 @@ def _history_sql(queues: list[str]) -> str:
         INSERT INTO queueing_queuestat (queue, bucket, taken_at, scheduled, queued, running,
             retrying, dead, oldest_waiting_seconds, attempts, succeeded, failed, died,
             throughput_per_minute, failure_rate, wait_p50_ms, wait_p95_ms, wait_p99_ms,
-            run_p50_ms, run_p95_ms, run_p99_ms, run_histogram)
+            run_p50_ms, run_p95_ms, run_p99_ms, run_histogram, run_ms_total, wait_histogram,
+            is_demo)
         SELECT q, b, b + interval '5 minutes', 5, 100, 4, 3, 10, 2.5, 500, 490, 10, 1, 98,
-            0.02, 40, 300, 900, 45, 400, 800, '{{"1": 100, "3": 300, "4": 90, "6": 10}}'
+            0.02, 40, 300, 900, 45, 400, 800, '{{"1": 100, "3": 300, "4": 90, "6": 10}}',
+            85000, '{{"2": 250, "4": 200, "6": 50}}', false
         FROM unnest(ARRAY[{names}]) AS q,
              generate_series({LAST_BUCKET} - interval '{HISTORY_DAYS} days', {LAST_BUCKET},
                              interval '5 minutes') AS b
@@ -115,8 +118,25 @@ def _rollups(tag: str) -> None:
             pipe.hincrby(key, "succeeded" if outcome == "succeeded" else "failed", n)
             index = next((str(i) for i, edge in enumerate(RUN_BUCKETS) if ms / 1000 <= edge), "inf")
             pipe.hincrby(key, f"run{index}", n)
+            pipe.hincrby(key, "duration_ms", ms * n)
+            pipe.hincrby(key, "wait0", n)  # the filler's jobs start as they are enqueued
             pipe.expire(key, MINUTE_TTL_SECONDS)
     pipe.execute()
+
+
+def alert_check(sql_ms: list[float]):
+    """A call of the minute's alert check as beat runs it, minus the notifying
+    (alerts.evaluate: every finding), adding its time in SQL to ``sql_ms``."""
+    from django.db import connection, reset_queries
+
+    from queueing.observe.alerts import evaluate
+
+    def call() -> None:
+        reset_queries()
+        evaluate()
+        sql_ms.append(sum(float(q["time"]) for q in connection.queries) * 1000)
+
+    return call
 
 
 def grow(total_before: int, target: int, step: int, backlog: int = BACKLOG) -> None:
@@ -243,6 +263,7 @@ def main() -> None:
         "API status": get("/api/v1/queue/status"),
         "/metrics (Prometheus)": get("/metrics", HTTP_AUTHORIZATION="Bearer bench"),
         "admin dashboard": get("/admin/queueing/dashboard/"),
+        "alert check (evaluate)": alert_check(sql_ms),
     }
     results: dict[str, dict[int, list[float]]] = {name: {} for name in surfaces}
     in_sql: dict[str, dict[int, list[float]]] = {name: {} for name in surfaces}

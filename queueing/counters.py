@@ -2,8 +2,9 @@
 
 Written by whichever process sees the event (a pool process recording an attempt, the
 relay republishing a lost job) with HINCRBY, so they are right with any number of worker
-processes and hosts. Read by the Prometheus collector (queueing/observe/metrics.py) and the
-dashboard's per-minute roll-ups (queueing/observe/dashboard.py). Never raises on a Redis
+processes and hosts. Read by the Prometheus collector (queueing/observe/metrics.py), and
+their per-minute roll-ups by the dashboard, the stats API and the alert checks
+(queueing/observe/dashboard.py, stats.py, alerts.py). Never raises on a Redis
 error: metrics must not fail a job.
 """
 
@@ -28,7 +29,9 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
 WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300)
 
 
-def _bucket(value: float, buckets: tuple[float, ...]) -> str:
+def bucket_key(value: float, buckets: tuple[float, ...]) -> str:
+    """The histogram field ``value`` counts in: the index of the first edge it does not
+    pass, or "inf" past the last one."""
     for index, edge in enumerate(buckets):
         if value <= edge:
             return str(index)
@@ -36,32 +39,46 @@ def _bucket(value: float, buckets: tuple[float, ...]) -> str:
 
 
 def _observe(pipe, key: str, value: float, buckets: tuple[float, ...]) -> None:
-    pipe.hincrby(key, _bucket(value, buckets), 1)
+    pipe.hincrby(key, bucket_key(value, buckets), 1)
     pipe.hincrbyfloat(key, "sum", value)
     pipe.hincrby(key, "count", 1)
 
 
-# Per-minute roll-ups for the dashboard: one small hash per queue and minute, kept two
-# hours, so the last hour's charts and percentiles cost 60 HGETALLs per queue whatever
-# the size of the ledger.
+# Per-minute roll-ups for the dashboard, the stats API and the alert checks: one small
+# hash per queue and minute, kept two hours, so the last hour's charts and percentiles
+# cost 60 HGETALLs per queue whatever the size of the ledger.
 MINUTE_KEY = "taskyard:minute:{queue}:{minute}"
 MINUTE_TTL_SECONDS = 2 * 3600
 FAILED_OUTCOMES = ("retrying", "dead", "lost")
 
 
-def add_to_minute(pipe, queue: str, outcome: str, run_seconds: float, minute: int) -> None:
-    """Count one ended attempt in its queue's roll-up for ``minute`` (epoch // 60)."""
+def add_to_minute(
+    pipe,
+    queue: str,
+    outcome: str,
+    run_seconds: float,
+    minute: int,
+    wait_seconds: float | None = None,
+) -> None:
+    """Count one ended attempt in its queue's roll-up for ``minute`` (epoch // 60):
+    ``succeeded`` / ``failed``, ``run<bucket>`` (RUN_BUCKETS), ``duration_ms`` (the sum,
+    for the average run time the alerts check) and, when the wait is known,
+    ``wait<bucket>`` (WAIT_BUCKETS, enqueue or due time to start: the latency alert)."""
     key = MINUTE_KEY.format(queue=queue, minute=minute)
     if outcome == "succeeded":
         pipe.hincrby(key, "succeeded", 1)
     elif outcome in FAILED_OUTCOMES:
         pipe.hincrby(key, "failed", 1)
-    pipe.hincrby(key, f"run{_bucket(run_seconds, RUN_BUCKETS)}", 1)
+    pipe.hincrby(key, f"run{bucket_key(run_seconds, RUN_BUCKETS)}", 1)
+    pipe.hincrby(key, "duration_ms", round(max(0.0, run_seconds) * 1000))
+    if wait_seconds is not None:
+        pipe.hincrby(key, f"wait{bucket_key(max(0.0, wait_seconds), WAIT_BUCKETS)}", 1)
     pipe.expire(key, MINUTE_TTL_SECONDS)
 
 
 def minute_rollups(queues: list[str], minutes: list[int]) -> dict[str, list[dict[str, int]]]:
-    """Queue -> one dict per minute (``succeeded``, ``failed``, ``run<bucket>``)."""
+    """Queue -> one dict per minute (``succeeded``, ``failed``, ``run<bucket>``,
+    ``duration_ms``, ``wait<bucket>``: add_to_minute)."""
     pipe = shared_redis(text=True).pipeline(transaction=False)
     for queue in queues:
         for minute in minutes:
@@ -131,7 +148,7 @@ def add_attempt(
     _observe(pipe, RUN_KEY.format(queue=queue), run_seconds, RUN_BUCKETS)
     if wait_seconds is not None:
         _observe(pipe, WAIT_KEY.format(queue=queue), max(0.0, wait_seconds), WAIT_BUCKETS)
-    add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60))
+    add_to_minute(pipe, queue, outcome, run_seconds, int(time.time() // 60), wait_seconds)
 
 
 def count_lost(count: int = 1) -> None:

@@ -382,6 +382,11 @@ class QueueStat(models.Model):
     # attempts per run-time bucket (queueing.counters.RUN_BUCKETS, "inf" last): windows
     # longer than 5 minutes merge these for their percentiles
     run_histogram = models.JSONField(default=dict, blank=True)
+    # the attempts' run time added up (ms), for the average the run-time alert checks
+    run_ms_total = models.BigIntegerField(default=0, db_default=0)
+    # attempts per wait bucket (queueing.counters.WAIT_BUCKETS, enqueue or due time to
+    # start, "inf" last): the latency alert's p95 over history and roll-ups alike
+    wait_histogram = models.JSONField(default=dict, blank=True, db_default={})
     # Made up by the demo company's seed (queueing/demo.py), not measured;
     # `seed_demo --clear` deletes exactly these.
     is_demo = models.BooleanField(default=False)

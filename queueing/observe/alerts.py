@@ -5,6 +5,11 @@ ALERT_EMAILS (Django's email backend, real SMTP) and to an optional signed webho
 An alert opens once per key (kind:queue) and stays open while its condition holds (no
 repeated emails); it is re-sent when its severity rises, and a "resolved" message goes
 out when the condition clears.
+
+What the checks read costs the same at any ledger size (docs/monitoring.md, "Alerts"):
+failure rate, run time, throughput and the ended attempts' waits come from the 5-minute
+history rows and the workers' minute roll-ups (stats.queue_tallies); the backlog and the
+running jobs' waits from the partial indexes over open jobs.
 """
 
 from __future__ import annotations
@@ -20,25 +25,26 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Avg, Count
+from django.db.models import Count
 from django.utils import timezone
 
 from queueing.control.pause import paused_queues_in_database
-from queueing.models import (
-    Alert,
-    AlertStatus,
-    AttemptOutcome,
-    DeadLetter,
-    Job,
-    JobAttempt,
-    JobStatus,
-    QueueState,
-)
-from queueing.observe.stats import percentile
+from queueing.counters import WAIT_BUCKETS, bucket_key
+from queueing.models import Alert, AlertStatus, DeadLetter, Job, JobStatus, QueueState
+from queueing.observe.stats import Tally, queue_tallies
 
 logger = logging.getLogger(__name__)
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
+# Running jobs read for their waits: more than enough for a p95 (a queue's concurrency is
+# in the tens), and a bound on the read if the running set ever balloons.
+RUNNING_WAITS_READ = 5000
+
+
+def _wait_index(seconds: float) -> int:
+    """The position of ``seconds`` in a Tally's wait histogram (counters.WAIT_BUCKETS)."""
+    key = bucket_key(seconds, WAIT_BUCKETS)
+    return len(WAIT_BUCKETS) if key == "inf" else int(key)
 
 
 @dataclass(frozen=True)
@@ -77,47 +83,36 @@ def evaluate(now: dt.datetime | None = None) -> list[Finding]:
         .annotate(n=Count("id"))
         .values_list("queue", "n")
     )
-    attempts: dict[str, dict] = {q: {"total": 0, "failed": 0} for q in queues}
-    for row in (
-        JobAttempt.objects.filter(finished_at__gte=window)
-        .values("job__queue", "outcome")
-        .annotate(n=Count("id"))
-    ):
-        entry = attempts.setdefault(row["job__queue"], {"total": 0, "failed": 0})
-        entry["total"] += row["n"]
-        if row["outcome"] in (AttemptOutcome.RETRYING, AttemptOutcome.DEAD, AttemptOutcome.LOST):
-            entry["failed"] += row["n"]
-    run_avg = dict(
-        JobAttempt.objects.filter(finished_at__gte=window)
-        .values("job__queue")
-        .annotate(ms=Avg("duration_ms"))
-        .values_list("job__queue", "ms")
-    )
+    # What ended in the window: history rows and minute roll-ups (stats.queue_tallies),
+    # never a scan of attempts, so the check costs the same at any ledger size.
+    tallies = queue_tallies(int(limits["window_minutes"]), queues, now)
+    attempts = {q: {"total": t.attempts, "failed": t.failed} for q, t in tallies.items()}
+    run_avg = {q: t.run_ms_total / t.attempts for q, t in tallies.items() if t.attempts}
     dead = dict(
         DeadLetter.objects.open()
         .values("job__queue")
         .annotate(n=Count("id"))
         .values_list("job__queue", "n")
     )
-    waits: dict[str, list[float]] = {}
-    # Starts in the window, read through indexes whose size is the window's work, not the
-    # ledger's: attempts that finished in it (attempt_finished_idx) and jobs running now
-    # (the partial indexes over running jobs).
-    finished = (
-        JobAttempt.objects.filter(finished_at__gte=window, started_at__gte=window)
-        .order_by("-finished_at")
-        .values_list("job__queue", "started_at", "job__enqueued_at", "job__run_at")[:5000]
-    )
+    # Waits: the attempts that ended in the window (their roll-ups' wait buckets) and the
+    # jobs running now that started in it (the partial index over running jobs: as big as
+    # what runs). A queue resumed within the window is judged on its running jobs alone,
+    # their waits counted from the resume: the ended attempts' waits include the pause.
+    waits = {
+        queue: Tally() if queue in resumed else Tally(waits=list(tally.waits))
+        for queue, tally in tallies.items()
+    }
     running = Job.objects.filter(status=JobStatus.RUNNING, started_at__gte=window).values_list(
         "queue", "started_at", "enqueued_at", "run_at"
-    )[:5000]
-    for queue, started_at, enqueued_at, run_at in [*finished, *running]:
-        if started_at is None:  # excluded by the filters; narrows the type
+    )[:RUNNING_WAITS_READ]
+    for queue, started_at, enqueued_at, run_at in running:
+        if started_at is None or queue not in waits:  # the filter excludes None; for mypy
             continue
         due = max(enqueued_at, run_at) if run_at else enqueued_at
         if queue in resumed:
             due = max(due, resumed[queue])
-        waits.setdefault(queue, []).append(max(0.0, (started_at - due).total_seconds() * 1000))
+        seconds = max(0.0, (started_at - due).total_seconds())
+        waits[queue].waits[_wait_index(seconds)] += 1
     try:
         from queueing.registry import workers_per_queue
 
@@ -302,19 +297,10 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
             )
         )
     # A paused queue's jobs wait by the operator's choice: no latency alert for it.
-    p95 = None if queue in data["paused"] else percentile(data["waits"].get(queue, []), 95)
-    critical = p95 is not None and _over(p95, limits["latency_critical_ms"])
-    if p95 is not None and (critical or _over(p95, limits["latency_warning_ms"])):
-        findings.append(
-            Finding(
-                "latency",
-                queue,
-                "critical" if critical else "warning",
-                round(p95, 1),
-                limits["latency_critical_ms" if critical else "latency_warning_ms"],
-                f"p95 enqueue-to-start on {queue} is {p95:.0f} ms",
-            )
-        )
+    waits = data["waits"].get(queue)
+    span = None if queue in data["paused"] or waits is None else waits.wait_range_ms(95)
+    if span is not None:
+        findings.extend(_latency_findings(queue, span, limits))
     consumers = data["consumers"]
     if (
         consumers is not None
@@ -326,6 +312,31 @@ def _queue_findings(queue: str, data: dict, limits: dict) -> list[Finding]:
             Finding("no_worker", queue, "critical", 0, 1, f"no live worker consumes {queue}")
         )
     return findings
+
+
+def _latency_findings(queue: str, span: tuple[float, float], limits: dict) -> list[Finding]:
+    """The latency finding for a p95 wait known to its bucket ``span`` (lower, upper edge
+    in ms): judged on the upper edge, exact since the thresholds are bucket edges
+    (counters.WAIT_BUCKETS; a threshold between edges alerts once the p95 may pass it).
+    The value recorded is the upper edge, or the top edge for "longer than every edge"."""
+    lower, upper = span
+    critical = _over(upper, limits["latency_critical_ms"])
+    if not (critical or _over(upper, limits["latency_warning_ms"])):
+        return []
+    if upper == float("inf"):
+        value, said = lower, f"over {lower:.0f} ms"
+    else:
+        value, said = upper, f"{lower:.0f} to {upper:.0f} ms"
+    return [
+        Finding(
+            "latency",
+            queue,
+            "critical" if critical else "warning",
+            round(value, 1),
+            limits["latency_critical_ms" if critical else "latency_warning_ms"],
+            f"p95 enqueue-to-start on {queue} is {said}",
+        )
+    ]
 
 
 def check(now: dt.datetime | None = None) -> dict[str, list[str]]:

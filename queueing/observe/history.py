@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS
+from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, WAIT_BUCKETS, bucket_key
 from queueing.models import AttemptOutcome, JobAttempt, QueueStat
 from queueing.observe.stats import (
     BUCKET,
@@ -52,13 +52,6 @@ def bucket_start(moment: dt.datetime) -> dt.datetime:
     """The start of the 5-minute bucket ``moment`` falls in (UTC)."""
     moment = moment.astimezone(dt.UTC)
     return moment.replace(minute=moment.minute - moment.minute % 5, second=0, microsecond=0)
-
-
-def _run_bucket(seconds: float) -> str:
-    for index, edge in enumerate(RUN_BUCKETS):
-        if seconds <= edge:
-            return str(index)
-    return "inf"
 
 
 def compute(start: dt.datetime, now: dt.datetime | None = None) -> list[QueueStat]:
@@ -118,7 +111,10 @@ def _rows(
         failed = sum(1 for outcome, _, _ in ended if outcome in FAILED_OUTCOMES)
         histogram: dict[str, int] = defaultdict(int)
         for ms in runs:
-            histogram[_run_bucket(ms / 1000)] += 1
+            histogram[bucket_key(ms / 1000, RUN_BUCKETS)] += 1
+        wait_histogram: dict[str, int] = defaultdict(int)
+        for ms in waits:
+            wait_histogram[bucket_key(ms / 1000, WAIT_BUCKETS)] += 1
         since = oldest.get(queue)
         rows.append(
             QueueStat(
@@ -142,6 +138,8 @@ def _rows(
                 run_p95_ms=percentile(runs, 95),
                 run_p99_ms=percentile(runs, 99),
                 run_histogram=dict(histogram),
+                run_ms_total=sum(runs),
+                wait_histogram=dict(wait_histogram),
             )
         )
     return rows

@@ -1,5 +1,5 @@
-"""Queue statistics for the API, /metrics and the admin dashboard, at a cost that does not
-grow with the ledger (docs/monitoring.md, "History").
+"""Queue statistics for the API, /metrics, the admin dashboard and the alert checks, at a
+cost that does not grow with the ledger (docs/monitoring.md, "History").
 
 - live counts: the open statuses over the partial index ``job_open_idx`` (as big as the
   backlog); succeeded and cancelled exactly while the ledger is small, from PostgreSQL's
@@ -18,8 +18,9 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -27,7 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from queueing.control.pause import paused_queues_in_database
-from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, minute_rollups
+from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, WAIT_BUCKETS, minute_rollups
 from queueing.models import AttemptOutcome, Job, JobStatus, QueueStat
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,26 @@ def queue_overview(queues: list[str] | None = None) -> list[dict]:
 # --- windows: history rows + minute roll-ups ---------------------------------------------
 
 
+def _rank_index(counts: Sequence[int], q: float) -> int | None:
+    """The index of the histogram bucket the q-th percentile falls in; None if empty."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = q / 100 * total, 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return index
+    return len(counts) - 1
+
+
+def _histogram_list(row: dict, prefix: str, edges: tuple[float, ...]) -> list[int]:
+    """Counts per bucket of a roll-up (``<prefix><index>``, ``<prefix>inf``) or of a
+    history row's JSON histogram (prefix "")."""
+    keys = [f"{prefix}{index}" for index in range(len(edges))] + [f"{prefix}inf"]
+    return [int(row.get(key) or 0) for key in keys]
+
+
 @dataclass
 class Tally:
     """Attempts counted over some minutes: the sum of history rows and roll-ups."""
@@ -186,14 +207,34 @@ class Tally:
     succeeded: int = 0
     failed: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * (len(RUN_BUCKETS) + 1))
+    run_ms_total: int = 0  # the attempts' run times added up
+    # attempts per wait bucket (WAIT_BUCKETS); attempts whose wait is unknown (a lost
+    # job the relay counted) are in none
+    waits: list[int] = field(default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1))
 
     def add_rollup(self, row: dict[str, int]) -> None:
+        runs = _histogram_list(row, "run", RUN_BUCKETS)
         self.succeeded += row.get("succeeded", 0)
         self.failed += row.get("failed", 0)
-        for index in range(len(RUN_BUCKETS)):
-            self.histogram[index] += row.get(f"run{index}", 0)
-        self.histogram[-1] += row.get("runinf", 0)
-        self.attempts += sum(v for k, v in row.items() if k.startswith("run"))
+        self.attempts += sum(runs)
+        self.histogram = [a + b for a, b in zip(self.histogram, runs, strict=True)]
+        self.run_ms_total += row.get("duration_ms", 0)
+        waits = _histogram_list(row, "wait", WAIT_BUCKETS)
+        self.waits = [a + b for a, b in zip(self.waits, waits, strict=True)]
+
+    def add_history(self, row: Mapping[str, Any]) -> None:
+        """Add a QueueStat row's values (attempts, succeeded, failed, run_histogram,
+        run_ms_total, wait_histogram)."""
+        self.add(
+            Tally(
+                row["attempts"],
+                row["succeeded"],
+                row["failed"],
+                _histogram_list(row["run_histogram"] or {}, "", RUN_BUCKETS),
+                row["run_ms_total"],
+                _histogram_list(row["wait_histogram"] or {}, "", WAIT_BUCKETS),
+            )
+        )
 
     def add(self, other: Tally) -> None:
         self.attempts += other.attempts
@@ -201,19 +242,28 @@ class Tally:
         self.failed += other.failed
         for index, count in enumerate(other.histogram):
             self.histogram[index] += count
+        self.run_ms_total += other.run_ms_total
+        for index, count in enumerate(other.waits):
+            self.waits[index] += count
 
     def run_ms(self, q: float) -> float | None:
         """The q-th percentile of run time in ms, as its bucket's upper edge (the top edge
         for the slowest bucket, which has none): counters.run_percentile's rule."""
-        total = sum(self.histogram)
-        if not total:
+        index = _rank_index(self.histogram, q)
+        if index is None:
             return None
-        rank, seen, index = q / 100 * total, 0, 0
-        for index, count in enumerate(self.histogram):  # noqa: B007 - index is the answer
-            seen += count
-            if seen >= rank:
-                break
         return float(RUN_BUCKETS[min(index, len(RUN_BUCKETS) - 1)] * 1000)
+
+    def wait_range_ms(self, q: float) -> tuple[float, float] | None:
+        """The bucket (lower, upper edge in ms) the q-th percentile of wait falls in, the
+        upper edge infinite past WAIT_BUCKETS' last; None without waits. The latency
+        thresholds are bucket edges, so "upper edge over the threshold" is exactly "the
+        percentile over the threshold"."""
+        index = _rank_index(self.waits, q)
+        if index is None:
+            return None
+        edges = (0.0, *WAIT_BUCKETS, math.inf)
+        return edges[index] * 1000, edges[index + 1] * 1000
 
 
 def _history(start: dt.datetime, queues: list[str]) -> dict[int, Tally]:
@@ -300,6 +350,56 @@ def _window(
             for minute, row in zip(wanted, rows, strict=True):
                 rollups.setdefault(minute, Tally()).add_rollup(row)
     return history, rollups, window
+
+
+def queue_tallies(minutes: int, queues: list[str], now: dt.datetime) -> dict[str, Tally]:
+    """Queue -> the attempts that ended in the last ``minutes`` (this minute and the ones
+    before it), as ``window_stats`` counts them but per queue: the queue's measured
+    history rows (not the demo's made-up ones) for the 5-minute buckets inside the
+    window, its minute roll-ups for the minutes no such row covers (while Redis keeps
+    them). The alert checks' source: a few rows of the bucket index and one pipelined
+    read of minutes x queues small hashes, whatever the size of the ledger."""
+    this_minute = _minute_of(now)
+    window = range(this_minute - minutes + 1, this_minute + 1)
+    start = dt.datetime.fromtimestamp(window[0] * 60, tz=dt.UTC)
+    tallies = {queue: Tally() for queue in queues}
+    covered: dict[str, set[int]] = defaultdict(set)
+    rows = QueueStat.objects.filter(
+        bucket__gte=start, bucket__lte=now - BUCKET, queue__in=queues, is_demo=False
+    ).values(
+        "queue",
+        "bucket",
+        "attempts",
+        "succeeded",
+        "failed",
+        "run_histogram",
+        "run_ms_total",
+        "wait_histogram",
+    )
+    for row in rows:
+        tallies[row["queue"]].add_history(row)
+        covered[row["queue"]].add(_minute_of(row["bucket"]))
+    wanted = {
+        queue: {
+            m
+            for m in window
+            if m > this_minute - ROLLUP_MINUTES and _bucket_of_minute(m) not in covered[queue]
+        }
+        for queue in queues
+    }
+    needed = sorted(set().union(*wanted.values()))
+    if not needed:
+        return tallies
+    try:
+        raw = minute_rollups(queues, needed)
+    except Exception as exc:  # Redis down: the history rows still answer
+        logger.warning("stats: minute roll-ups unavailable: %r", exc)
+        return tallies
+    for queue, per_minute in raw.items():
+        for minute, rollup in zip(needed, per_minute, strict=True):
+            if minute in wanted[queue]:
+                tallies[queue].add_rollup(rollup)
+    return tallies
 
 
 def window_stats(queue: str | None = None, minutes: int = 60) -> dict:

@@ -4,13 +4,17 @@ notifications that follow. A paused queue is the operator's choice, not latency.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.utils import timezone
 
+import queueing
+from queueing.broker import shared_redis
 from queueing.control.pause import pause_queue, resume_queue
+from queueing.counters import add_to_minute
 from queueing.models import (
     Alert,
     AttemptOutcome,
@@ -18,12 +22,15 @@ from queueing.models import (
     DeadLetter,
     DeadLetterReason,
     Job,
-    JobAttempt,
     JobStatus,
+    QueueStat,
 )
 from queueing.observe import alert_actions
 from queueing.observe.alerts import check, evaluate
+from queueing.observe.history import bucket_start, snapshot
 from tests.api.conftest import client_for
+from tests.factories import ended_attempt
+from tests.harness import delete_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 QUEUE = "isolated"
@@ -52,28 +59,34 @@ def thresholds(settings):
     resume_queue(QUEUE)
 
 
-def finished(outcomes: dict[str, int], *, duration_ms: int = 20, queue: str = QUEUE) -> None:
-    """Attempts that finished just now on ``queue``: {outcome: count}."""
-    now = timezone.now()
+@pytest.fixture(autouse=True)
+def fresh_rollups():
+    """The checks read the workers' minute roll-ups: none left by an earlier test."""
+    delete_keys("taskyard:minute:*")
+
+
+def finished(
+    outcomes: dict[str, int],
+    *,
+    duration_ms: int = 20,
+    queue: str = QUEUE,
+    minutes_ago: int = 0,
+    at: dt.datetime | None = None,
+    wait_ms: int | None = None,
+) -> None:
+    """Attempts that finished ``minutes_ago`` (or ``at``) on ``queue``: {outcome: count},
+    counted in the minute roll-ups as a worker counts them (counters.add_to_minute)."""
+    pipe = shared_redis(text=True).pipeline(transaction=False)
+    minute = int((at.timestamp() if at else time.time()) // 60) - minutes_ago
+    wait = None if wait_ms is None else wait_ms / 1000
     for outcome, count in outcomes.items():
         for _ in range(count):
-            job = Job.objects.create(
-                task_name="queueing.ping",
-                queue=queue,
-                status=JobStatus.SUCCEEDED,
-                enqueued_at=now,
-                max_attempts=1,
-            )
-            JobAttempt.objects.create(
-                job=job,
-                number=1,
-                fencing_token=1,
-                worker="w",
-                started_at=now - dt.timedelta(milliseconds=duration_ms),
-                finished_at=now,
-                duration_ms=duration_ms,
-                outcome=outcome,
-            )
+            add_to_minute(pipe, queue, outcome, duration_ms / 1000, minute, wait)
+    pipe.execute()
+
+
+def later(minutes: int) -> dt.datetime:
+    return timezone.now() + dt.timedelta(minutes=minutes)
 
 
 def started_after_waiting(seconds: float, count: int = 20, queue: str = QUEUE) -> None:
@@ -89,8 +102,8 @@ def started_after_waiting(seconds: float, count: int = 20, queue: str = QUEUE) -
         )
 
 
-def found(kind: str) -> list:
-    return [f for f in evaluate() if f.kind == kind and f.queue in (QUEUE, "all")]
+def found(kind: str, now: dt.datetime | None = None) -> list:
+    return [f for f in evaluate(now) if f.kind == kind and f.queue in (QUEUE, "all")]
 
 
 # --- thresholds -------------------------------------------------------------------------
@@ -182,7 +195,8 @@ def test_throughput_floor_alerts_only_while_jobs_wait(settings):
     settings.ALERT_THRESHOLDS.update(
         throughput_warning_per_hour=8000.0, throughput_critical_per_hour=5000.0
     )
-    finished({AttemptOutcome.SUCCEEDED: 1500})  # 1500 in 15 min = 6000/hour
+    finished({AttemptOutcome.SUCCEEDED: 500}, minutes_ago=10)
+    finished({AttemptOutcome.SUCCEEDED: 1000})  # 1500 in 15 min = 6000/hour
     assert found("throughput") == []  # nothing waits: a quiet hour is not slow
     Job.objects.create(
         task_name="queueing.ping",
@@ -193,13 +207,72 @@ def test_throughput_floor_alerts_only_while_jobs_wait(settings):
     )
     [warning] = found("throughput")
     assert (warning.severity, warning.value, warning.threshold) == ("warning", 6000.0, 8000.0)
-    JobAttempt.objects.filter(id__in=JobAttempt.objects.values("id")[:500]).delete()
-    [critical] = found("throughput")  # 4000/hour
+    # Six minutes on, the 500 that ended ten minutes ago have left the 15-minute window.
+    [critical] = found("throughput", later(6))  # 4000/hour
     assert (critical.severity, critical.threshold) == ("critical", 5000.0)
     settings.ALERT_THRESHOLDS.update(
         throughput_warning_per_hour=0.0, throughput_critical_per_hour=0.0
     )
     assert found("throughput") == []  # off unless configured
+
+
+# --- where the numbers come from --------------------------------------------------------
+
+
+def test_the_failure_rate_opens_past_its_threshold_and_closes_under_it_from_rollups():
+    """The verdicts the ledger scan gave, from the workers' minute roll-ups: 3 failed of
+    100 opens the warning, 100 more successes (1.5 %) close it, and so does the window
+    moving past the failures."""
+    finished({AttemptOutcome.SUCCEEDED: 97, AttemptOutcome.RETRYING: 3}, minutes_ago=10)
+    assert check()["opened"] == [f"failure_rate:{QUEUE}"]
+    finished({AttemptOutcome.SUCCEEDED: 100})
+    assert check()["resolved"] == [f"failure_rate:{QUEUE}"]
+    finished({AttemptOutcome.DEAD: 8})  # 11 of 208: past 5 %
+    assert check()["opened"] == [f"failure_rate:{QUEUE}"]
+    assert Alert.objects.get(key=f"failure_rate:{QUEUE}", status="open").severity == "critical"
+    # Six minutes on, the 100 that ended ten minutes ago have left the window: 8 dead of
+    # 108 is still critical; ten more and nothing is left to judge.
+    assert [f.severity for f in found("failure_rate", later(6))] == ["critical"]
+    assert check(later(16))["resolved"] == [f"failure_rate:{QUEUE}"]
+
+
+def test_the_checks_read_history_rows_and_count_no_attempt_twice(settings):
+    """A 5-minute bucket inside the window comes from its history row (written by the
+    snapshot from the ledger), the minutes after it from the roll-ups; the roll-ups of
+    the bucket's own minutes, which a worker wrote too, are not added again."""
+    settings.ALERT_THRESHOLDS.update(average_run_seconds=1.0, throughput_warning_per_hour=8000.0)
+    now = timezone.now()
+    bucket = bucket_start(now) - dt.timedelta(minutes=10)
+    at = bucket + dt.timedelta(minutes=2)
+    for outcome, count in ((AttemptOutcome.SUCCEEDED, 97), (AttemptOutcome.RETRYING, 3)):
+        for _ in range(count):
+            ended_attempt(
+                queue=QUEUE, outcome=outcome, duration_ms=1500, wait_ms=1000, finished_at=at
+            )
+    finished(
+        {AttemptOutcome.SUCCEEDED: 97, AttemptOutcome.RETRYING: 3},
+        duration_ms=1500,
+        wait_ms=1000,
+        at=at,
+    )
+    snapshot(bucket + dt.timedelta(minutes=5, seconds=31))
+    row = QueueStat.objects.get(queue=QUEUE, bucket=bucket)
+    assert (row.attempts, row.run_ms_total, row.wait_histogram) == (100, 150_000, {"7": 100})
+    # a job waiting keeps the throughput check on: 100 in 15 min is 400/hour, not 800
+    queueing.enqueue("queueing.ping", queue=QUEUE)
+
+    by_kind = {f.kind: f for f in evaluate(now) if f.queue in (QUEUE, "all")}
+    assert (by_kind["failure_rate"].severity, by_kind["failure_rate"].value) == ("warning", 0.03)
+    assert by_kind["run_time"].value == 1.5
+    assert (by_kind["latency"].severity, by_kind["latency"].value) == ("warning", 1000.0)
+    assert by_kind["throughput"].value == 400.0
+
+    # Redis emptied (a restart): the history row alone gives the same verdicts.
+    delete_keys("taskyard:minute:*")
+    assert {f.kind for f in evaluate(now) if f.queue in (QUEUE, "all")} == set(by_kind)
+    # Demo rows are made up: no alert reads them.
+    QueueStat.objects.filter(queue=QUEUE).update(is_demo=True)
+    assert found("failure_rate", now) == [] and found("run_time", now) == []
 
 
 # --- a paused queue ---------------------------------------------------------------------
@@ -211,8 +284,11 @@ def test_a_paused_queue_raises_no_latency_alert_during_or_after_the_pause():
     assert found("latency") == []
     resume_queue(QUEUE)
     Job.objects.all().delete()
-    # Resumed: the backlog starts now after waiting ten minutes, all of it the pause's.
+    # Resumed: the backlog starts now after waiting ten minutes, all of it the pause's,
+    # and the first of it has already ended (its wait, as the worker counted it, includes
+    # the pause).
     started_after_waiting(600.0)
+    finished({AttemptOutcome.SUCCEEDED: 20}, wait_ms=600_000)
     assert found("latency") == []
     # The same waits on a queue nobody paused are a critical latency alert.
     started_after_waiting(600.0, queue="routing")
@@ -248,8 +324,7 @@ def test_an_acknowledged_alert_is_quiet_until_it_gets_worse_then_resolves_aloud(
     assert alert.note == "provider flaky, watching"
     assert "CRITICAL escalated" in subjects()[-1]
 
-    JobAttempt.objects.all().delete()
-    assert check()["resolved"] == [f"failure_rate:{QUEUE}"]
+    assert check(later(16))["resolved"] == [f"failure_rate:{QUEUE}"]  # out of the window
     assert subjects()[-1].startswith("[taskyard] resolved")
 
 
