@@ -447,12 +447,12 @@ def test_admins_send_a_kind_to_selected_recipients_as_a_batch_job(kinds, admin_c
     assert LogEntry.objects.filter(change_message__contains=str(job.id)).count() == 2
 
 
-def test_public_url_is_required_without_debug(settings):
+def test_a_missing_public_url_is_warned_about_without_debug(settings):
     settings.DEBUG = False
     settings.NOTIFICATIONS_PUBLIC_URL = ""
-    assert [e.id for e in check_public_url()] == ["notifications.E001"]
+    assert [e.id for e in check_public_url()] == ["notifications.W001"]
     settings.NOTIFICATIONS_PUBLIC_URL = "taskyard.example.com"
-    assert [e.id for e in check_public_url()] == ["notifications.E002"]
+    assert [e.id for e in check_public_url()] == ["notifications.W002"]
     settings.NOTIFICATIONS_PUBLIC_URL = "https://taskyard.example.com"
     assert check_public_url() == []
     settings.DEBUG, settings.NOTIFICATIONS_PUBLIC_URL = True, ""
