@@ -134,6 +134,24 @@ class StrandedCounter(threading.Thread):
         self.checks = 0
         self.stopped = threading.Event()
 
+    @staticmethod
+    def still_stranded(suspects: set[str], client) -> list[str]:
+        """Of jobs seen queued with no message, those still so a moment later. The two
+        reads are not atomic: a job read as queued may finish (its message acknowledged)
+        before Redis is read, and kombu moves a delivered message from its list to its
+        unacked hash in two steps. A stranded job stays stranded for seconds."""
+        if not suspects:
+            return []
+        time.sleep(0.5)
+        cutoff = timezone.now() - dt.timedelta(seconds=BACK_WITHIN_SECONDS)
+        queued = {
+            str(job_id)
+            for job_id in Job.objects.filter(
+                id__in=suspects, status=JobStatus.QUEUED, published_at__lt=cutoff
+            ).values_list("id", flat=True)
+        }
+        return sorted(queued - messages_in_broker(client))
+
     def run(self) -> None:
         client = redis.Redis.from_url(settings.REDIS_URL)
         try:
@@ -148,7 +166,7 @@ class StrandedCounter(threading.Thread):
                     ).values_list("id", flat=True)
                 }
                 try:
-                    stranded = sorted(old - messages_in_broker(client))
+                    stranded = self.still_stranded(old - messages_in_broker(client), client)
                 except redis.RedisError:
                     continue
                 self.checks += 1
