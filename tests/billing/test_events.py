@@ -141,3 +141,41 @@ def test_a_bad_report_is_a_400_naming_the_field(customer, body, field):
 def test_who_may_report_service(customer, role, expected):
     body = {"external_ref": f"visit:{role}", "customer": "PK-1", "date": "2026-11-03"}
     assert client_for(user(role)).post(URL, body, format="json").status_code == expected
+
+
+@pytest.mark.django_db
+def test_in_the_admin_a_billed_event_is_read_only_and_its_month_takes_no_new_one(client, customer):
+    client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+    event, _ = events.record_event(
+        external_ref="visit:5", customer="PK-1", day=NOV_3, source="driver"
+    )
+    contract = event.contract
+    services.issue_invoice(customer, services.get_period("2026-11"), today=dt.date(2026, 12, 1))
+
+    change = f"/admin/billing/serviceevent/{event.id}/change/"
+    edit = {
+        "contract": contract.id,
+        "kind": "pickup",
+        "date": "2026-11-03",
+        "quantity": "5",
+        "source": "manual",
+        "external_ref": "visit:5",
+    }
+    assert client.post(change, edit).status_code == 403
+    assert (
+        client.post(f"/admin/billing/serviceevent/{event.id}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    added = client.post(
+        "/admin/billing/serviceevent/add/",
+        {**edit, "external_ref": "office:1", "date": "2026-11-20"},
+    )
+    assert added.status_code == 200  # the form again, with the reason
+    assert "already invoiced for 2026-11" in added.content.decode()
+    assert list(ServiceEvent.objects.values_list("external_ref", "quantity")) == [
+        ("visit:5", Decimal("1.000"))
+    ]
+    # December is open: the office may add an event there.
+    december = {**edit, "external_ref": "office:2", "date": "2026-12-02"}
+    assert client.post("/admin/billing/serviceevent/add/", december).status_code == 302
+    assert ServiceEvent.objects.filter(external_ref="office:2", source="manual").exists()
