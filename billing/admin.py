@@ -161,7 +161,7 @@ class ServiceEventForm(forms.ModelForm):
         fields = ["contract", "kind", "date", "quantity", "source", "external_ref"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         contract, day = cleaned.get("contract"), cleaned.get("date")
         if contract is None or day is None or not self.has_changed():
             return cleaned

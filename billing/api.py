@@ -213,7 +213,7 @@ class EventReportSerializer(serializers.Serializer):
         max_digits=12, decimal_places=3, min_value=Decimal("0.001"), default=Decimal("1")
     )
     # "import" is datasync's: a report over the API comes from routing, a driver or a person.
-    source = serializers.ChoiceField(
+    source = serializers.ChoiceField(  # type: ignore[assignment]
         choices=[EventSource.ROUTING, EventSource.DRIVER, EventSource.MANUAL],
         default=EventSource.DRIVER,
     )

@@ -701,6 +701,9 @@ def resolve(conflict: SyncConflict, keep: str, user: str = "") -> SyncConflict:
         row = target.load([mapping.local_id or 0]).get(mapping.local_id or 0)
         if keep == "source":
             if row is not None:
+                refused = target.check_write(row, conflict.source_values)
+                if refused:  # our row may not change any more (say, an invoiced event)
+                    raise SyncError(f"the source's version cannot be written: {refused}")
                 target.update([(row, conflict.source_values)])
             mapping.source_hash = mapping.local_hash = conflict.source_hash
             mapping.writes += 1

@@ -401,13 +401,17 @@ class ServiceEventTarget(Target):
 
     def update(self, changes: list[tuple[models.Model, Values]]) -> None:
         touched: set[str] = set()
+        rows: list[ServiceEvent] = []
         batch = [values for _, values in changes]
         for (obj, _), attributes in zip(changes, self._attributes(batch), strict=True):
+            if not isinstance(obj, ServiceEvent):
+                raise TypeError(f"a service event target updates service events, not {obj!r}")
             for attribute, value in attributes.items():
                 setattr(obj, attribute, value)
                 touched.add(attribute)
-        if changes:
-            ServiceEvent.objects.bulk_update([obj for obj, _ in changes], sorted(touched))
+            rows.append(obj)
+        if rows:
+            ServiceEvent.objects.bulk_update(rows, sorted(touched))
 
 
 TARGETS: dict[str, Target] = {

@@ -12,7 +12,14 @@ import pytest
 from billing import services
 from billing.models import EventSource, Invoice, ServiceEvent
 from datasync import engine
-from datasync.models import RecordError, SourceKind, SyncSource
+from datasync.models import (
+    ConflictPolicy,
+    ConflictStatus,
+    RecordError,
+    SourceKind,
+    SyncConflict,
+    SyncSource,
+)
 from tests.billing import factories
 
 HEADER = "Ref,Customer,Contract,Kind,Date,Quantity\n"
@@ -185,3 +192,24 @@ def test_a_service_event_source_must_name_the_customer_and_the_date():
     assert engine.validate_source(csv) == {
         "field_map": ["service_events rows need customer, date: map them or set config.defaults"]
     }
+
+
+@pytest.mark.django_db
+def test_a_conflict_held_before_the_invoice_cannot_write_the_source_version_after_it(customers):
+    _, two = customers
+    csv = source(HEADER + GOOD)
+    csv.conflict_policy = ConflictPolicy.MANUAL
+    csv.save()
+    engine.sync(csv.name, "full")
+    ServiceEvent.objects.filter(external_ref="R-4").update(quantity=Decimal(3))  # ours
+    csv.csv_content = HEADER + GOOD.replace("K-A,pickup,2026-11-04,1", "K-A,pickup,2026-11-04,2")
+    csv.save()
+    assert engine.sync(csv.name, "full").conflicts == 1
+    conflict = SyncConflict.objects.get()
+
+    services.issue_invoice(two, services.get_period("2026-11"), today=dt.date(2026, 12, 1))
+    with pytest.raises(engine.SyncError, match="is billed on invoice"):
+        engine.resolve(conflict, "source", "boss")
+    conflict.refresh_from_db()
+    assert conflict.status == ConflictStatus.OPEN
+    assert ServiceEvent.objects.get(external_ref="R-4").quantity == Decimal(3)
