@@ -67,8 +67,10 @@ class ContractFinder:
         wanted = list(wanted)
         customers = {w.customer for w in wanted}
         codes = {w.contract for w in wanted if w.contract}
-        rows = ServiceContract.objects.select_related("customer").filter(
-            Q(customer__code__in=customers) | Q(code__in=codes)
+        rows = (
+            ServiceContract.objects.select_related("customer")
+            .filter(Q(customer__code__in=customers) | Q(code__in=codes))
+            .order_by("start_date", "id")  # messages that list contracts, the same each run
         )
         self.by_customer: dict[str, list[ServiceContract]] = {}
         self.by_code: dict[str, ServiceContract] = {}
