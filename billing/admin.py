@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -20,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing import documents, runs, services
+from billing import documents, events, runs, services
 from billing.models import (
     BillingPeriod,
     BillingRun,
@@ -137,6 +138,7 @@ class CustomerAdmin(admin.ModelAdmin):
 class ServiceContractAdmin(admin.ModelAdmin):
     list_display = [
         "customer",
+        "code",
         "plan",
         "container_size",
         "base_monthly_fee",
@@ -146,18 +148,61 @@ class ServiceContractAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["customer"]
     list_filter = ["container_size", "proration"]
-    search_fields = ["customer__code", "customer__name", "plan"]
+    search_fields = ["code", "customer__code", "customer__name", "plan"]
     raw_id_fields = ["customer"]
+
+
+class ServiceEventForm(forms.ModelForm):
+    """An event typed in by a person follows the rules of imports and drivers
+    (billing/events.py): nothing new or changed in a month already invoiced."""
+
+    class Meta:
+        model = ServiceEvent
+        fields = ["contract", "kind", "date", "quantity", "source", "external_ref"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        contract, day = cleaned.get("contract"), cleaned.get("date")
+        if contract is None or day is None or not self.has_changed():
+            return cleaned
+        original = (
+            ServiceEvent.objects.select_related("contract").filter(pk=self.instance.pk).first()
+            if self.instance.pk
+            else None
+        )
+        for field, problems in events.billing_problems(original, contract, day).items():
+            self.add_error(field if field in self.fields else None, problems)
+        return cleaned
 
 
 @admin.register(ServiceEvent)
 class ServiceEventAdmin(admin.ModelAdmin):
+    form = ServiceEventForm
     list_display = ["date", "contract", "kind", "quantity", "source", "external_ref"]
     list_select_related = ["contract__customer"]
     list_filter = ["kind", "source"]
     date_hierarchy = "date"
-    search_fields = ["contract__customer__code", "external_ref"]
+    search_fields = ["contract__customer__code", "contract__code", "external_ref"]
     raw_id_fields = ["contract"]
+
+    def _billed(self, obj: ServiceEvent | None) -> bool:
+        return (
+            obj is not None
+            and events.invoice_covering(obj.contract.customer_id, obj.date) is not None
+        )
+
+    # An event on an issued invoice is read-only (the invoice is never edited: credit it).
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._billed(obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._billed(obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Bulk deletion does not ask per event whether it is billed: one at a time.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(TaxRule)

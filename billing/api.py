@@ -6,10 +6,14 @@ POST billing                          bill a period or one customer (admin, mana
 GET  billing/invoices                 invoices (a customer sees only their own)
 GET  billing/invoices/<id>            one invoice with its lines and payments
 GET  billing/invoices/<id>/pdf        the invoice PDF (?kind=receipt: the receipt)
+POST billing/events                   record a completed pickup or extra (routing, a
+                                      driver's app, an office person): admin, manager,
+                                      dispatcher, driver; idempotent on external_ref
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
@@ -18,13 +22,24 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import documents, runs, services
-from billing.models import Document, DocumentKind, Invoice, InvoiceLine, Payment
+from billing import documents, events, runs, services
+from billing.models import (
+    Document,
+    DocumentKind,
+    EventKind,
+    EventSource,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    ServiceEvent,
+)
 from queueing import JobEndpoint
 
 # Roles that see every customer's invoices; anyone else sees those of the customers
@@ -173,7 +188,103 @@ def pdf_pending(invoice: Invoice, kind: str) -> Response:
     return response
 
 
+# Who may report completed service: routing's dispatchers and the drivers themselves,
+# besides the office (admin, manager).
+EVENT_ROLES = ("admin", "manager", "dispatcher", "driver")
+
+
+class MayRecordEvents(BasePermission):
+    message = "your role may not record service events"
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return bool(user.is_superuser or user.groups.filter(name__in=EVENT_ROLES).exists())
+
+
+class EventReportSerializer(serializers.Serializer):
+    external_ref = serializers.CharField(max_length=100)
+    customer = serializers.CharField(max_length=40)
+    contract = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    date = serializers.DateField()
+    kind = serializers.ChoiceField(choices=EventKind.choices, default=EventKind.PICKUP)
+    quantity = serializers.DecimalField(
+        max_digits=12, decimal_places=3, min_value=Decimal("0.001"), default=Decimal("1")
+    )
+    # "import" is datasync's: a report over the API comes from routing, a driver or a person.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=[EventSource.ROUTING, EventSource.DRIVER, EventSource.MANUAL],
+        default=EventSource.DRIVER,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in sorted(unknown)})
+        return attrs
+
+
+class ServiceEventSerializer(serializers.ModelSerializer[ServiceEvent]):
+    customer = serializers.CharField(source="contract.customer.code")
+    contract = serializers.CharField(source="contract.code", allow_null=True)
+
+    class Meta:
+        model = ServiceEvent
+        fields = [
+            "id",
+            "external_ref",
+            "customer",
+            "contract",
+            "date",
+            "kind",
+            "quantity",
+            "source",
+        ]
+
+
+class AlreadyInvoiced(APIException):
+    """409 in the API's error shape (code ``conflict``), the reason per field."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "the event's period is already invoiced"
+
+
+class RecordEventView(APIView):
+    """Record one completed pickup or extra: 201 when new, 200 when it was known (same
+    values: unchanged; other values on an unbilled event: updated), 400 naming the field
+    (unknown customer, no contract that day...), 409 when the event or its period is
+    already invoiced (nothing written)."""
+
+    permission_classes = [MayRecordEvents]
+
+    @extend_schema(request=EventReportSerializer, responses={200: ServiceEventSerializer})
+    def post(self, request: Request) -> Response:
+        report = EventReportSerializer(data=request.data)
+        report.is_valid(raise_exception=True)
+        data = report.validated_data
+        try:
+            event, outcome = events.record_event(
+                external_ref=data["external_ref"],
+                customer=data["customer"],
+                contract=data.get("contract") or None,
+                day=data["date"],
+                kind=data["kind"],
+                quantity=data["quantity"],
+                source=data["source"],
+            )
+        except events.EventBilled as exc:
+            raise AlreadyInvoiced(exc.errors) from None
+        except events.EventRefused as exc:
+            raise serializers.ValidationError(exc.errors) from None
+        body = {**ServiceEventSerializer(event).data, "outcome": outcome}
+        created = outcome == "created"
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
 urlpatterns = [
+    path("billing/events", RecordEventView.as_view(), name="billing-events"),
     path(
         "billing",
         BillingRunEndpoint.as_view(task="billing.run_billing"),

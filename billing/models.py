@@ -56,6 +56,9 @@ class Proration(models.TextChoices):
 
 class ServiceContract(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="contracts")
+    # How imports and drivers name the contract when its customer has several at once;
+    # optional: a customer's only contract is found by the customer's code and the date.
+    code = models.CharField(max_length=40, null=True, blank=True, unique=True)
     plan = models.CharField(max_length=100)
     container_size = models.CharField(max_length=20, help_text="e.g. 240L, 660L, 1100L")
     containers = models.PositiveSmallIntegerField(default=1)

@@ -234,10 +234,15 @@ class SyncConflictAdmin(admin.ModelAdmin):
 
     def _resolve(self, request: HttpRequest, queryset: QuerySet[SyncConflict], keep: str) -> None:
         user = getattr(request.user, "username", "")
-        done = [engine.resolve(c, keep, user) for c in queryset.filter(status=ConflictStatus.OPEN)]
-        self.message_user(
-            request, f"{len(done)} conflict(s) resolved: {keep} kept.", messages.SUCCESS
-        )
+        done = 0
+        for conflict in queryset.filter(status=ConflictStatus.OPEN):
+            try:
+                engine.resolve(conflict, keep, user)
+            except engine.SyncError as exc:  # ours may not change any more: left open
+                self.message_user(request, f"conflict {conflict.id}: {exc}", messages.ERROR)
+                continue
+            done += 1
+        self.message_user(request, f"{done} conflict(s) resolved: {keep} kept.", messages.SUCCESS)
 
     @admin.action(description="Resolve: keep the source's version (writes it to our row)")
     def keep_source(self, request: HttpRequest, queryset: QuerySet[SyncConflict]) -> None:

@@ -198,6 +198,10 @@ def _decide(
     counts, target = batch.counts, ctx.target
     source_hash = digest(values)
     if obj is None:
+        refused = target.check_write(None, values)
+        if refused:
+            batch.invalid(ctx, record, refused)  # its new map is not kept (_write)
+            return
         batch.creates.append((record, values))
         mapping.source_hash = mapping.local_hash = source_hash
         return
@@ -211,6 +215,10 @@ def _decide(
     first_link = not mapping.source_hash
     if not first_link and mapping.source_hash == source_hash:
         counts["unchanged"] += 1  # only ours changed: nothing to take from the source
+        return
+    refused = target.check_write(obj, values)
+    if refused:
+        batch.invalid(ctx, record, refused)  # ours stays as it is; reported every run
         return
     take = not (first_link and ctx.source.conflict_policy == ConflictPolicy.LOCAL_WINS)
     if not first_link and mapping.local_hash != local_hash:
@@ -319,7 +327,7 @@ def _write(
                 # nothing to push until we change them.
                 mapping.outbound_hash = digest(ctx.target.local_values(row, outbound))
     ctx.target.update(batch.updates)
-    RecordMap.objects.bulk_create(batch.new_maps)
+    RecordMap.objects.bulk_create([m for m in batch.new_maps if m.external_id not in batch.bad])
     # A bulk UPDATE of many columns is a CASE per column: only for the maps whose record
     # changed. The unchanged ones (most, in a full run) are marked seen in one statement.
     changed = [m for m in batch.touched if _map_state(m) != before[m.id]]
@@ -693,6 +701,9 @@ def resolve(conflict: SyncConflict, keep: str, user: str = "") -> SyncConflict:
         row = target.load([mapping.local_id or 0]).get(mapping.local_id or 0)
         if keep == "source":
             if row is not None:
+                refused = target.check_write(row, conflict.source_values)
+                if refused:  # our row may not change any more (say, an invoiced event)
+                    raise SyncError(f"the source's version cannot be written: {refused}")
                 target.update([(row, conflict.source_values)])
             mapping.source_hash = mapping.local_hash = conflict.source_hash
             mapping.writes += 1

@@ -20,7 +20,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from billing.models import Customer
+from billing import events
+from billing.models import Customer, EventKind, EventSource, ServiceContract, ServiceEvent
 from notifications import reminders
 from notifications.models import Booking, BookingStatus, Recipient
 from routing.models import Depot, ServicePoint, Vehicle
@@ -275,6 +276,11 @@ class Target:
             pks = [obj.pk for obj in objs]
             self.model._default_manager.filter(pk__in=pks).update(**{self.retire_field: False})
 
+    def check_write(self, obj: models.Model | None, values: Values) -> Errors:
+        """Why the record may not be written to ``obj`` (None: a new row), per field;
+        empty when it may. Asked only when the sync is about to create or change a row."""
+        return {}
+
 
 class BookingTarget(Target):
     """Bookings go through notifications' own services so their reminders follow."""
@@ -313,6 +319,99 @@ class BookingTarget(Target):
         for obj in objs:
             if getattr(obj, "status", None) == BookingStatus.SCHEDULED:
                 reminders.cancel_booking(str(getattr(obj, "ref", "")))
+
+
+class ServiceEventTarget(Target):
+    """Billing's service events, by the rules of billing/events.py: the contract found by
+    the customer's code and the date (or the contract's code), an event on an issued
+    invoice never changed, nothing new dated in a period already invoiced."""
+
+    def _wanted(self, values: Values) -> events.Wanted:
+        # A valid record has both: a source must map them (missing_for_create).
+        return events.Wanted(
+            customer=values["customer"],
+            contract=values.get("contract"),
+            date=dt.date.fromisoformat(values["date"]),
+        )
+
+    def missing_for_create(self, mapped: Iterable[str], defaults: Mapping[str, Any]) -> list[str]:
+        mapped = list(mapped)
+        # The contract is found from the customer's code when it is not named.
+        missing = super().missing_for_create([*mapped, "contract"], defaults)
+        return missing if "customer" in mapped else ["customer", *missing]
+
+    def check_references(self, batch: list[Values]) -> dict[int, Errors]:
+        """Unknown codes, then the contract of each event (stored under ``contract`` as
+        its code, when the map names the contract, so our row hashes alike)."""
+        problems = super().check_references(batch)
+        finder = events.ContractFinder(
+            self._wanted(v) for i, v in enumerate(batch) if i not in problems
+        )
+        for position, values in enumerate(batch):
+            if position in problems:
+                continue
+            try:
+                contract = finder.find(self._wanted(values))
+            except events.EventRefused as exc:
+                problems[position] = exc.errors
+                continue
+            if "contract" in values:
+                values["contract"] = contract.code
+        return problems
+
+    def queryset(self) -> models.QuerySet[Any]:
+        return self.model._default_manager.select_related("contract__customer")
+
+    def local_values(self, obj: models.Model, names: Iterable[str]) -> Values:
+        if not isinstance(obj, ServiceEvent):
+            raise TypeError(f"a service event target reads service events, not {obj!r}")
+        values: Values = {}
+        for name in names:
+            if name == "customer":
+                values[name] = obj.contract.customer.code
+            elif name == "contract":
+                values[name] = obj.contract.code
+            else:
+                values[name] = canonical(self.model_field(name), getattr(obj, name))
+        return values
+
+    def check_write(self, obj: models.Model | None, values: Values) -> Errors:
+        if obj is not None and not isinstance(obj, ServiceEvent):
+            raise TypeError(f"a service event target writes service events, not {obj!r}")
+        wanted = self._wanted(values)
+        contract = events.ContractFinder([wanted]).find(wanted)
+        return events.billing_problems(obj, contract, wanted.date)
+
+    def _attributes(self, batch: list[Values]) -> list[Values]:
+        """Model attributes per record (the contract resolved), in order."""
+        finder = events.ContractFinder(self._wanted(v) for v in batch)
+        rows = []
+        for values in batch:
+            contract = finder.find(self._wanted(values))
+            plain = {k: v for k, v in values.items() if k not in ("customer", "contract")}
+            rows.append({**self._python(plain), "contract_id": contract.id})
+        return rows
+
+    def create(self, batch: list[Values], defaults: Mapping[str, Any]) -> list[models.Model]:
+        rows = [
+            ServiceEvent(**{**self.defaults, **defaults, **attributes})
+            for attributes in self._attributes(batch)
+        ]
+        return list(ServiceEvent.objects.bulk_create(rows))
+
+    def update(self, changes: list[tuple[models.Model, Values]]) -> None:
+        touched: set[str] = set()
+        rows: list[ServiceEvent] = []
+        batch = [values for _, values in changes]
+        for (obj, _), attributes in zip(changes, self._attributes(batch), strict=True):
+            if not isinstance(obj, ServiceEvent):
+                raise TypeError(f"a service event target updates service events, not {obj!r}")
+            for attribute, value in attributes.items():
+                setattr(obj, attribute, value)
+                touched.add(attribute)
+            rows.append(obj)
+        if rows:
+            ServiceEvent.objects.bulk_update(rows, sorted(touched))
 
 
 TARGETS: dict[str, Target] = {
@@ -395,6 +494,15 @@ TARGETS: dict[str, Target] = {
             owned=("status",),
             references={"recipient": (Recipient, "ref")},
             modified_field="updated_at",
+        ),
+        ServiceEventTarget(
+            name="service_events",
+            model=ServiceEvent,
+            key="external_ref",
+            fields=("external_ref", "customer", "contract", "kind", "date", "quantity"),
+            required=("external_ref", "customer", "date"),
+            references={"customer": (Customer, "code"), "contract": (ServiceContract, "code")},
+            defaults={"kind": EventKind.PICKUP, "source": EventSource.IMPORT},
         ),
     )
 }
