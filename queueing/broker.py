@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -107,7 +108,8 @@ def tolerate_kombu_restore_failure() -> None:
     and Celery then stops the worker with "Unrecoverable error": a Redis restart kills
     workers. The restore is only an optimisation here: the relay publishes again the jobs
     of messages a worker received and did not run (queueing/inflight.py). So a failed
-    restore is logged and the worker reconnects. Idempotent."""
+    restore is logged and the worker reconnects. The same for an acknowledgement on such
+    a closed channel (_closed_channel_tolerant). Idempotent."""
     from kombu.transport.redis import QoS
 
     original = QoS.restore_unacked_once
@@ -128,3 +130,32 @@ def tolerate_kombu_restore_failure() -> None:
 
     restore_unacked_once.taskyard_tolerant = True  # type: ignore[attr-defined]
     QoS.restore_unacked_once = restore_unacked_once  # type: ignore[method-assign]
+    QoS.ack = _closed_channel_tolerant(QoS.ack, "acknowledged")  # type: ignore[method-assign]
+    QoS.reject = _closed_channel_tolerant(QoS.reject, "rejected")  # type: ignore[method-assign]
+
+
+def _closed_channel_tolerant(original: Any, done: str) -> Any:
+    """kombu's Redis QoS.ack/reject for a message whose channel a connection loss closed:
+    a task that ends after the loss acknowledges on the old channel, whose connection is
+    gone, and kombu raises AttributeError ("'NoneType' object has no attribute 'client'"),
+    which Celery takes for an "Unrecoverable error" and the worker exits (seen after a
+    Redis restart that kept its data). Nothing is lost by not acknowledging: the job's
+    outcome is in the ledger, and kombu's copy, left in its unacked hash, comes back after
+    the visibility timeout, when the claim drops it as a duplicate."""
+    if getattr(original, "taskyard_tolerant", False):
+        return original
+
+    def tolerant(self: Any, delivery_tag: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self.channel, "connection", None) is None:
+            self._delivered.pop(delivery_tag, None)
+            logger.warning(
+                "message %s not %s: its channel closed with a broker connection loss (the "
+                "ledger has the job's outcome; a redelivered copy is dropped by the claim)",
+                delivery_tag,
+                done,
+            )
+            return None
+        return original(self, delivery_tag, *args, **kwargs)
+
+    tolerant.taskyard_tolerant = True  # type: ignore[attr-defined]
+    return tolerant

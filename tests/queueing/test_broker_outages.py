@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
+from kombu import Connection
 
 import queueing
 from queueing import inflight
@@ -333,3 +334,21 @@ def test_a_job_received_by_a_worker_that_dies_runs_again_within_seconds(patient_
     # have been 2 x the task time limit.
     assert (started - killed_at).total_seconds() < 15
     assert_each_ran_exactly_once([str(job.id)])
+
+
+def test_an_acknowledgement_on_a_channel_closed_by_a_connection_loss_is_not_fatal(caplog):
+    """Seen in CI after a Redis restart that kept its data: a task ending after the loss
+    acknowledged on the old channel, kombu raised AttributeError ("'NoneType' object has
+    no attribute 'client'"), Celery called it an "Unrecoverable error" and the worker
+    exited, leaving 204 jobs waiting. Now the acknowledgement is skipped with a warning
+    (queueing/broker.py): the ledger has the outcome, the claim drops a redelivery."""
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        channel = conn.channel()
+        qos = channel.qos
+        channel.close()  # what kombu does to the consumer's channel on a connection loss
+        assert channel.connection is None
+        with caplog.at_level("WARNING", logger="queueing.broker"):
+            qos.ack("tag-of-a-lost-channel")
+            qos.reject("tag-of-a-lost-channel-2", requeue=False)
+    assert "tag-of-a-lost-channel not acknowledged" in caplog.text
+    assert "tag-of-a-lost-channel-2 not rejected" in caplog.text
