@@ -82,6 +82,21 @@ def known_to_stripe(fake_url: str) -> None:
         customer.save(update_fields=["stripe_customer_id"])
 
 
+def unfinished_jobs() -> list[str]:
+    """The billing jobs that did not succeed, as a reader of a failure needs them."""
+    return [
+        f"{name}{kwargs} {status} attempts={attempts} {error_class}: {error}"[:300]
+        for name, kwargs, status, attempts, error_class, error in queueing.Job.objects.exclude(
+            status=queueing.JobStatus.SUCCEEDED
+        )
+        .filter(task_name__startswith="billing.")
+        .exclude(task_name="billing.render_document")
+        .values_list(
+            "task_name", "kwargs", "status", "attempts", "last_error_class", "last_error_message"
+        )[:20]
+    ]
+
+
 def start(fake_url: str):
     # Receipts by the plain-email fallback (the worker's console): this run is about
     # invoicing and charging; the receipt through the notifications app and a real
@@ -136,7 +151,7 @@ def test_a_billing_run_with_killed_workers_and_stripe_faults_bills_and_charges_o
                     f"{Invoice.objects.filter(status=InvoiceStatus.PAID).count()} of {CUSTOMERS} "
                     f"paid, {Invoice.objects.count()} invoiced, payments "
                     f"{Counter(Payment.objects.values_list('status', flat=True))}; "
-                    f"worker log:\n{worker.log()}"
+                    f"jobs not succeeded: {unfinished_jobs()}; worker log:\n{worker.log()}"
                 ),
             )
         finally:
