@@ -17,6 +17,7 @@ from tests.harness import (
     ConditionTimeout,
     ManagedProcess,
     WorkerProcess,
+    delete_keys,
     session_queues,
     start_relay,
     start_worker,
@@ -144,3 +145,11 @@ def _close_publish_breaker():
     from queueing.ledger import enqueue as ledger
 
     ledger._publisher.open_until = 0.0
+
+
+@pytest.fixture
+def fresh_rollups():
+    """The alert checks read the workers' per-minute roll-ups, which live in Redis and
+    outlast a test's database: none left by an earlier test (a worker test's failures
+    would open alerts in a test that checks which alerts open)."""
+    delete_keys("taskyard:minute:*")

@@ -283,7 +283,7 @@ def scratch_databases() -> list[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_truncated_backup_fails_verification_and_alerts_once(
-    backup_dir, settings, caplog, mailoutbox
+    backup_dir, settings, caplog, mailoutbox, fresh_rollups
 ):
     settings.ALERT_EMAILS = ["ops@example.nl"]
     settings.HEALTH_WORKER_QUEUES = []

@@ -96,7 +96,7 @@ def test_readiness_reports_an_open_provider_as_degraded_not_down(scripted_run):
     assert result["degraded"]["costly"]["state"] == "open"
 
 
-def test_the_budget_raises_an_alert(scripted_run, mailoutbox):
+def test_the_budget_raises_an_alert(scripted_run, mailoutbox, fresh_rollups):
     check_alerts()
     alert = Alert.objects.get(key="provider_budget:costly", status="open")
     assert alert.severity == "critical" and "150%" in alert.message

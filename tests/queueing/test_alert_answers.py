@@ -32,7 +32,7 @@ from tests.api.conftest import client_for
 from tests.factories import ended_attempt
 from tests.harness import delete_keys
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_rollups")]
 QUEUE = "isolated"
 
 
@@ -57,12 +57,6 @@ def thresholds(settings):
     }
     yield
     resume_queue(QUEUE)
-
-
-@pytest.fixture(autouse=True)
-def fresh_rollups():
-    """The checks read the workers' minute roll-ups: none left by an earlier test."""
-    delete_keys("taskyard:minute:*")
 
 
 def finished(

@@ -18,16 +18,10 @@ import queueing
 from queueing.control.operations import cancel
 from queueing.models import Alert, AlertStatus
 from queueing.observe.alerts import check
-from tests.harness import delete_keys, wait_until
+from tests.harness import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_rollups")]
 SECRET = "webhook-secret-for-tests"
-
-
-@pytest.fixture(autouse=True)
-def fresh_rollups():
-    """The checks read the workers' minute roll-ups: none left by an earlier test."""
-    delete_keys("taskyard:minute:*")
 
 
 class Inbox:
