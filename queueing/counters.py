@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import redis
 
@@ -91,14 +92,8 @@ def minute_rollups(queues: list[str], minutes: list[int]) -> dict[str, list[dict
     return out
 
 
-def run_percentile(rows: list[dict[str, int]], q: float) -> float | None:
-    """The q-th percentile of run time over roll-up rows, as the upper edge (seconds) of
-    the bucket it falls in; None without data. Bucket precision, by design."""
-    counts = [0] * (len(RUN_BUCKETS) + 1)
-    for row in rows:
-        for index in range(len(RUN_BUCKETS)):
-            counts[index] += row.get(f"run{index}", 0)
-        counts[-1] += row.get("runinf", 0)
+def rank_index(counts: Sequence[int], q: float) -> int | None:
+    """The index of the histogram bucket the q-th percentile falls in; None if empty."""
     total = sum(counts)
     if not total:
         return None
@@ -106,8 +101,22 @@ def run_percentile(rows: list[dict[str, int]], q: float) -> float | None:
     for index, count in enumerate(counts):
         seen += count
         if seen >= rank:
-            return RUN_BUCKETS[index] if index < len(RUN_BUCKETS) else float("inf")
-    return float("inf")
+            return index
+    return len(counts) - 1
+
+
+def run_percentile(rows: list[dict[str, int]], q: float) -> float | None:
+    """The q-th percentile of run time over roll-up rows, as the upper edge (seconds) of
+    the bucket it falls in; None without data. Bucket precision, by design."""
+    counts = [0] * (len(RUN_BUCKETS) + 1)
+    for row in rows:
+        for bucket in range(len(RUN_BUCKETS)):
+            counts[bucket] += row.get(f"run{bucket}", 0)
+        counts[-1] += row.get("runinf", 0)
+    index = rank_index(counts, q)
+    if index is None:
+        return None
+    return RUN_BUCKETS[index] if index < len(RUN_BUCKETS) else float("inf")
 
 
 def observe_attempt(

@@ -28,7 +28,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from queueing.control.pause import paused_queues_in_database
-from queueing.counters import MINUTE_TTL_SECONDS, RUN_BUCKETS, WAIT_BUCKETS, minute_rollups
+from queueing.counters import (
+    MINUTE_TTL_SECONDS,
+    RUN_BUCKETS,
+    WAIT_BUCKETS,
+    minute_rollups,
+    rank_index,
+)
 from queueing.models import AttemptOutcome, Job, JobStatus, QueueStat
 
 logger = logging.getLogger(__name__)
@@ -179,19 +185,6 @@ def queue_overview(queues: list[str] | None = None) -> list[dict]:
 # --- windows: history rows + minute roll-ups ---------------------------------------------
 
 
-def _rank_index(counts: Sequence[int], q: float) -> int | None:
-    """The index of the histogram bucket the q-th percentile falls in; None if empty."""
-    total = sum(counts)
-    if not total:
-        return None
-    rank, seen = q / 100 * total, 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            return index
-    return len(counts) - 1
-
-
 def _histogram_list(row: dict, prefix: str, edges: tuple[float, ...]) -> list[int]:
     """Counts per bucket of a roll-up (``<prefix><index>``, ``<prefix>inf``) or of a
     history row's JSON histogram (prefix "")."""
@@ -249,7 +242,7 @@ class Tally:
     def run_ms(self, q: float) -> float | None:
         """The q-th percentile of run time in ms, as its bucket's upper edge (the top edge
         for the slowest bucket, which has none): counters.run_percentile's rule."""
-        index = _rank_index(self.histogram, q)
+        index = rank_index(self.histogram, q)
         if index is None:
             return None
         return float(RUN_BUCKETS[min(index, len(RUN_BUCKETS) - 1)] * 1000)
@@ -259,7 +252,7 @@ class Tally:
         upper edge infinite past WAIT_BUCKETS' last; None without waits. The latency
         thresholds are bucket edges, so "upper edge over the threshold" is exactly "the
         percentile over the threshold"."""
-        index = _rank_index(self.waits, q)
+        index = rank_index(self.waits, q)
         if index is None:
             return None
         edges = (0.0, *WAIT_BUCKETS, math.inf)
